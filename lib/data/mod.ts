@@ -1,0 +1,7 @@
+/**
+ * Data: tokenizers (and later corpora and batching).
+ *
+ * @module
+ */
+
+export * from "./tokenizer.ts";

@@ -1,0 +1,7 @@
+/**
+ * File formats: safetensors reading and writing.
+ *
+ * @module
+ */
+
+export * from "./safetensors.ts";
