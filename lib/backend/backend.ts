@@ -1,0 +1,141 @@
+/**
+ * The Backend interface: the raw compute contract that both twins (CPU and WebGPU) implement.
+ *
+ * A backend works on opaque {@link Storage} handles and explicit sizes; all shape logic,
+ * broadcasting rules and error messages live one level up, in `lib/ops/`. Every method returns a
+ * fresh storage that the caller owns (and later hands back with {@link Backend.free}).
+ *
+ * @module
+ */
+
+/** Element types a tensor may hold. `f16` needs `shader-f16` on WebGPU. */
+export type DType = "f32" | "f16" | "i32";
+
+/** The typed array that holds host copies of each dtype. */
+export type HostArray = Float32Array | Float16Array | Int32Array;
+
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4 };
+
+/** An opaque handle to device memory (a typed array on the CPU, a GPUBuffer on WebGPU). */
+export interface Storage {
+  /** Which backend made it; ops refuse to mix storages of different backends. */
+  readonly backendId: number;
+}
+
+/** Elementwise binary ops, with numpy broadcasting. */
+export type BinaryOp = "add" | "sub" | "mul" | "div";
+
+/** Elementwise unary ops. `scale` multiplies by `alpha`. */
+export type UnaryOp = "exp" | "log" | "gelu" | "neg" | "sqrt" | "scale" | "relu";
+
+/** Reductions over one axis. */
+export type ReduceOp = "sum" | "mean" | "max";
+
+/**
+ * One (possibly batched) matrix product `out[b] = op(A[b]) · op(B[b]) (+ bias)`.
+ * `op(A)` is [M, K] and `op(B)` is [K, N]; with `transA` A is stored [K, M], with `transB` B is
+ * stored [N, K]. A batch stride of 0 broadcasts a 2-D operand over the batch.
+ */
+export interface MatmulParams {
+  /** Number of output matrices. */
+  batch: number;
+  /** Rows of op(A) and of the output. */
+  M: number;
+  /** Columns of op(B) and of the output. */
+  N: number;
+  /** Inner dimension. */
+  K: number;
+  /** A is stored [K, M] instead of [M, K]. */
+  transA: boolean;
+  /** B is stored [N, K] instead of [K, N]. */
+  transB: boolean;
+  /** Elements between consecutive A matrices (0 = broadcast). */
+  strideA: number;
+  /** Elements between consecutive B matrices (0 = broadcast). */
+  strideB: number;
+}
+
+/**
+ * A strided gather `out[i] = a[offset + Σ_k idx_k(i) · strides[k]]`, where `idx(i)` unravels the
+ * flat output index over `shape`. It serves permute, narrow (slicing) and contiguous copies.
+ */
+export interface StridedParams {
+  /** Output shape (row-major). */
+  shape: number[];
+  /** Input element stride for each output axis. */
+  strides: number[];
+  /** Input element offset of the first output element. */
+  offset: number;
+}
+
+/** The compute contract shared by the CPU reference and the WebGPU backend. */
+export interface Backend {
+  /** `"cpu"` or `"webgpu"`. */
+  readonly kind: "cpu" | "webgpu";
+  /** Unique id, stamped on every storage this backend makes. */
+  readonly id: number;
+  /** Human-readable description: the adapter name for WebGPU. */
+  readonly description: string;
+  /** Whether `f16` storage and arithmetic are available. */
+  readonly hasF16: boolean;
+
+  /** Copies host data into a new storage. */
+  upload(dtype: DType, data: HostArray): Storage;
+  /** A new zero-filled storage of `n` elements. */
+  zeros(dtype: DType, n: number): Storage;
+  /** Copies `n` elements of a storage back to the host. */
+  read(s: Storage, dtype: DType, n: number): Promise<HostArray>;
+  /** Returns a storage to the backend (pool or garbage collector). */
+  free(s: Storage): void;
+  /** Submits pending work and waits for it (no-op on the CPU). */
+  sync(): Promise<void>;
+
+  /** `out = op(A) · op(B) + bias`; out: [batch, M, N], bias: [N] or null. */
+  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage;
+  /**
+   * Broadcasting binary op. `aStrides`/`bStrides` give each input's element stride per output
+   * axis (0 on broadcast axes).
+   */
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    b: Storage,
+    shape: number[],
+    aStrides: number[],
+    bStrides: number[],
+  ): Storage;
+  /** Elementwise unary op over `n` elements (`alpha` is the factor of `scale`). */
+  unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage;
+  /** Reduces a [outer, len, inner] view over its middle axis to [outer, inner]. */
+  reduce(op: ReduceOp, a: Storage, outer: number, len: number, inner: number): Storage;
+  /**
+   * Row softmax (or log-softmax) of a [rows, cols] matrix. With `causal`, row r may only see
+   * columns c ≤ r mod cols (square attention blocks); masked entries are 0 (softmax) or -inf
+   * (log-softmax).
+   */
+  softmax(a: Storage, rows: number, cols: number, log: boolean, causal: boolean): Storage;
+  /** LayerNorm over the last axis: `(x - mean) / sqrt(var + eps) * gamma + beta`. */
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): Storage;
+  /** out[n, :] = table[ids[n], :]; table: [V, C], ids: i32 [n]. */
+  embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage;
+  /** Per-row cross-entropy `logsumexp(logits[r]) - logits[r, targets[r]]`; out: [rows]. */
+  crossEntropy(logits: Storage, targets: Storage, rows: number, V: number): Storage;
+  /** Strided gather (see {@link StridedParams}); keeps the dtype. */
+  strided(a: Storage, dtype: DType, p: StridedParams): Storage;
+  /** Converts `n` elements between f32 and f16. */
+  cast(a: Storage, from: DType, to: DType, n: number): Storage;
+}
+
+let nextBackendId = 1;
+/** Allocates a unique backend id (used by backend constructors). */
+export function newBackendId(): number {
+  return nextBackendId++;
+}

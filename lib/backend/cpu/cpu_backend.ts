@@ -1,0 +1,150 @@
+/**
+ * The CPU backend: the float32 reference twin of every op. Storage is a plain typed array.
+ *
+ * @module
+ */
+
+import {
+  type Backend,
+  type BinaryOp,
+  type DType,
+  type HostArray,
+  type MatmulParams,
+  newBackendId,
+  type ReduceOp,
+  type Storage,
+  type StridedParams,
+  type UnaryOp,
+} from "../backend.ts";
+import {
+  binaryCpu,
+  crossEntropyCpu,
+  embeddingCpu,
+  layerNormCpu,
+  matmulCpu,
+  reduceCpu,
+  softmaxCpu,
+  stridedCpu,
+  unaryCpu,
+} from "./kernels.ts";
+
+/** CPU storage: the data itself. */
+export interface CpuStorage extends Storage {
+  /** The elements. */
+  readonly data: HostArray;
+}
+
+function makeArray(dtype: DType, n: number): HostArray {
+  return dtype === "f32"
+    ? new Float32Array(n)
+    : dtype === "f16"
+    ? new Float16Array(n)
+    : new Int32Array(n);
+}
+
+/** The plain-TypeScript reference backend. */
+export class CpuBackend implements Backend {
+  /** Always `"cpu"`. */
+  readonly kind = "cpu" as const;
+  /** Unique backend id. */
+  readonly id: number = newBackendId();
+  /** Describes the backend for logs. */
+  readonly description = "CPU (TypeScript reference)";
+  /** f16 storage is emulated with Float16Array. */
+  readonly hasF16 = true;
+
+  private wrap(data: HostArray): CpuStorage {
+    return { backendId: this.id, data };
+  }
+  private f32(s: Storage): Float32Array {
+    const d = (s as CpuStorage).data;
+    if (!(d instanceof Float32Array)) throw new TypeError("cpu backend: expected f32 storage");
+    return d;
+  }
+  private i32(s: Storage): Int32Array {
+    const d = (s as CpuStorage).data;
+    if (!(d instanceof Int32Array)) throw new TypeError("cpu backend: expected i32 storage");
+    return d;
+  }
+
+  /** Copies host data into a new storage. */
+  upload(dtype: DType, data: HostArray): Storage {
+    const out = makeArray(dtype, data.length);
+    out.set(data);
+    return this.wrap(out);
+  }
+  /** A zero-filled storage. */
+  zeros(dtype: DType, n: number): Storage {
+    return this.wrap(makeArray(dtype, n));
+  }
+  /** Copies the first `n` elements out. */
+  read(s: Storage, dtype: DType, n: number): Promise<HostArray> {
+    const out = makeArray(dtype, n);
+    out.set((s as CpuStorage).data.subarray(0, n));
+    return Promise.resolve(out);
+  }
+  /** Nothing to do: the garbage collector owns host memory. */
+  free(_s: Storage): void {}
+  /** Nothing is ever pending on the CPU. */
+  sync(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  /** See {@link Backend.matmul}. */
+  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage {
+    return this.wrap(matmulCpu(this.f32(a), this.f32(b), bias ? this.f32(bias) : null, p));
+  }
+  /** See {@link Backend.binary}. */
+  binary(
+    op: BinaryOp,
+    a: Storage,
+    b: Storage,
+    shape: number[],
+    aStrides: number[],
+    bStrides: number[],
+  ): Storage {
+    return this.wrap(binaryCpu(op, this.f32(a), this.f32(b), shape, aStrides, bStrides));
+  }
+  /** See {@link Backend.unary}. */
+  unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage {
+    return this.wrap(unaryCpu(op, this.f32(a).subarray(0, n), alpha));
+  }
+  /** See {@link Backend.reduce}. */
+  reduce(op: ReduceOp, a: Storage, outer: number, len: number, inner: number): Storage {
+    return this.wrap(reduceCpu(op, this.f32(a), outer, len, inner));
+  }
+  /** See {@link Backend.softmax}. */
+  softmax(a: Storage, rows: number, cols: number, log: boolean, causal: boolean): Storage {
+    return this.wrap(softmaxCpu(this.f32(a), rows, cols, log, causal));
+  }
+  /** See {@link Backend.layerNorm}. */
+  layerNorm(
+    x: Storage,
+    gamma: Storage,
+    beta: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): Storage {
+    return this.wrap(layerNormCpu(this.f32(x), this.f32(gamma), this.f32(beta), rows, cols, eps));
+  }
+  /** See {@link Backend.embedding}. */
+  embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage {
+    return this.wrap(embeddingCpu(this.i32(ids), this.f32(table), n, V, C));
+  }
+  /** See {@link Backend.crossEntropy}. */
+  crossEntropy(logits: Storage, targets: Storage, rows: number, V: number): Storage {
+    return this.wrap(crossEntropyCpu(this.f32(logits), this.i32(targets), rows, V));
+  }
+  /** See {@link Backend.strided}. */
+  strided(a: Storage, dtype: DType, p: StridedParams): Storage {
+    const src = (a as CpuStorage).data;
+    return this.wrap(stridedCpu(src, p, (n) => makeArray(dtype, n)));
+  }
+  /** See {@link Backend.cast}. */
+  cast(a: Storage, _from: DType, to: DType, n: number): Storage {
+    const out = makeArray(to, n);
+    out.set((a as CpuStorage).data.subarray(0, n)); // typed-array set rounds to nearest even
+    return this.wrap(out);
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Plain TypeScript kernels of the CPU reference backend: float32 arrays in, float32 arrays out,
+ * the simplest loops that are correct. Each has a WGSL twin in `lib/backend/webgpu/`.
+ *
+ * @module
+ */
+
+import type { BinaryOp, MatmulParams, ReduceOp, StridedParams, UnaryOp } from "../backend.ts";
+
+/** out[b]: [M, N] = op(A[b]) · op(B[b]) (+ bias[N]); f32 accumulation in i-k-j order. */
+export function matmulCpu(
+  a: Float32Array,
+  b: Float32Array,
+  bias: Float32Array | null,
+  p: MatmulParams,
+): Float32Array {
+  const { batch, M, N, K, transA, transB, strideA, strideB } = p;
+  const out = new Float32Array(batch * M * N);
+  const row = new Float32Array(N);
+  for (let z = 0; z < batch; z++) {
+    const a0 = z * strideA, b0 = z * strideB, o0 = z * M * N;
+    for (let i = 0; i < M; i++) {
+      row.fill(0);
+      for (let k = 0; k < K; k++) {
+        const aik = transA ? a[a0 + k * M + i] : a[a0 + i * K + k];
+        if (transB) {
+          for (let j = 0; j < N; j++) row[j] += aik * b[b0 + j * K + k];
+        } else {
+          const bk = b0 + k * N;
+          for (let j = 0; j < N; j++) row[j] += aik * b[bk + j];
+        }
+      }
+      if (bias) { for (let j = 0; j < N; j++) row[j] += bias[j]; }
+      out.set(row, o0 + i * N);
+    }
+  }
+  return out;
+}
+
+/** Unravels flat index `i` over `shape` and dots it with `strides`. */
+function stridedIndex(i: number, shape: number[], strides: number[]): number {
+  let off = 0;
+  for (let d = shape.length - 1; d >= 0; d--) {
+    const n = shape[d];
+    off += (i % n) * strides[d];
+    i = Math.floor(i / n);
+  }
+  return off;
+}
+
+/** Broadcasting binary op over `shape`, inputs addressed through their strides. */
+export function binaryCpu(
+  op: BinaryOp,
+  a: Float32Array,
+  b: Float32Array,
+  shape: number[],
+  aStrides: number[],
+  bStrides: number[],
+): Float32Array {
+  const n = shape.reduce((x, y) => x * y, 1);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = a[stridedIndex(i, shape, aStrides)];
+    const y = b[stridedIndex(i, shape, bStrides)];
+    out[i] = op === "add" ? x + y : op === "sub" ? x - y : op === "mul" ? x * y : x / y;
+  }
+  return out;
+}
+
+/** GPT-2's tanh approximation of GELU. */
+export function gelu(x: number): number {
+  const c = Math.sqrt(2 / Math.PI);
+  return 0.5 * x * (1 + Math.tanh(c * (x + 0.044715 * x * x * x)));
+}
+
+/** Elementwise unary op. */
+export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Array {
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i];
+    switch (op) {
+      case "exp":
+        out[i] = Math.exp(x);
+        break;
+      case "log":
+        out[i] = Math.log(x);
+        break;
+      case "gelu":
+        out[i] = gelu(x);
+        break;
+      case "neg":
+        out[i] = -x;
+        break;
+      case "sqrt":
+        out[i] = Math.sqrt(x);
+        break;
+      case "relu":
+        out[i] = x > 0 ? x : 0;
+        break;
+      case "scale":
+        out[i] = x * alpha;
+        break;
+    }
+  }
+  return out;
+}
+
+/** Reduces a [outer, len, inner] array over its middle axis. */
+export function reduceCpu(
+  op: ReduceOp,
+  a: Float32Array,
+  outer: number,
+  len: number,
+  inner: number,
+): Float32Array {
+  const out = new Float32Array(outer * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      let acc = op === "max" ? -Infinity : 0;
+      for (let l = 0; l < len; l++) {
+        const x = a[(o * len + l) * inner + i];
+        acc = op === "max" ? Math.max(acc, x) : acc + x;
+      }
+      out[o * inner + i] = op === "mean" ? acc / len : acc;
+    }
+  }
+  return out;
+}
+
+/** Row softmax / log-softmax with an optional causal mask (see Backend.softmax). */
+export function softmaxCpu(
+  a: Float32Array,
+  rows: number,
+  cols: number,
+  log: boolean,
+  causal: boolean,
+): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    const last = causal ? r % cols : cols - 1; // last visible column
+    let max = -Infinity;
+    for (let c = 0; c <= last; c++) max = Math.max(max, a[o + c]);
+    let sum = 0;
+    for (let c = 0; c <= last; c++) sum += Math.exp(a[o + c] - max);
+    const lse = Math.log(sum);
+    for (let c = 0; c < cols; c++) {
+      if (c > last) out[o + c] = log ? -Infinity : 0;
+      else out[o + c] = log ? a[o + c] - max - lse : Math.exp(a[o + c] - max) / sum;
+    }
+  }
+  return out;
+}
+
+/** LayerNorm over rows of a [rows, cols] matrix (biased variance, as PyTorch). */
+export function layerNormCpu(
+  x: Float32Array,
+  gamma: Float32Array,
+  beta: Float32Array,
+  rows: number,
+  cols: number,
+  eps: number,
+): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let mean = 0;
+    for (let c = 0; c < cols; c++) mean += x[o + c];
+    mean /= cols;
+    let v = 0;
+    for (let c = 0; c < cols; c++) v += (x[o + c] - mean) ** 2;
+    const rstd = 1 / Math.sqrt(v / cols + eps);
+    for (let c = 0; c < cols; c++) out[o + c] = (x[o + c] - mean) * rstd * gamma[c] + beta[c];
+  }
+  return out;
+}
+
+/** Gathers rows of a [V, C] table; an id outside [0, V) is an error. */
+export function embeddingCpu(
+  ids: Int32Array,
+  table: Float32Array,
+  n: number,
+  V: number,
+  C: number,
+): Float32Array {
+  const out = new Float32Array(n * C);
+  for (let i = 0; i < n; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < V)) {
+      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${V})`);
+    }
+    out.set(table.subarray(id * C, id * C + C), i * C);
+  }
+  return out;
+}
+
+/** Per-row cross-entropy of [rows, V] logits against integer targets. */
+export function crossEntropyCpu(
+  logits: Float32Array,
+  targets: Int32Array,
+  rows: number,
+  V: number,
+): Float32Array {
+  const out = new Float32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    const t = targets[r];
+    if (!(t >= 0 && t < V)) {
+      throw new RangeError(`crossEntropy: target ${t} at row ${r} is outside [0, ${V})`);
+    }
+    const o = r * V;
+    let max = -Infinity;
+    for (let c = 0; c < V; c++) max = Math.max(max, logits[o + c]);
+    let sum = 0;
+    for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c] - max);
+    out[r] = Math.log(sum) + max - logits[o + t];
+  }
+  return out;
+}
+
+/** Strided gather (see StridedParams) for any typed array. */
+export function stridedCpu<T extends Float32Array | Float16Array | Int32Array>(
+  a: T,
+  p: StridedParams,
+  make: (n: number) => T,
+): T {
+  const n = p.shape.reduce((x, y) => x * y, 1);
+  const out = make(n);
+  for (let i = 0; i < n; i++) out[i] = a[p.offset + stridedIndex(i, p.shape, p.strides)];
+  return out;
+}

@@ -1,0 +1,220 @@
+/**
+ * The WebGPU engine: one device, a buffer pool, a pipeline cache and command batching.
+ *
+ * Ops record compute passes into one open command encoder. The encoder is submitted when a
+ * readback needs its results, before an upload (so that `queue.writeBuffer` cannot overtake
+ * recorded work that reads a recycled buffer), or when {@link MAX_BATCH} dispatches are pending.
+ * Each dispatch's parameters go into a slot of one uniform "ring" buffer, written just before the
+ * submit; the queue orders that write after every earlier submission, so one ring is enough.
+ *
+ * @module
+ */
+
+/** Dispatches recorded before the encoder is submitted. */
+export const MAX_BATCH = 256;
+/** Uniform slot size: the minimum dynamic-offset alignment WebGPU guarantees. */
+const SLOT_BYTES = 256;
+/** u32 words of parameters each kernel may receive (`array<vec4<u32>, 8>`). */
+export const PARAM_WORDS = 32;
+/** Threads per workgroup of the 1-D kernels. */
+export const WG = 256;
+
+/** A WGSL kernel: `key` names it in the pipeline cache, `code` is its full source. */
+export interface Kernel {
+  /** Cache key: kernel family plus every constant baked into the code. */
+  key: string;
+  /** Full WGSL source. */
+  code: string;
+}
+
+/** Raw bit pattern of an f32, for passing floats through the u32 parameter block. */
+export function f32Bits(x: number): number {
+  return new Uint32Array(new Float32Array([x]).buffer)[0];
+}
+
+/** Workgroup counts for `n` threads of a 1-D kernel, folded into y past 65535 groups. */
+export function groups1d(n: number): [number, number, number] {
+  const g = Math.max(1, Math.ceil(n / WG));
+  const x = Math.min(g, 65535);
+  return [x, Math.ceil(g / x), 1];
+}
+
+/** Owns a GPUDevice and everything needed to run kernels on it. */
+export class GpuEngine {
+  /** The device. */
+  readonly device: GPUDevice;
+  /** The adapter's description, for logs. */
+  readonly description: string;
+  /** Whether the device was created with `shader-f16`. */
+  readonly hasF16: boolean;
+  /** Whether the adapter is a CPU (software) implementation. */
+  readonly isSoftware: boolean;
+
+  private pool = new Map<number, GPUBuffer[]>();
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | null = null;
+  private pending = 0;
+  private ring: GPUBuffer;
+  private ringData = new Uint32Array((MAX_BATCH * SLOT_BYTES) / 4);
+  private errors: string[] = [];
+  /** Bytes currently handed out from the pool (live tensors). */
+  liveBytes = 0;
+  /** Peak of {@link liveBytes}. */
+  peakBytes = 0;
+  /** Dispatches recorded since the engine was made. */
+  dispatches = 0;
+
+  constructor(device: GPUDevice, description: string, isSoftware: boolean) {
+    this.device = device;
+    this.description = description;
+    this.isSoftware = isSoftware;
+    this.hasF16 = device.features.has("shader-f16");
+    this.ring = device.createBuffer({
+      size: MAX_BATCH * SLOT_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    device.addEventListener("uncapturederror", (e) => {
+      const msg = (e as GPUUncapturedErrorEvent).error.message;
+      this.errors.push(msg);
+      console.error(`loralab webgpu error: ${msg}`);
+    });
+  }
+
+  /** Throws if the device reported any error since the last check. */
+  checkErrors(): void {
+    if (this.errors.length) {
+      const all = this.errors.splice(0);
+      throw new Error(`WebGPU error: ${all.join("; ")}`);
+    }
+  }
+
+  /** A storage buffer of at least `bytes` bytes, from the pool when one fits exactly. */
+  alloc(bytes: number): GPUBuffer {
+    const size = Math.max(SLOT_BYTES, Math.ceil(bytes / SLOT_BYTES) * SLOT_BYTES);
+    const max = this.device.limits.maxStorageBufferBindingSize;
+    if (size > max) {
+      throw new RangeError(`webgpu: a buffer of ${bytes} bytes exceeds the device limit ${max}`);
+    }
+    this.liveBytes += size;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
+    const free = this.pool.get(size);
+    if (free && free.length) return free.pop()!;
+    return this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Hands a buffer back to the pool. Safe while recorded work still uses it (queue order). */
+  release(buf: GPUBuffer): void {
+    this.liveBytes -= buf.size;
+    let list = this.pool.get(buf.size);
+    if (!list) this.pool.set(buf.size, list = []);
+    list.push(buf);
+  }
+
+  /** Destroys every pooled (free) buffer. */
+  trim(): void {
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+  }
+
+  /** Writes host bytes into a buffer, after submitting recorded work that might read it. */
+  write(buf: GPUBuffer, data: ArrayBufferView): void {
+    this.flush();
+    // writeBuffer needs a multiple of 4 bytes.
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+    padded.set(bytes);
+    this.device.queue.writeBuffer(buf, 0, padded);
+  }
+
+  /** Records `copyBufferToBuffer` of `bytes` bytes (rounded up to 4). */
+  copy(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
+    this.enc().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
+  }
+
+  private enc(): GPUCommandEncoder {
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private pipeline(k: Kernel): GPUComputePipeline {
+    let p = this.pipelines.get(k.key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: k.code, label: k.key });
+      p = this.device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+        label: k.key,
+      });
+      this.pipelines.set(k.key, p);
+    }
+    return p;
+  }
+
+  /**
+   * Records one dispatch of kernel `k`: binding 0 is the parameter block, bindings 1… are
+   * `buffers` in order.
+   */
+  run(k: Kernel, buffers: GPUBuffer[], params: number[], groups: [number, number, number]): void {
+    if (params.length > PARAM_WORDS) throw new Error(`${k.key}: too many parameters`);
+    if (this.pending >= MAX_BATCH) this.flush();
+    const slot = this.pending++;
+    this.ringData.fill(0, (slot * SLOT_BYTES) / 4, ((slot + 1) * SLOT_BYTES) / 4);
+    for (let i = 0; i < params.length; i++) this.ringData[(slot * SLOT_BYTES) / 4 + i] = params[i];
+    const pipe = this.pipeline(k);
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.ring, offset: slot * SLOT_BYTES, size: 128 } },
+    ];
+    buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
+    const bind = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+    const pass = this.enc().beginComputePass();
+    pass.setPipeline(pipe);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    pass.end();
+    this.dispatches++;
+  }
+
+  /** Submits recorded work (without waiting for it). */
+  flush(): void {
+    if (!this.encoder) return;
+    if (this.pending) {
+      this.device.queue.writeBuffer(
+        this.ring,
+        0,
+        this.ringData,
+        0,
+        (this.pending * SLOT_BYTES) / 4,
+      );
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.pending = 0;
+  }
+
+  /** Submits recorded work and waits until the GPU has finished it. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.checkErrors();
+  }
+
+  /** Copies `bytes` bytes of a buffer back to the host. */
+  async read(buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    const staging = this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.enc().copyBufferToBuffer(buf, 0, staging, 0, size);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = staging.getMappedRange().slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    this.checkErrors();
+    return out;
+  }
+}

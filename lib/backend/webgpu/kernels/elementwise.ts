@@ -1,0 +1,80 @@
+/**
+ * WGSL elementwise kernels: unary maps and broadcasting binary ops (twins of
+ * `unaryCpu` and `binaryCpu`).
+ *
+ * @module
+ */
+
+import type { BinaryOp, UnaryOp } from "../../backend.ts";
+import type { Kernel } from "../engine.ts";
+import { MAIN_1D, PRELUDE } from "./common.ts";
+
+/** Maximum rank of a broadcasting binary op (higher ranks are collapsed by the caller). */
+export const MAX_RANK = 6;
+
+const UNARY: Record<UnaryOp, string> = {
+  exp: "exp(x)",
+  log: "log(x)",
+  // tanh written out with a clamp: some drivers return NaN for tanh of large arguments.
+  gelu: "gelu(x)",
+  neg: "-x",
+  sqrt: "sqrt(x)",
+  relu: "max(x, 0.0)",
+  scale: "x * pf(1u)",
+};
+
+/** out[i] = f(a[i]); params: n, alpha. */
+export function unaryKernel(op: UnaryOp): Kernel {
+  return {
+    key: `unary:${op}`,
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+fn gelu(x: f32) -> f32 {
+  let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
+  let e = exp(2.0 * u);
+  return 0.5 * x * (1.0 + (e - 1.0) / (e + 1.0));
+}
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  let x = A[i];
+  O[i] = ${UNARY[op]};
+}`,
+  };
+}
+
+const BINARY: Record<BinaryOp, string> = { add: "x + y", sub: "x - y", mul: "x * y", div: "x / y" };
+
+/**
+ * out[i] = a[ia] op b[ib] over a broadcast shape of rank ≤ 6.
+ * params: n, rank, shape[6] (words 2..7), aStrides[6] (8..13), bStrides[6] (14..19).
+ */
+export function binaryKernel(op: BinaryOp): Kernel {
+  return {
+    key: `binary:${op}`,
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read> B: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  let rank = pu(1u);
+  var rem = i;
+  var ia = 0u;
+  var ib = 0u;
+  for (var d = 0u; d < rank; d++) {
+    let ax = rank - 1u - d;
+    let n = pu(2u + ax);
+    let c = rem % n;
+    rem = rem / n;
+    ia += c * pu(8u + ax);
+    ib += c * pu(14u + ax);
+  }
+  let x = A[ia];
+  let y = B[ib];
+  O[i] = ${BINARY[op]};
+}`,
+  };
+}

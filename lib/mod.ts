@@ -1,0 +1,23 @@
+/**
+ * loralab: LoRA and QLoRA fine-tuning on WebGPU, with a plain-TypeScript CPU twin.
+ *
+ * @example
+ * ```ts
+ * import { getDevice, matmul, Tensor } from "./lib/mod.ts";
+ * const dev = await getDevice();
+ * const a = Tensor.randn([64, 32], { device: dev, seed: 1 });
+ * const b = Tensor.randn([32, 16], { device: dev, seed: 2 });
+ * console.log(await matmul(a, b).toArray());
+ * ```
+ *
+ * @module
+ */
+
+export * from "./backend/backend.ts";
+export * from "./backend/device.ts";
+export { CpuBackend } from "./backend/cpu/cpu_backend.ts";
+export { WebGpuBackend } from "./backend/webgpu/webgpu_backend.ts";
+export { GpuEngine } from "./backend/webgpu/engine.ts";
+export * from "./tensor.ts";
+export * from "./rng.ts";
+export * from "./ops/mod.ts";

@@ -1,0 +1,90 @@
+/**
+ * Matrix products: 2-D and batched, either operand transposed, optional bias.
+ *
+ * @module
+ */
+
+import { fmtShape, numel, Tensor } from "../tensor.ts";
+import { needDtype, sameBackend } from "./util.ts";
+
+/** Options of {@link matmul}. */
+export interface MatmulOptions {
+  /** Use the transpose of `a`'s last two dims. */
+  transA?: boolean;
+  /** Use the transpose of `b`'s last two dims (`x · Wᵀ` for a [out, in] weight). */
+  transB?: boolean;
+  /** Bias [N] added to every output row. */
+  bias?: Tensor;
+}
+
+/**
+ * `op(a) · op(b) (+ bias)`. a: [..., M, K] (or [..., K, M] with transA), b: [..., K, N] (or
+ * [..., N, K] with transB). Batch dims must be equal, or one operand must be 2-D (it is then
+ * shared by every batch). Result: [...batch, M, N].
+ *
+ * @example
+ * ```ts
+ * const y = matmul(x, w, { transB: true, bias: b }); // x: [B, T, in], w: [out, in] -> [B, T, out]
+ * ```
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const transA = opts.transA ?? false, transB = opts.transB ?? false;
+  const bias = opts.bias;
+  sameBackend("matmul", a, b, ...(bias ? [bias] : []));
+  needDtype("matmul", a, "f32", "a");
+  needDtype("matmul", b, "f32", "b");
+  const sa = `${fmtShape(a.shape)}${transA ? "ᵀ" : ""}`;
+  const sb = `${fmtShape(b.shape)}${transB ? "ᵀ" : ""}`;
+  if (a.ndim < 2 || b.ndim < 2) {
+    throw new RangeError(`matmul: ${sa} @ ${sb}: operands need at least 2 dims`);
+  }
+  const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
+  const M = transA ? ac : ar, Ka = transA ? ar : ac;
+  const Kb = transB ? bc : br, N = transB ? br : bc;
+  if (Ka !== Kb) throw new RangeError(`matmul: ${sa} @ ${sb}: inner dims ${Ka} and ${Kb} differ`);
+  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  let batchShape: readonly number[];
+  if (batchA.length && batchB.length) {
+    if (fmtShape(batchA) !== fmtShape(batchB)) {
+      throw new RangeError(
+        `matmul: ${sa} @ ${sb}: batch dims ${fmtShape(batchA)} and ${fmtShape(batchB)} differ`,
+      );
+    }
+    batchShape = batchA;
+  } else batchShape = batchA.length ? batchA : batchB;
+  if (bias) {
+    needDtype("matmul", bias, "f32", "bias");
+    if (bias.ndim !== 1 || bias.shape[0] !== N) {
+      throw new RangeError(`matmul: bias ${fmtShape(bias.shape)} should be [${N}]`);
+    }
+  }
+  const batch = numel(batchShape);
+  const outShape = [...batchShape, M, N];
+  const dev = a.backend;
+  const bs = bias ? bias.storage : null;
+  // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
+  if (batchA.length && !batchB.length && !transA) {
+    const s = dev.matmul(a.storage, b.storage, bs, {
+      batch: 1,
+      M: batch * M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      strideA: 0,
+      strideB: 0,
+    });
+    return new Tensor(dev, s, outShape, "f32");
+  }
+  const s = dev.matmul(a.storage, b.storage, bs, {
+    batch,
+    M,
+    N,
+    K: Ka,
+    transA,
+    transB,
+    strideA: batchA.length ? M * Ka : 0,
+    strideB: batchB.length ? Ka * N : 0,
+  });
+  return new Tensor(dev, s, outShape, "f32");
+}

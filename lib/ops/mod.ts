@@ -1,0 +1,11 @@
+/**
+ * All forward ops, on either backend.
+ *
+ * @module
+ */
+
+export * from "./matmul.ts";
+export * from "./elementwise.ts";
+export * from "./reduce.ts";
+export * from "./shape.ts";
+export * from "./nn.ts";

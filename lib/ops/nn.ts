@@ -1,0 +1,142 @@
+/**
+ * Neural-network ops: softmax, log-softmax, LayerNorm, embedding, cross-entropy and causal
+ * self-attention (composed of the others).
+ *
+ * @module
+ */
+
+import { fmtShape, scope, Tensor } from "../tensor.ts";
+import { scale } from "./elementwise.ts";
+import { matmul } from "./matmul.ts";
+import { mean } from "./reduce.ts";
+import { permute } from "./shape.ts";
+import { needDtype, sameBackend } from "./util.ts";
+
+/** Options of {@link softmax} and {@link logSoftmax}. */
+export interface SoftmaxOptions {
+  /**
+   * Mask the future: the last two dims must be a square [T, T] block, and row t sees columns
+   * 0..t only (masked entries are 0, or -inf for log-softmax).
+   */
+  causal?: boolean;
+}
+
+function softmaxImpl(name: string, a: Tensor, log: boolean, opts: SoftmaxOptions): Tensor {
+  needDtype(name, a, "f32");
+  if (a.ndim < 1) throw new RangeError(`${name}: needs at least 1 dim`);
+  const cols = a.shape[a.ndim - 1];
+  const causal = opts.causal ?? false;
+  if (causal && (a.ndim < 2 || a.shape[a.ndim - 2] !== cols)) {
+    throw new RangeError(`${name}: causal needs square [T, T] last dims, got ${fmtShape(a.shape)}`);
+  }
+  const rows = a.size / Math.max(cols, 1);
+  return new Tensor(
+    a.backend,
+    a.backend.softmax(a.storage, rows, cols, log, causal),
+    a.shape,
+    "f32",
+  );
+}
+
+/** Softmax over the last axis. */
+export function softmax(a: Tensor, opts: SoftmaxOptions = {}): Tensor {
+  return softmaxImpl("softmax", a, false, opts);
+}
+
+/** Log-softmax over the last axis (computed stably, not as log(softmax)). */
+export function logSoftmax(a: Tensor, opts: SoftmaxOptions = {}): Tensor {
+  return softmaxImpl("logSoftmax", a, true, opts);
+}
+
+/** LayerNorm over the last axis: x: [..., C], gamma and beta: [C]. */
+export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): Tensor {
+  sameBackend("layerNorm", x, gamma, beta);
+  needDtype("layerNorm", x, "f32", "x");
+  const C = x.shape[x.ndim - 1];
+  for (const [n, t] of [["gamma", gamma], ["beta", beta]] as const) {
+    needDtype("layerNorm", t, "f32", n);
+    if (t.ndim !== 1 || t.shape[0] !== C) {
+      throw new RangeError(`layerNorm: ${n} ${fmtShape(t.shape)} should be [${C}]`);
+    }
+  }
+  const rows = x.size / C;
+  const s = x.backend.layerNorm(x.storage, gamma.storage, beta.storage, rows, C, eps);
+  return new Tensor(x.backend, s, x.shape, "f32");
+}
+
+/**
+ * Looks up rows of a [V, C] table: ids (i32, any shape) → [...ids.shape, C]. An id outside
+ * [0, V) is an error on the CPU and a NaN row on WebGPU (kernels cannot throw).
+ */
+export function embedding(ids: Tensor, table: Tensor): Tensor {
+  sameBackend("embedding", ids, table);
+  needDtype("embedding", ids, "i32", "ids");
+  needDtype("embedding", table, "f32", "table");
+  if (table.ndim !== 2) {
+    throw new RangeError(`embedding: table ${fmtShape(table.shape)} is not 2-D`);
+  }
+  const [V, C] = table.shape;
+  const s = ids.backend.embedding(ids.storage, table.storage, ids.size, V, C);
+  return new Tensor(ids.backend, s, [...ids.shape, C], "f32");
+}
+
+/**
+ * Mean cross-entropy of logits [..., V] against integer targets [...] (i32). A target outside
+ * [0, V) is an error on the CPU and gives NaN on WebGPU.
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const rows = crossEntropyRows(logits, targets);
+  const flat = rows.reshape([rows.size]);
+  const m = mean(flat, 0);
+  rows.dispose();
+  flat.dispose();
+  return m;
+}
+
+/** Per-position cross-entropy: logits [..., V], targets [...] → losses [...]. */
+export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
+  sameBackend("crossEntropy", logits, targets);
+  needDtype("crossEntropy", logits, "f32", "logits");
+  needDtype("crossEntropy", targets, "i32", "targets");
+  const V = logits.shape[logits.ndim - 1];
+  const lead = logits.shape.slice(0, -1);
+  if (fmtShape(lead) !== fmtShape(targets.shape)) {
+    throw new RangeError(
+      `crossEntropy: logits ${fmtShape(logits.shape)} and targets ${
+        fmtShape(targets.shape)
+      } disagree`,
+    );
+  }
+  const s = logits.backend.crossEntropy(logits.storage, targets.storage, targets.size, V);
+  return new Tensor(logits.backend, s, lead, "f32");
+}
+
+/**
+ * Causal multi-head self-attention of projected q, k, v: each [B, T, C] with C = nHead · hd.
+ * Returns [B, T, C] = concat_h softmax(q_h k_hᵀ / √hd, causal) v_h.
+ */
+export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
+  sameBackend("causalSelfAttention", q, k, v);
+  const shp = fmtShape(q.shape);
+  if (q.ndim !== 3 || fmtShape(k.shape) !== shp || fmtShape(v.shape) !== shp) {
+    throw new RangeError(
+      `causalSelfAttention: q, k, v must share a [B, T, C] shape, got ${shp}, ${
+        fmtShape(k.shape)
+      }, ${fmtShape(v.shape)}`,
+    );
+  }
+  const [B, T, C] = q.shape;
+  if (!Number.isInteger(nHead) || nHead < 1 || C % nHead !== 0) {
+    throw new RangeError(`causalSelfAttention: C=${C} is not divisible by nHead=${nHead}`);
+  }
+  const hd = C / nHead;
+  return scope(() => {
+    // [B, T, C] -> [B, nh, T, hd]
+    const heads = (x: Tensor) => permute(x.reshape([B, T, nHead, hd]), [0, 2, 1, 3]);
+    const qh = heads(q), kh = heads(k), vh = heads(v);
+    const att = scale(matmul(qh, kh, { transB: true }), 1 / Math.sqrt(hd)); // [B, nh, T, T]
+    const p = softmax(att, { causal: true });
+    const y = matmul(p, vh); // [B, nh, T, hd]
+    return permute(y, [0, 2, 1, 3]).reshape([B, T, C]);
+  });
+}

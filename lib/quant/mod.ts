@@ -1,0 +1,61 @@
+/**
+ * Quantized storage formats for weights, on the CPU in plain TypeScript: f16/bf16, int8
+ * absmax (per tensor or per row), 4-bit blockwise NF4/FP4/int4 with optional double
+ * quantization of the absmax constants, packed u32 codes for GPU kernels, and an error study.
+ *
+ * @example
+ * ```ts
+ * import { quantize } from "./mod.ts";
+ * const w = new Float32Array(1024).map((_, i) => Math.sin(i));
+ * const q = quantize(w, [32, 32], "nf4", { blockSize: 64, doubleQuant: true });
+ * q.bitsPerParameter; // bits per weight, from the arrays held
+ * q.dequantize(); // Float32Array [1024]
+ * ```
+ *
+ * @module
+ */
+
+export type { QuantFormat, QuantizedWeight } from "./weight.ts";
+export {
+  bf16BitsToF32,
+  bf16BitsToF32Bits,
+  f16BitsToF32,
+  f16BitsToF32Bits,
+  f32BitsToBf16Bits,
+  f32BitsToF16Bits,
+  f32ToBf16Bits,
+  f32ToF16Bits,
+  fromBf16Bits,
+  fromF16Bits,
+  toBf16Bits,
+  toF16Bits,
+} from "./f16.ts";
+export { F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./float.ts";
+export { Int8Weight, quantizeInt8, quantizeInt8Rows } from "./int8.ts";
+export {
+  codeTable,
+  type Format4,
+  FP4_VALUES,
+  INT4_VALUES,
+  nearestCode,
+  NF4_VALUES,
+} from "./codes.ts";
+export { nibbleAt, nibblesToBytes, packNibbles, unpackNibbles } from "./pack.ts";
+export {
+  type Blockwise4Options,
+  Blockwise4Weight,
+  checkBlockSize,
+  DEFAULT_BLOCK_SIZE,
+  quantizeBlockwise4,
+  quantizeFP4,
+  quantizeInt4,
+  quantizeNF4,
+} from "./blockwise.ts";
+export { DoubleQuantAbsmax, doubleQuantize, DQ_BLOCK_SIZE } from "./double_quant.ts";
+export { quantize, type QuantizeOptions } from "./quantize.ts";
+export {
+  type ErrorStats,
+  errorStats,
+  quantizationError,
+  type QuantizationReport,
+} from "./error.ts";
