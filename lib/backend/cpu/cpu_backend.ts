@@ -53,14 +53,17 @@ export class CpuBackend implements Backend {
   /** f16 storage is emulated with Float16Array. */
   readonly hasF16 = true;
 
+  /** Stamps host data as this backend's storage. */
   private wrap(data: HostArray): CpuStorage {
     return { backendId: this.id, data };
   }
+  /** The f32 array behind a storage. */
   private f32(s: Storage): Float32Array {
     const d = (s as CpuStorage).data;
     if (!(d instanceof Float32Array)) throw new TypeError("cpu backend: expected f32 storage");
     return d;
   }
+  /** The i32 array behind a storage. */
   private i32(s: Storage): Int32Array {
     const d = (s as CpuStorage).data;
     if (!(d instanceof Int32Array)) throw new TypeError("cpu backend: expected i32 storage");

@@ -76,6 +76,7 @@ export function gelu(x: number): number {
 /** Elementwise unary op. */
 export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Array {
   const out = new Float32Array(a.length);
+  const al = Math.fround(alpha); // the GPU twin receives alpha as an f32
   for (let i = 0; i < a.length; i++) {
     const x = a[i];
     switch (op) {
@@ -98,7 +99,7 @@ export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Ar
         out[i] = x > 0 ? x : 0;
         break;
       case "scale":
-        out[i] = x * alpha;
+        out[i] = x * al;
         break;
     }
   }

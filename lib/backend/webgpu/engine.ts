@@ -64,6 +64,7 @@ export class GpuEngine {
   /** Dispatches recorded since the engine was made. */
   dispatches = 0;
 
+  /** Wraps a device; `isSoftware` marks CPU-emulated adapters such as lavapipe. */
   constructor(device: GPUDevice, description: string, isSoftware: boolean) {
     this.device = device;
     this.description = description;
@@ -121,6 +122,7 @@ export class GpuEngine {
 
   /** Writes host bytes into a buffer, after submitting recorded work that might read it. */
   write(buf: GPUBuffer, data: ArrayBufferView): void {
+    if (data.byteLength === 0) return; // Deno 2.9.6 panics on an empty writeBuffer
     this.flush();
     // writeBuffer needs a multiple of 4 bytes.
     const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -134,11 +136,13 @@ export class GpuEngine {
     this.enc().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
   }
 
+  /** The open command encoder (made on first use after a flush). */
   private enc(): GPUCommandEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     return this.encoder;
   }
 
+  /** The compiled pipeline of a kernel, from the cache when possible. */
   private pipeline(k: Kernel): GPUComputePipeline {
     let p = this.pipelines.get(k.key);
     if (!p) {

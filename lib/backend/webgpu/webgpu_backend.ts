@@ -17,7 +17,7 @@ import {
   type StridedParams,
   type UnaryOp,
 } from "../backend.ts";
-import { f32Bits, GpuEngine, groups1d } from "./engine.ts";
+import { f32Bits, type GpuEngine, groups1d } from "./engine.ts";
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import { matmulKernel, TILE } from "./kernels/matmul.ts";
@@ -44,6 +44,7 @@ export class WebGpuBackend implements Backend {
   readonly engine: GpuEngine;
   private dummy: GPUBuffer;
 
+  /** A backend over an engine. */
   constructor(engine: GpuEngine) {
     this.engine = engine;
     this.dummy = engine.alloc(4);
@@ -57,13 +58,16 @@ export class WebGpuBackend implements Backend {
     return this.engine.hasF16;
   }
 
+  /** The buffer behind a storage of this backend. */
   private buf(s: Storage): GPUBuffer {
     if (s.backendId !== this.id) throw new Error("webgpu backend: storage from another backend");
     return (s as GpuStorage).buffer;
   }
+  /** A fresh pooled output buffer of `n` elements. */
   private out(n: number, dtype: DType = "f32"): GpuStorage {
     return { backendId: this.id, buffer: this.engine.alloc(n * DTYPE_BYTES[dtype]) };
   }
+  /** Throws unless f16 is usable when `dtype` is f16. */
   private need16(dtype: DType): void {
     if (dtype === "f16" && !this.hasF16) {
       throw new Error(

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the system packages loralab's tests need on Debian 12, when they are missing:
+#   mesa-vulkan-drivers  Mesa's lavapipe: a software Vulkan driver, so WebGPU (and every WGSL
+#                        kernel) runs on machines without a GPU.
+# As root it installs them with apt-get; otherwise it prints the exact command and fails.
+set -euo pipefail
+# Mesa wants a private runtime directory; without one it prints harmless "XDG_RUNTIME_DIR"
+# errors into every log. The deno tasks point XDG_RUNTIME_DIR here.
+mkdir -p -m 700 /tmp/loralab-runtime
+need=()
+for pkg in mesa-vulkan-drivers; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    need+=("$pkg")
+  fi
+done
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+cmd="apt-get update && apt-get install -y --no-install-recommends ${need[*]}"
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null; then
+  echo "loralab setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+else
+  echo "loralab setup: missing system packages: ${need[*]}" >&2
+  echo "run as root:  $cmd" >&2
+  exit 1
+fi
