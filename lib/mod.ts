@@ -21,6 +21,7 @@ export { GpuEngine, type Kernel } from "./backend/webgpu/engine.ts";
 export * from "./tensor.ts";
 export * from "./rng.ts";
 export * from "./ops/mod.ts";
+export * from "./autograd/tape.ts";
 export * as quant from "./quant/mod.ts";
 export * as io from "./io/mod.ts";
 export * from "./data/mod.ts";

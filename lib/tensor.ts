@@ -15,6 +15,7 @@ import {
 } from "./backend/backend.ts";
 import { cpu } from "./backend/device.ts";
 import { Rng } from "./rng.ts";
+import { activeTape, record } from "./autograd/tape.ts";
 
 /** Shared storage with a reference count (reshape makes views that share it). */
 interface StorageRef {
@@ -198,7 +199,8 @@ export class Tensor {
     }
     this.storage; // throws if disposed
     this.ref!.refs++;
-    return new Tensor(this.backend, this.ref!, s, this.dtype);
+    const out = new Tensor(this.backend, this.ref!, s, this.dtype);
+    return record(out, [this], (g) => [g.reshape(this.shape)]);
   }
 
   /** Releases the device memory (once every view sharing it is disposed). Idempotent. */
@@ -238,8 +240,9 @@ export function scope<T>(fn: () => T | Promise<T>): T | Promise<T> {
     scopes.splice(scopes.lastIndexOf(made), 1);
     const keep = new Set<Tensor>();
     collect(result, keep);
+    const tape = activeTape();
     for (const t of made) {
-      if (keep.has(t)) {
+      if (keep.has(t) || tape?.holds(t)) { // a tape's saved tensors live until its backward
         if (scopes.length) scopes[scopes.length - 1].add(t); // hand to the outer scope
       } else t.dispose();
     }

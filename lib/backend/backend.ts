@@ -26,8 +26,38 @@ export interface Storage {
 /** Elementwise binary ops, with numpy broadcasting. */
 export type BinaryOp = "add" | "sub" | "mul" | "div";
 
-/** Elementwise unary ops. `scale` multiplies by `alpha`. */
-export type UnaryOp = "exp" | "log" | "gelu" | "neg" | "sqrt" | "scale" | "relu";
+/**
+ * Elementwise unary ops. `scale` multiplies by `alpha`; `geluGrad` is d gelu(x)/dx and `step` is
+ * 1 where x > 0 else 0 (the derivative of relu).
+ */
+export type UnaryOp =
+  | "exp"
+  | "log"
+  | "gelu"
+  | "neg"
+  | "sqrt"
+  | "scale"
+  | "relu"
+  | "geluGrad"
+  | "step";
+
+/** Hyper-parameters of one AdamW step (bias corrections precomputed: 1 - β^t). */
+export interface AdamParams {
+  /** Learning rate. */
+  lr: number;
+  /** First-moment decay β1. */
+  beta1: number;
+  /** Second-moment decay β2. */
+  beta2: number;
+  /** Denominator epsilon. */
+  eps: number;
+  /** Decoupled weight decay. */
+  weightDecay: number;
+  /** 1 - β1^t. */
+  biasCorrection1: number;
+  /** 1 - β2^t. */
+  biasCorrection2: number;
+}
 
 /** Reductions over one axis. */
 export type ReduceOp = "sum" | "mean" | "max";
@@ -132,6 +162,48 @@ export interface Backend {
   strided(a: Storage, dtype: DType, p: StridedParams): Storage;
   /** Converts `n` elements between f32 and f16. */
   cast(a: Storage, from: DType, to: DType, n: number): Storage;
+
+  // ---- backward passes and optimizer steps ----
+  /** LayerNorm backward: x, dy: [rows, cols] → dx [rows, cols], dgamma [cols], dbeta [cols]. */
+  layerNormBackward(
+    x: Storage,
+    gamma: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { dx: Storage; dgamma: Storage; dbeta: Storage };
+  /** Embedding backward: dtable [V, C] = Σ over positions n with ids[n] = v of dy[n, :]. */
+  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage;
+  /** Cross-entropy backward: dlogits[r] = (softmax(logits[r]) - onehot(t_r)) · g[r]. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    g: Storage,
+    rows: number,
+    V: number,
+  ): Storage;
+  /** Zeros of [outer, full, inner] with a: [outer, len, inner] placed at `start` (narrow's adjoint). */
+  unnarrow(
+    a: Storage,
+    outer: number,
+    len: number,
+    inner: number,
+    full: number,
+    start: number,
+  ): Storage;
+  /** One AdamW step, updating p, m and v in place. */
+  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void;
+  /** One SGD-with-momentum step, updating p and buf in place. */
+  sgd(
+    p: Storage,
+    g: Storage,
+    buf: Storage,
+    n: number,
+    lr: number,
+    momentum: number,
+    weightDecay: number,
+  ): void;
 }
 
 let nextBackendId = 1;

@@ -5,7 +5,9 @@
  */
 
 import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
-import { fmtShape, Tensor } from "../tensor.ts";
+import { record } from "../autograd/tape.ts";
+import { fmtShape, scope, Tensor } from "../tensor.ts";
+import { sumTo } from "./broadcast.ts";
 import { contiguousStrides, needDtype, sameBackend } from "./util.ts";
 
 /** The numpy broadcast of two shapes, or an error naming both. */
@@ -61,7 +63,31 @@ function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
     broadcastStrides(b.shape, shape),
   );
   if (s.length > 6) throw new RangeError(`${op}: broadcast of rank ${s.length} > 6 unsupported`);
-  return new Tensor(a.backend, a.backend.binary(op, a.storage, b.storage, s, sa, sb), shape, "f32");
+  const out = new Tensor(
+    a.backend,
+    a.backend.binary(op, a.storage, b.storage, s, sa, sb),
+    shape,
+    "f32",
+  );
+  return record(out, [a, b], (g, needs) =>
+    scope(() => {
+      switch (op) {
+        case "add":
+          return [needs[0] ? sumTo(g, a.shape) : null, needs[1] ? sumTo(g, b.shape) : null];
+        case "sub":
+          return [needs[0] ? sumTo(g, a.shape) : null, needs[1] ? sumTo(neg(g), b.shape) : null];
+        case "mul":
+          return [
+            needs[0] ? sumTo(mul(g, b), a.shape) : null,
+            needs[1] ? sumTo(mul(g, a), b.shape) : null,
+          ];
+        case "div": // d(a/b)/db = -a/b² = -out/b
+          return [
+            needs[0] ? sumTo(div(g, b), a.shape) : null,
+            needs[1] ? sumTo(neg(mul(g, div(out, b))), b.shape) : null,
+          ];
+      }
+    }));
 }
 
 /** `a + b` with broadcasting. */
@@ -83,7 +109,31 @@ export function div(a: Tensor, b: Tensor): Tensor {
 
 function unary(op: UnaryOp, a: Tensor, alpha = 0): Tensor {
   needDtype(op, a, "f32");
-  return new Tensor(a.backend, a.backend.unary(op, a.storage, a.size, alpha), a.shape, "f32");
+  const out = new Tensor(a.backend, a.backend.unary(op, a.storage, a.size, alpha), a.shape, "f32");
+  return record(out, [a], (g) => scope(() => [unaryBackward(op, a, out, g, alpha)]));
+}
+
+/** Gradient of a unary op: g · f'(a), written with the output where that is cheaper. */
+function unaryBackward(op: UnaryOp, a: Tensor, out: Tensor, g: Tensor, alpha: number): Tensor {
+  switch (op) {
+    case "exp":
+      return mul(g, out);
+    case "log":
+      return div(g, a);
+    case "gelu":
+      return mul(g, unary("geluGrad", a));
+    case "neg":
+      return neg(g);
+    case "sqrt":
+      return div(scale(g, 0.5), out);
+    case "scale":
+      return scale(g, alpha);
+    case "relu":
+      return mul(g, unary("step", a));
+    case "geluGrad":
+    case "step":
+      throw new Error(`autograd: ${op} has no backward (second derivatives are not supported)`);
+  }
 }
 
 /** `a · s` for a number s. */

@@ -4,7 +4,9 @@
  * @module
  */
 
-import { fmtShape, numel, Tensor } from "../tensor.ts";
+import { record } from "../autograd/tape.ts";
+import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
+import { sum } from "./reduce.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
 /** Options of {@link matmul}. */
@@ -63,6 +65,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const dev = a.backend;
   const bs = bias ? bias.storage : null;
   // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
+  const inputs = bias ? [a, b, bias] : [a, b];
   if (batchA.length && !batchB.length && !transA) {
     const s = dev.matmul(a.storage, b.storage, bs, {
       batch: 1,
@@ -74,7 +77,18 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       strideA: 0,
       strideB: 0,
     });
-    return new Tensor(dev, s, outShape, "f32");
+    return record(new Tensor(dev, s, outShape, "f32"), inputs, (g, needs) =>
+      scope(() => {
+        // Rows of all batches form one [batch·M, K] matrix, so dB needs no batch sum.
+        const a2 = a.reshape([-1, Ka]), g2 = g.reshape([-1, N]);
+        return [
+          needs[0] ? matmul(g, b, { transB: !transB }) : null,
+          needs[1]
+            ? (transB ? matmul(g2, a2, { transA: true }) : matmul(a2, g2, { transA: true }))
+            : null,
+          needs[2] ? sum(g2, 0) : null,
+        ];
+      }));
   }
   const s = dev.matmul(a.storage, b.storage, bs, {
     batch,
@@ -86,5 +100,31 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     strideA: batchA.length ? M * Ka : 0,
     strideB: batchB.length ? Ka * N : 0,
   });
-  return new Tensor(dev, s, outShape, "f32");
+  return record(new Tensor(dev, s, outShape, "f32"), inputs, (g, needs) =>
+    scope(() => [
+      needs[0]
+        ? sumToRank(
+          transA
+            ? matmul(b, g, { transA: transB, transB: true })
+            : matmul(g, b, { transB: !transB }),
+          a,
+        )
+        : null,
+      needs[1]
+        ? sumToRank(
+          transB
+            ? matmul(g, a, { transA: true, transB: transA })
+            : matmul(a, g, { transA: !transA }),
+          b,
+        )
+        : null,
+      needs[2] ? sum(g.reshape([-1, N]), 0) : null,
+    ]));
+}
+
+/** Sums a batched gradient [..., r, c] over its batch dims when the operand was a shared 2-D one. */
+function sumToRank(g: Tensor, like: Tensor): Tensor {
+  if (g.ndim === like.ndim) return g;
+  const [r, c] = g.shape.slice(-2);
+  return sum(g.reshape([-1, r, c]), 0);
 }

@@ -5,10 +5,11 @@
  * @module
  */
 
+import { record } from "../autograd/tape.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
-import { scale } from "./elementwise.ts";
+import { exp, mul, scale, sub } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
-import { mean } from "./reduce.ts";
+import { mean, sum } from "./reduce.ts";
 import { permute } from "./shape.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
@@ -30,12 +31,29 @@ function softmaxImpl(name: string, a: Tensor, log: boolean, opts: SoftmaxOptions
     throw new RangeError(`${name}: causal needs square [T, T] last dims, got ${fmtShape(a.shape)}`);
   }
   const rows = a.size / Math.max(cols, 1);
-  return new Tensor(
+  const y = new Tensor(
     a.backend,
     a.backend.softmax(a.storage, rows, cols, log, causal),
     a.shape,
     "f32",
   );
+  return record(y, [a], (g) =>
+    scope(() => {
+      if (log) {
+        // dx = g - softmax(x) · Σ g. Masked outputs are constants (-inf): their g is dropped.
+        const gm = causal ? mul(g, causalMask(a.backend, cols)) : g;
+        return [sub(gm, mul(exp(y), sum(gm, -1, { keepDims: true })))];
+      }
+      // dx = y · (g - Σ g·y)
+      return [mul(y, sub(g, sum(mul(g, y), -1, { keepDims: true })))];
+    }));
+}
+
+/** [T, T] lower-triangular ones (1 where column ≤ row). */
+function causalMask(dev: Tensor["backend"], T: number): Tensor {
+  const m = new Float32Array(T * T);
+  for (let r = 0; r < T; r++) for (let c = 0; c <= r; c++) m[r * T + c] = 1;
+  return Tensor.fromArray(m, [T, T], { device: dev });
 }
 
 /** Softmax over the last axis. */
@@ -61,7 +79,16 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
   }
   const rows = x.size / C;
   const s = x.backend.layerNorm(x.storage, gamma.storage, beta.storage, rows, C, eps);
-  return new Tensor(x.backend, s, x.shape, "f32");
+  const out = new Tensor(x.backend, s, x.shape, "f32");
+  return record(out, [x, gamma, beta], (g, needs) => {
+    const r = x.backend.layerNormBackward(x.storage, gamma.storage, g.storage, rows, C, eps);
+    const dx = new Tensor(x.backend, r.dx, x.shape, "f32");
+    const dg = new Tensor(x.backend, r.dgamma, [C], "f32");
+    const db = new Tensor(x.backend, r.dbeta, [C], "f32");
+    const grads = [dx, dg, db];
+    grads.forEach((t, i) => !needs[i] && t.dispose());
+    return grads.map((t, i) => (needs[i] ? t : null));
+  });
 }
 
 /**
@@ -77,7 +104,12 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   }
   const [V, C] = table.shape;
   const s = ids.backend.embedding(ids.storage, table.storage, ids.size, V, C);
-  return new Tensor(ids.backend, s, [...ids.shape, C], "f32");
+  const out = new Tensor(ids.backend, s, [...ids.shape, C], "f32");
+  return record(out, [ids, table], (g, needs) => {
+    if (needs[0]) throw new Error("autograd: embedding ids are integers and have no gradient");
+    const gs = ids.backend.embeddingBackward(ids.storage, g.storage, ids.size, V, C);
+    return [null, new Tensor(ids.backend, gs, [V, C], "f32")];
+  });
 }
 
 /**
@@ -107,8 +139,19 @@ export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
       } disagree`,
     );
   }
-  const s = logits.backend.crossEntropy(logits.storage, targets.storage, targets.size, V);
-  return new Tensor(logits.backend, s, lead, "f32");
+  const rows = targets.size;
+  const s = logits.backend.crossEntropy(logits.storage, targets.storage, rows, V);
+  const out = new Tensor(logits.backend, s, lead, "f32");
+  return record(out, [logits, targets], (g) => {
+    const d = logits.backend.crossEntropyBackward(
+      logits.storage,
+      targets.storage,
+      g.storage,
+      rows,
+      V,
+    );
+    return [new Tensor(logits.backend, d, logits.shape, "f32"), null];
+  });
 }
 
 /**

@@ -5,7 +5,10 @@
  */
 
 import type { ReduceOp } from "../backend/backend.ts";
-import { numel, Tensor } from "../tensor.ts";
+import { record } from "../autograd/tape.ts";
+import { numel, scope, Tensor } from "../tensor.ts";
+import { broadcastTo } from "./broadcast.ts";
+import { scale } from "./elementwise.ts";
 import { needDtype, normAxis } from "./util.ts";
 
 /** Options of the reductions. */
@@ -23,7 +26,20 @@ function reduce(op: ReduceOp, a: Tensor, axis: number, opts: ReduceOptions): Ten
   const shape = opts.keepDims
     ? a.shape.map((d, i) => (i === ax ? 1 : d))
     : a.shape.filter((_, i) => i !== ax);
-  return new Tensor(a.backend, a.backend.reduce(op, a.storage, outer, len, inner), shape, "f32");
+  const out = new Tensor(
+    a.backend,
+    a.backend.reduce(op, a.storage, outer, len, inner),
+    shape,
+    "f32",
+  );
+  return record(out, [a], (g) => {
+    if (op === "max") throw new Error("autograd: max has no backward in loralab");
+    return scope(() => {
+      const keep = a.shape.map((d, i) => (i === ax ? 1 : d));
+      const full = broadcastTo(g.reshape(keep), a.shape);
+      return [op === "mean" ? scale(full, 1 / len) : full];
+    });
+  });
 }
 
 /** Sum over `axis` (negative counts from the end). */

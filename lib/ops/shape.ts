@@ -5,7 +5,8 @@
  */
 
 import type { DType } from "../backend/backend.ts";
-import { fmtShape, Tensor } from "../tensor.ts";
+import { record } from "../autograd/tape.ts";
+import { fmtShape, numel, Tensor } from "../tensor.ts";
 import { contiguousStrides, normAxis } from "./util.ts";
 
 /** Reorders axes: `out.shape[i] = a.shape[dims[i]]` (a contiguous copy). */
@@ -22,7 +23,10 @@ export function permute(a: Tensor, dims: readonly number[]): Tensor {
     strides: d.map((i) => st[i]),
     offset: 0,
   });
-  return new Tensor(a.backend, s, shape, a.dtype);
+  const out = new Tensor(a.backend, s, shape, a.dtype);
+  const inv = new Array(nd);
+  d.forEach((x, i) => (inv[x] = i));
+  return record(out, [a], (g) => [permute(g, inv)]);
 }
 
 /** Swaps the last two axes. */
@@ -47,7 +51,12 @@ export function narrow(a: Tensor, axis: number, start: number, length: number): 
   const st = contiguousStrides(a.shape);
   const shape = a.shape.map((x, i) => (i === ax ? length : x));
   const s = a.backend.strided(a.storage, a.dtype, { shape, strides: st, offset: start * st[ax] });
-  return new Tensor(a.backend, s, shape, a.dtype);
+  const out = new Tensor(a.backend, s, shape, a.dtype);
+  return record(out, [a], (g) => {
+    const outer = numel(a.shape.slice(0, ax)), inner = numel(a.shape.slice(ax + 1));
+    const gs = a.backend.unnarrow(g.storage, outer, length, inner, a.shape[ax], start);
+    return [new Tensor(a.backend, gs, a.shape, "f32")];
+  });
 }
 
 /** Converts between f32 and f16 (round to nearest even). A same-dtype cast copies. */
@@ -63,5 +72,8 @@ export function cast(a: Tensor, to: DType): Tensor {
   if (!a.backend.hasF16 && (to === "f16" || a.dtype === "f16")) {
     throw new Error(`cast: ${a.backend.description} has no f16 support`);
   }
-  return new Tensor(a.backend, a.backend.cast(a.storage, a.dtype, to, a.size), a.shape, to);
+  const out = new Tensor(a.backend, a.backend.cast(a.storage, a.dtype, to, a.size), a.shape, to);
+  return record(out, [a], () => {
+    throw new Error(`autograd: cast ${a.dtype} -> ${to} is not differentiable`);
+  });
 }

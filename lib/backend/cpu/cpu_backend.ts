@@ -5,6 +5,15 @@
  */
 
 import {
+  adamwCpu,
+  crossEntropyBackwardCpu,
+  embeddingBackwardCpu,
+  layerNormBackwardCpu,
+  sgdCpu,
+  unnarrowCpu,
+} from "./backward.ts";
+import {
+  type AdamParams,
   type Backend,
   type BinaryOp,
   type DType,
@@ -27,6 +36,7 @@ import {
   stridedCpu,
   unaryCpu,
 } from "./kernels.ts";
+import { blasStatus } from "./blas.ts";
 
 /** CPU storage: the data itself. */
 export interface CpuStorage extends Storage {
@@ -48,8 +58,16 @@ export class CpuBackend implements Backend {
   readonly kind = "cpu" as const;
   /** Unique backend id. */
   readonly id: number = newBackendId();
-  /** Describes the backend for logs. */
-  readonly description = "CPU (TypeScript reference)";
+  /**
+   * Describes the backend for logs: `CPU (OpenBLAS, 2 threads)` when matrix products go through
+   * BLAS, else `CPU (TypeScript loops: <why not BLAS>)`.
+   */
+  get description(): string {
+    const s = blasStatus();
+    return s.available
+      ? `CPU (${s.library}, ${s.threads} thread${s.threads === 1 ? "" : "s"})`
+      : `CPU (TypeScript loops: ${s.reason})`;
+  }
   /** f16 storage is emulated with Float16Array. */
   readonly hasF16 = true;
 
@@ -149,5 +167,61 @@ export class CpuBackend implements Backend {
     const out = makeArray(to, n);
     out.set((a as CpuStorage).data.subarray(0, n)); // typed-array set rounds to nearest even
     return this.wrap(out);
+  }
+
+  /** See {@link Backend.layerNormBackward}. */
+  layerNormBackward(
+    x: Storage,
+    gamma: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { dx: Storage; dgamma: Storage; dbeta: Storage } {
+    const r = layerNormBackwardCpu(this.f32(x), this.f32(gamma), this.f32(dy), rows, cols, eps);
+    return { dx: this.wrap(r.dx), dgamma: this.wrap(r.dgamma), dbeta: this.wrap(r.dbeta) };
+  }
+  /** See {@link Backend.embeddingBackward}. */
+  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage {
+    return this.wrap(embeddingBackwardCpu(this.i32(ids), this.f32(dy), n, V, C));
+  }
+  /** See {@link Backend.crossEntropyBackward}. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    g: Storage,
+    rows: number,
+    V: number,
+  ): Storage {
+    return this.wrap(
+      crossEntropyBackwardCpu(this.f32(logits), this.i32(targets), this.f32(g), rows, V),
+    );
+  }
+  /** See {@link Backend.unnarrow}. */
+  unnarrow(
+    a: Storage,
+    outer: number,
+    len: number,
+    inner: number,
+    full: number,
+    start: number,
+  ): Storage {
+    return this.wrap(unnarrowCpu(this.f32(a), outer, len, inner, full, start));
+  }
+  /** See {@link Backend.adamw}. */
+  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void {
+    adamwCpu(this.f32(p), this.f32(g), this.f32(m), this.f32(v), n, h);
+  }
+  /** See {@link Backend.sgd}. */
+  sgd(
+    p: Storage,
+    g: Storage,
+    buf: Storage,
+    n: number,
+    lr: number,
+    momentum: number,
+    weightDecay: number,
+  ): void {
+    sgdCpu(this.f32(p), this.f32(g), this.f32(buf), n, lr, momentum, weightDecay);
   }
 }

@@ -6,9 +6,27 @@
  */
 
 import type { BinaryOp, MatmulParams, ReduceOp, StridedParams, UnaryOp } from "../backend.ts";
+import { blasAvailable, matmulBlas } from "./blas.ts";
+import { geluGrad } from "./backward.ts";
 
-/** out[b]: [M, N] = op(A[b]) · op(B[b]) (+ bias[N]); f32 accumulation in i-k-j order. */
+/**
+ * out[b]: [M, N] = op(A[b]) · op(B[b]) (+ bias[N]). Runs through OpenBLAS `sgemm` when it is
+ * available (see `blas.ts`; deterministic run to run), else {@link matmulJs}.
+ */
 export function matmulCpu(
+  a: Float32Array,
+  b: Float32Array,
+  bias: Float32Array | null,
+  p: MatmulParams,
+): Float32Array {
+  return blasAvailable() ? matmulBlas(a, b, bias, p) : matmulJs(a, b, bias, p);
+}
+
+/**
+ * The readable reference and fallback of {@link matmulCpu}: f32 accumulation in i-k-j order, the
+ * bias added last.
+ */
+export function matmulJs(
   a: Float32Array,
   b: Float32Array,
   bias: Float32Array | null,
@@ -100,6 +118,12 @@ export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Ar
         break;
       case "scale":
         out[i] = x * al;
+        break;
+      case "geluGrad":
+        out[i] = geluGrad(x);
+        break;
+      case "step":
+        out[i] = x > 0 ? 1 : 0;
         break;
     }
   }

@@ -5,6 +5,7 @@
  */
 
 import {
+  type AdamParams,
   type Backend,
   type BinaryOp,
   type DType,
@@ -18,6 +19,15 @@ import {
   type UnaryOp,
 } from "../backend.ts";
 import { f32Bits, type GpuEngine, groups1d } from "./engine.ts";
+import {
+  adamwKernel,
+  crossEntropyBackwardKernel,
+  embeddingBackwardKernel,
+  layerNormBackwardCols,
+  layerNormBackwardRows,
+  sgdKernel,
+  unnarrowKernel,
+} from "./kernels/backward.ts";
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import { matmulKernel, TILE } from "./kernels/matmul.ts";
@@ -230,5 +240,106 @@ export class WebGpuBackend implements Backend {
     const o = this.out(n, to);
     this.engine.run(castKernel(from, to), [this.buf(a), o.buffer], [n], groups1d(n));
     return o;
+  }
+
+  /** See {@link Backend.layerNormBackward}. */
+  layerNormBackward(
+    x: Storage,
+    gamma: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): { dx: Storage; dgamma: Storage; dbeta: Storage } {
+    const dx = this.out(rows * cols), stats = this.out(2 * rows);
+    const dgamma = this.out(cols), dbeta = this.out(cols);
+    this.engine.run(
+      layerNormBackwardRows(),
+      [this.buf(x), this.buf(gamma), this.buf(dy), dx.buffer, stats.buffer],
+      [rows, cols, f32Bits(eps)],
+      groups1d(rows),
+    );
+    this.engine.run(
+      layerNormBackwardCols(),
+      [this.buf(x), this.buf(dy), stats.buffer, dgamma.buffer, dbeta.buffer],
+      [rows, cols],
+      groups1d(cols),
+    );
+    this.free(stats);
+    return { dx, dgamma, dbeta };
+  }
+  /** See {@link Backend.embeddingBackward}. */
+  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage {
+    const o = this.out(V * C);
+    this.engine.run(
+      embeddingBackwardKernel(),
+      [this.buf(ids), this.buf(dy), o.buffer],
+      [n, V, C],
+      groups1d(V * C),
+    );
+    return o;
+  }
+  /** See {@link Backend.crossEntropyBackward}. */
+  crossEntropyBackward(
+    logits: Storage,
+    targets: Storage,
+    g: Storage,
+    rows: number,
+    V: number,
+  ): Storage {
+    const o = this.out(rows * V);
+    this.engine.run(
+      crossEntropyBackwardKernel(),
+      [this.buf(logits), this.buf(targets), this.buf(g), o.buffer],
+      [rows, V],
+      groups1d(rows),
+    );
+    return o;
+  }
+  /** See {@link Backend.unnarrow}. */
+  unnarrow(
+    a: Storage,
+    outer: number,
+    len: number,
+    inner: number,
+    full: number,
+    start: number,
+  ): Storage {
+    const n = outer * full * inner;
+    const o = this.out(n);
+    this.engine.run(
+      unnarrowKernel(),
+      [this.buf(a), o.buffer],
+      [outer, len, inner, full, start],
+      groups1d(n),
+    );
+    return o;
+  }
+  /** See {@link Backend.adamw}. */
+  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void {
+    const f = [h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.biasCorrection1, h.biasCorrection2];
+    this.engine.run(
+      adamwKernel(),
+      [this.buf(p), this.buf(g), this.buf(m), this.buf(v)],
+      [n, ...f.map(f32Bits)],
+      groups1d(n),
+    );
+  }
+  /** See {@link Backend.sgd}. */
+  sgd(
+    p: Storage,
+    g: Storage,
+    buf: Storage,
+    n: number,
+    lr: number,
+    momentum: number,
+    weightDecay: number,
+  ): void {
+    this.engine.run(
+      sgdKernel(),
+      [this.buf(p), this.buf(g), this.buf(buf)],
+      [n, f32Bits(lr), f32Bits(momentum), f32Bits(weightDecay)],
+      groups1d(n),
+    );
   }
 }

@@ -21,6 +21,8 @@ const UNARY: Record<UnaryOp, string> = {
   sqrt: "sqrt(x)",
   relu: "max(x, 0.0)",
   scale: "x * pf(1u)",
+  geluGrad: "gelu_grad(x)",
+  step: "select(0.0, 1.0, x > 0.0)",
 };
 
 /** out[i] = f(a[i]); params: n, alpha. */
@@ -34,6 +36,13 @@ fn gelu(x: f32) -> f32 {
   let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
   let e = exp(2.0 * u);
   return 0.5 * x * (1.0 + (e - 1.0) / (e + 1.0));
+}
+fn gelu_grad(x: f32) -> f32 {
+  let c = 0.7978845608028654;
+  let u = clamp(c * (x + 0.044715 * x * x * x), -15.0, 15.0);
+  let e = exp(2.0 * u);
+  let t = (e - 1.0) / (e + 1.0);
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
 }
 ${MAIN_1D} {
   let i = gidx(gid, nwg);

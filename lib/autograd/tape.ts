@@ -1,0 +1,189 @@
+/**
+ * Reverse-mode automatic differentiation with a tape, micrograd-style: every op in `lib/ops/`
+ * writes its backward right next to its forward and calls {@link record}; when a {@link Tape} is
+ * active and an input needs a gradient, the op's output and its backward closure go onto the tape.
+ *
+ * Only tensors that a tape {@link Tape.watch | watches} (the trainable parameters) and values
+ * computed from them get gradients: a frozen weight never has a gradient buffer.
+ *
+ * @example
+ * ```ts
+ * const tape = new Tape();
+ * tape.watch(w);                       // w requires grad; x does not
+ * const loss = tape.run(() => mean(matmul(x, w), 0));
+ * const grads = tape.backward(loss);   // Map: w -> dloss/dw
+ * ```
+ *
+ * @module
+ */
+
+import type { Tensor } from "../tensor.ts";
+
+/** Sends the gradient of a node's output to its inputs (null where an input needs none). */
+export type BackwardFn = (g: Tensor, needs: boolean[]) => (Tensor | null)[];
+
+interface Node {
+  out: Tensor;
+  inputs: Tensor[];
+  backward: BackwardFn;
+}
+
+let active: Tape | null = null;
+
+/** The tape that ops record onto right now, if any. */
+export function activeTape(): Tape | null {
+  return active;
+}
+
+/**
+ * Called by every differentiable op after computing `out` from `inputs`. Records the node when
+ * a tape is active and at least one input needs a gradient; otherwise does nothing.
+ */
+export function record(out: Tensor, inputs: Tensor[], backward: BackwardFn): Tensor {
+  const tape = active;
+  if (tape && inputs.some((t) => tape.needsGrad(t))) tape.push(out, inputs, backward);
+  return out;
+}
+
+/** A record of differentiable computation, replayed backwards by {@link Tape.backward}. */
+export class Tape {
+  private nodes: Node[] = [];
+  private tracked = new Set<Tensor>();
+  private leaves = new Set<Tensor>();
+  private held = new Set<Tensor>();
+
+  /** Marks leaf tensors (parameters) as requiring gradients. Returns the first one. */
+  watch(...ts: Tensor[]): Tensor {
+    for (const t of ts) {
+      if (t.dtype !== "f32") throw new TypeError(`Tape.watch: only f32 tensors can require grad`);
+      this.tracked.add(t);
+      this.leaves.add(t);
+    }
+    return ts[0];
+  }
+
+  /** Whether `t` is watched or computed from a watched tensor on this tape. */
+  needsGrad(t: Tensor): boolean {
+    return this.tracked.has(t);
+  }
+
+  /** Appends a node (used by {@link record}). */
+  push(out: Tensor, inputs: Tensor[], backward: BackwardFn): void {
+    this.nodes.push({ out, inputs, backward });
+    this.tracked.add(out);
+    this.held.add(out);
+    for (const t of inputs) this.held.add(t);
+  }
+
+  /**
+   * Whether a recorded node refers to `t` (its backward may need it): {@link scope} does not
+   * dispose such tensors while this tape is active but hands them to the enclosing scope.
+   */
+  holds(t: Tensor): boolean {
+    return this.held.has(t);
+  }
+
+  /** Number of recorded nodes. */
+  get length(): number {
+    return this.nodes.length;
+  }
+
+  /** Runs `fn` with this tape active, so the ops inside it record. Tapes do not nest. */
+  run<T>(fn: () => T): T {
+    if (active) throw new Error("Tape.run: another tape is already active");
+    active = this;
+    try {
+      const r = fn();
+      if (r instanceof Promise) {
+        throw new Error("Tape.run: fn must be synchronous (ops are; only readbacks await)");
+      }
+      return r;
+    } finally {
+      active = null;
+    }
+  }
+
+  /**
+   * Back-propagates from `out` (a scalar, or any tensor with an explicit `grad` seed of its
+   * shape) and returns the gradient of every watched tensor that `out` depends on. Intermediate
+   * gradients are disposed as soon as they have been used. The tape is cleared afterwards.
+   */
+  backward(out: Tensor, grad?: Tensor): Map<Tensor, Tensor> {
+    if (active) throw new Error("Tape.backward: call it outside tape.run()");
+    if (!this.tracked.has(out)) {
+      throw new Error("Tape.backward: the output does not depend on any watched tensor");
+    }
+    let seed = grad;
+    if (!seed) {
+      if (out.size !== 1) {
+        throw new RangeError(
+          `Tape.backward: output has ${out.size} elements; pass a seed gradient`,
+        );
+      }
+      seed = onesLike(out);
+    } else if (seed.shape.join() !== out.shape.join()) {
+      throw new RangeError(`Tape.backward: seed shape [${seed.shape}] != output [${out.shape}]`);
+    }
+    const grads = new Map<Tensor, Tensor>([[out, seed]]);
+    const owned = new Set<Tensor>(grad ? [] : [seed]); // gradients this call allocated
+    // Disposes a gradient once no entry of `grads` refers to it (backward fns may pass g on).
+    const release = (t: Tensor) => {
+      if (!owned.has(t)) return;
+      for (const v of grads.values()) if (v === t) return;
+      owned.delete(t);
+      t.dispose();
+    };
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const node = this.nodes[i];
+      const g = grads.get(node.out);
+      if (!g) continue;
+      const needs = node.inputs.map((t) => this.tracked.has(t));
+      const gin = node.backward(g, needs);
+      if (!this.leaves.has(node.out)) grads.delete(node.out);
+      node.inputs.forEach((inp, k) => {
+        const gi = gin[k];
+        if (!needs[k] || !gi) return;
+        if (gi.shape.join() !== inp.shape.join()) {
+          throw new Error(
+            `autograd: gradient [${gi.shape}] does not match input [${inp.shape}] (node ${i})`,
+          );
+        }
+        if (gi !== g) owned.add(gi);
+        const prev = grads.get(inp);
+        if (prev) {
+          const sum = addTensors(prev, gi);
+          owned.add(sum);
+          grads.set(inp, sum);
+          release(prev);
+          release(gi);
+        } else {
+          grads.set(inp, gi);
+        }
+      });
+      release(g);
+    }
+    const result = new Map<Tensor, Tensor>();
+    for (const [t, g] of grads) if (this.leaves.has(t)) result.set(t, g);
+    this.nodes = [];
+    this.held.clear();
+    this.tracked = new Set(this.leaves);
+    return result;
+  }
+}
+
+// Filled in by lib/autograd/mod.ts to avoid an import cycle with lib/ops.
+let addTensors: (a: Tensor, b: Tensor) => Tensor = () => {
+  throw new Error("autograd: ops not loaded");
+};
+let onesLike: (t: Tensor) => Tensor = () => {
+  throw new Error("autograd: ops not loaded");
+};
+
+/** Installs the two helpers the tape needs from lib/ops (called once by lib/ops/mod.ts). */
+export function installTapeHelpers(
+  add: (a: Tensor, b: Tensor) => Tensor,
+  ones: (t: Tensor) => Tensor,
+): void {
+  addTensors = add;
+  onesLike = ones;
+}

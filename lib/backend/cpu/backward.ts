@@ -1,0 +1,156 @@
+/**
+ * CPU reference kernels for the backward passes and optimizer steps that are not compositions of
+ * forward ops. Each has a WGSL twin in `lib/backend/webgpu/kernels/backward.ts`.
+ *
+ * @module
+ */
+
+import type { AdamParams } from "../backend.ts";
+
+/** d/dx of GPT-2's tanh GELU. */
+export function geluGrad(x: number): number {
+  const c = Math.sqrt(2 / Math.PI);
+  const t = Math.tanh(c * (x + 0.044715 * x * x * x));
+  return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
+}
+
+/**
+ * LayerNorm backward. x, dy: [rows, cols]; gamma: [cols].
+ * xhat = (x - μ)·rstd; dx = rstd · (dxhat - mean(dxhat) - xhat · mean(dxhat · xhat)),
+ * dxhat = dy · γ; dγ = Σ_rows dy · xhat; dβ = Σ_rows dy.
+ */
+export function layerNormBackwardCpu(
+  x: Float32Array,
+  gamma: Float32Array,
+  dy: Float32Array,
+  rows: number,
+  cols: number,
+  eps: number,
+): { dx: Float32Array; dgamma: Float32Array; dbeta: Float32Array } {
+  const dx = new Float32Array(rows * cols);
+  const dgamma = new Float32Array(cols), dbeta = new Float32Array(cols);
+  const xhat = new Float32Array(cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let mean = 0;
+    for (let c = 0; c < cols; c++) mean += x[o + c];
+    mean /= cols;
+    let v = 0;
+    for (let c = 0; c < cols; c++) v += (x[o + c] - mean) ** 2;
+    const rstd = 1 / Math.sqrt(v / cols + eps);
+    let m1 = 0, m2 = 0;
+    for (let c = 0; c < cols; c++) {
+      xhat[c] = (x[o + c] - mean) * rstd;
+      const dxh = dy[o + c] * gamma[c];
+      m1 += dxh;
+      m2 += dxh * xhat[c];
+      dgamma[c] += dy[o + c] * xhat[c]; // column sums accumulate in row order
+      dbeta[c] += dy[o + c];
+    }
+    m1 /= cols;
+    m2 /= cols;
+    for (let c = 0; c < cols; c++) dx[o + c] = rstd * (dy[o + c] * gamma[c] - m1 - xhat[c] * m2);
+  }
+  return { dx, dgamma, dbeta };
+}
+
+/** dtable[v, :] = Σ_{n : ids[n] = v} dy[n, :]; dy: [n, C] → [V, C]. */
+export function embeddingBackwardCpu(
+  ids: Int32Array,
+  dy: Float32Array,
+  n: number,
+  V: number,
+  C: number,
+): Float32Array {
+  const out = new Float32Array(V * C);
+  for (let i = 0; i < n; i++) {
+    const id = ids[i];
+    if (!(id >= 0 && id < V)) {
+      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${V})`);
+    }
+    for (let c = 0; c < C; c++) out[id * C + c] += dy[i * C + c];
+  }
+  return out;
+}
+
+/** dlogits[r, :] = (softmax(logits[r]) - onehot(targets[r])) · g[r]. */
+export function crossEntropyBackwardCpu(
+  logits: Float32Array,
+  targets: Int32Array,
+  g: Float32Array,
+  rows: number,
+  V: number,
+): Float32Array {
+  const out = new Float32Array(rows * V);
+  for (let r = 0; r < rows; r++) {
+    const o = r * V;
+    let max = -Infinity;
+    for (let c = 0; c < V; c++) max = Math.max(max, logits[o + c]);
+    let sum = 0;
+    for (let c = 0; c < V; c++) sum += Math.exp(logits[o + c] - max);
+    for (let c = 0; c < V; c++) {
+      const p = Math.exp(logits[o + c] - max) / sum;
+      out[o + c] = (p - (c === targets[r] ? 1 : 0)) * g[r];
+    }
+  }
+  return out;
+}
+
+/** Zeros of [outer, full, inner] with a: [outer, len, inner] written at offset `start`. */
+export function unnarrowCpu(
+  a: Float32Array,
+  outer: number,
+  len: number,
+  inner: number,
+  full: number,
+  start: number,
+): Float32Array {
+  const out = new Float32Array(outer * full * inner);
+  for (let o = 0; o < outer; o++) {
+    out.set(a.subarray(o * len * inner, (o + 1) * len * inner), (o * full + start) * inner);
+  }
+  return out;
+}
+
+/**
+ * One AdamW step in place (PyTorch's order: decoupled decay p ← p·(1 - lr·wd), then
+ * p ← p - lr · (m / bc1) / (√(v / bc2) + eps)).
+ */
+export function adamwCpu(
+  p: Float32Array,
+  g: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  n: number,
+  h: AdamParams,
+): void {
+  const f = Math.fround;
+  const lr = f(h.lr), b1 = f(h.beta1), b2 = f(h.beta2), eps = f(h.eps), wd = f(h.weightDecay);
+  const bc1 = f(h.biasCorrection1), bc2 = f(h.biasCorrection2);
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    m[i] = f(b1 * m[i]) + f((1 - b1) * gi);
+    v[i] = f(b2 * v[i]) + f(f((1 - b2) * gi) * gi);
+    const pd = f(p[i] - f(f(lr * wd) * p[i]));
+    const den = f(f(Math.sqrt(f(v[i] / bc2))) + eps);
+    p[i] = f(pd - f(lr * f(f(m[i] / bc1) / den)));
+  }
+}
+
+/** One SGD-with-momentum step in place: buf ← μ·buf + g + wd·p; p ← p - lr·buf. */
+export function sgdCpu(
+  p: Float32Array,
+  g: Float32Array,
+  buf: Float32Array,
+  n: number,
+  lr: number,
+  momentum: number,
+  weightDecay: number,
+): void {
+  const f = Math.fround;
+  const l = f(lr), mu = f(momentum), wd = f(weightDecay);
+  for (let i = 0; i < n; i++) {
+    buf[i] = f(f(f(mu * buf[i]) + g[i]) + f(wd * p[i]));
+    p[i] = f(p[i] - f(l * buf[i]));
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * WGSL backward passes and optimizer steps (twins of `lib/backend/cpu/backward.ts`).
+ *
+ * @module
+ */
+
+import type { Kernel } from "../engine.ts";
+import { MAIN_1D, PRELUDE } from "./common.ts";
+
+/**
+ * LayerNorm backward, pass 1 (one thread per row): dx, and each row's mean and rstd into S.
+ * params: rows, cols, eps. Bindings: X, G (gamma), DY, DX, S [rows, 2].
+ */
+export function layerNormBackwardRows(): Kernel {
+  return {
+    key: "layernorm_bwd_rows",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read> DY: array<f32>;
+@group(0) @binding(4) var<storage, read_write> DX: array<f32>;
+@group(0) @binding(5) var<storage, read_write> S: array<f32>;
+${MAIN_1D} {
+  let r = gidx(gid, nwg);
+  let rows = pu(0u);
+  let cols = pu(1u);
+  if (r >= rows) { return; }
+  let o = r * cols;
+  var mean: f32 = 0.0;
+  for (var c = 0u; c < cols; c++) { mean += X[o + c]; }
+  mean = mean / f32(cols);
+  var v: f32 = 0.0;
+  for (var c = 0u; c < cols; c++) { let d = X[o + c] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(v / f32(cols) + pf(2u));
+  var m1: f32 = 0.0;
+  var m2: f32 = 0.0;
+  for (var c = 0u; c < cols; c++) {
+    let dxh = DY[o + c] * G[c];
+    m1 += dxh;
+    m2 += dxh * (X[o + c] - mean) * rstd;
+  }
+  m1 = m1 / f32(cols);
+  m2 = m2 / f32(cols);
+  for (var c = 0u; c < cols; c++) {
+    let xh = (X[o + c] - mean) * rstd;
+    DX[o + c] = rstd * (DY[o + c] * G[c] - m1 - xh * m2);
+  }
+  S[2u * r] = mean;
+  S[2u * r + 1u] = rstd;
+}`,
+  };
+}
+
+/**
+ * LayerNorm backward, pass 2 (one thread per column): dgamma = Σ dy·xhat, dbeta = Σ dy.
+ * params: rows, cols. Bindings: X, DY, S, DG, DB.
+ */
+export function layerNormBackwardCols(): Kernel {
+  return {
+    key: "layernorm_bwd_cols",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> DY: array<f32>;
+@group(0) @binding(3) var<storage, read> S: array<f32>;
+@group(0) @binding(4) var<storage, read_write> DG: array<f32>;
+@group(0) @binding(5) var<storage, read_write> DB: array<f32>;
+${MAIN_1D} {
+  let c = gidx(gid, nwg);
+  let rows = pu(0u);
+  let cols = pu(1u);
+  if (c >= cols) { return; }
+  var dg: f32 = 0.0;
+  var db: f32 = 0.0;
+  for (var r = 0u; r < rows; r++) {
+    let dy = DY[r * cols + c];
+    dg += dy * ((X[r * cols + c] - S[2u * r]) * S[2u * r + 1u]);
+    db += dy;
+  }
+  DG[c] = dg;
+  DB[c] = db;
+}`,
+  };
+}
+
+/**
+ * Embedding backward, one thread per table entry (v, c), summing matching positions in order
+ * (deterministic, no atomics). params: n, V, C. Bindings: I (i32), DY, O [V, C].
+ */
+export function embeddingBackwardKernel(): Kernel {
+  return {
+    key: "embedding_bwd",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read> DY: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  let n = pu(0u);
+  let V = pu(1u);
+  let C = pu(2u);
+  if (i >= V * C) { return; }
+  let v = i32(i / C);
+  let c = i % C;
+  var acc: f32 = 0.0;
+  for (var k = 0u; k < n; k++) {
+    if (I[k] == v) { acc += DY[k * C + c]; }
+  }
+  O[i] = acc;
+}`,
+  };
+}
+
+/**
+ * Cross-entropy backward, one thread per row. params: rows, V.
+ * Bindings: L (logits), T (i32 targets), G [rows], O [rows, V].
+ */
+export function crossEntropyBackwardKernel(): Kernel {
+  return {
+    key: "cross_entropy_bwd",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> L: array<f32>;
+@group(0) @binding(2) var<storage, read> T: array<i32>;
+@group(0) @binding(3) var<storage, read> G: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let r = gidx(gid, nwg);
+  let rows = pu(0u);
+  let V = pu(1u);
+  if (r >= rows) { return; }
+  let o = r * V;
+  var mx: f32 = neg_inf();
+  for (var c = 0u; c < V; c++) { mx = max(mx, L[o + c]); }
+  var sum: f32 = 0.0;
+  for (var c = 0u; c < V; c++) { sum += exp(L[o + c] - mx); }
+  let t = T[r];
+  for (var c = 0u; c < V; c++) {
+    let p = exp(L[o + c] - mx) / sum;
+    O[o + c] = (p - select(0.0, 1.0, i32(c) == t)) * G[r];
+  }
+}`,
+  };
+}
+
+/** narrow's adjoint. params: outer, len, inner, full, start. Bindings: A, O. */
+export function unnarrowKernel(): Kernel {
+  return {
+    key: "unnarrow",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  let outer = pu(0u);
+  let len = pu(1u);
+  let inner = pu(2u);
+  let full = pu(3u);
+  let start = pu(4u);
+  if (i >= outer * full * inner) { return; }
+  let k = i % inner;
+  let j = (i / inner) % full;
+  let o = i / (inner * full);
+  if (j >= start && j < start + len) {
+    O[i] = A[(o * len + (j - start)) * inner + k];
+  } else {
+    O[i] = 0.0;
+  }
+}`,
+  };
+}
+
+/**
+ * AdamW in place. params: n, lr, beta1, beta2, eps, wd, bc1, bc2 (floats as bits).
+ * Bindings: P (rw), G, M (rw), V (rw).
+ */
+export function adamwKernel(): Kernel {
+  return {
+    key: "adamw",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read_write> P: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read_write> M: array<f32>;
+@group(0) @binding(4) var<storage, read_write> V: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  let lr = pf(1u);
+  let b1 = pf(2u);
+  let b2 = pf(3u);
+  let g = G[i];
+  let m = b1 * M[i] + (1.0 - b1) * g;
+  let v = b2 * V[i] + (1.0 - b2) * g * g;
+  M[i] = m;
+  V[i] = v;
+  let pd = P[i] - lr * pf(5u) * P[i];
+  P[i] = pd - lr * ((m / pf(6u)) / (sqrt(v / pf(7u)) + pf(4u)));
+}`,
+  };
+}
+
+/** SGD with momentum in place. params: n, lr, momentum, wd. Bindings: P (rw), G, B (rw). */
+export function sgdKernel(): Kernel {
+  return {
+    key: "sgd",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read_write> P: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read_write> B: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  let b = pf(2u) * B[i] + G[i] + pf(3u) * P[i];
+  B[i] = b;
+  P[i] = P[i] - pf(1u) * b;
+}`,
+  };
+}
