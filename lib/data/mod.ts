@@ -1,7 +1,21 @@
 /**
- * Data: tokenizers (and later corpora and batching).
+ * Data: tokenizers, corpora (State of the Union addresses, Moby-Dick, .txt/.jsonl files),
+ * held-out splits by unit, SHA-256 digests for manifests, and batching.
  *
  * @module
  */
 
 export * from "./tokenizer.ts";
+export { loadSotu, SOTU_PACKAGE, type Speech } from "./sotu.ts";
+export {
+  type Chapter,
+  chapterDocument,
+  loadMobyDick,
+  MOBY_DICK_CHAPTERS,
+  MOBY_DICK_PACKAGE,
+} from "./moby_dick.ts";
+export { type DataPackage, dataPackageDir } from "./npm_package.ts";
+export * from "./split.ts";
+export * from "./text_source.ts";
+export * from "./hash.ts";
+export * from "./batch.ts";
