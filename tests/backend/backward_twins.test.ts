@@ -1,0 +1,111 @@
+// The WGSL backward and optimizer kernels against their CPU twins on random shapes (sizes that
+// are not multiples of the 256-thread workgroup, and 1). Same float32 formulas in the same
+// summation order; differences come from GPU exp/sqrt/division (a few ULP), so 1e-5 relative +
+// 1e-6 absolute.
+import { type Backend, cpu, Rng, type Storage } from "../../lib/mod.ts";
+import { assertClose, gpu, randData, randInt } from "../harness.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+const tol = (w: ArrayLike<number>) => Array.from(w, (x) => 1e-6 + 1e-5 * Math.abs(x));
+
+function up(dev: Backend, xs: number[]): Storage {
+  return dev.upload("f32", Float32Array.from(xs));
+}
+function upI(dev: Backend, xs: number[]): Storage {
+  return dev.upload("i32", Int32Array.from(xs));
+}
+async function both(
+  f: (dev: Backend) => Storage[],
+  sizes: number[],
+  what: string,
+): Promise<void> {
+  const g = await gpu();
+  const want = f(cpu), got = f(g);
+  for (let i = 0; i < want.length; i++) {
+    const w = await cpu.read(want[i], "f32", sizes[i]);
+    assertClose(await g.read(got[i], "f32", sizes[i]), w, tol(w), `${what} output ${i}`);
+  }
+}
+
+Deno.test("twins: layerNormBackward", opts, async () => {
+  const rng = new Rng(61);
+  for (let t = 0; t < 4; t++) {
+    const rows = randInt(rng, 1, 40), cols = randInt(rng, 1, 300);
+    const x = randData(rng, rows * cols), gm = randData(rng, cols), dy = randData(rng, rows * cols);
+    await both(
+      (d) => {
+        const r = d.layerNormBackward(up(d, x), up(d, gm), up(d, dy), rows, cols, 1e-5);
+        return [r.dx, r.dgamma, r.dbeta];
+      },
+      [rows * cols, cols, cols],
+      `layerNormBackward ${rows}x${cols}`,
+    );
+  }
+});
+
+Deno.test("twins: embeddingBackward, crossEntropyBackward, unnarrow", opts, async () => {
+  const rng = new Rng(62);
+  for (let t = 0; t < 4; t++) {
+    const n = randInt(rng, 1, 70), V = randInt(rng, 1, 300), C = randInt(rng, 1, 20);
+    const ids = Array.from({ length: n }, () => rng.int(V));
+    const dy = randData(rng, n * C);
+    await both((d) => [d.embeddingBackward(upI(d, ids), up(d, dy), n, V, C)], [V * C], "embBwd");
+    const logits = randData(rng, n * V, 3), g = randData(rng, n);
+    await both(
+      (d) => [d.crossEntropyBackward(up(d, logits), upI(d, ids), up(d, g), n, V)],
+      [n * V],
+      "ceBwd",
+    );
+    const [outer, len, inner] = [randInt(rng, 1, 5), randInt(rng, 1, 7), randInt(rng, 1, 9)];
+    const full = len + randInt(rng, 0, 5), start = rng.int(full - len + 1);
+    const a = randData(rng, outer * len * inner);
+    await both(
+      (d) => [d.unnarrow(up(d, a), outer, len, inner, full, start)],
+      [outer * full * inner],
+      "unnarrow",
+    );
+  }
+});
+
+Deno.test("twins: geluGrad and step", opts, async () => {
+  const rng = new Rng(63);
+  const x = randData(rng, 777, 4);
+  for (const op of ["geluGrad", "step"] as const) {
+    await both((d) => [d.unary(op, up(d, x), x.length, 0)], [x.length], op);
+  }
+});
+
+Deno.test("twins: AdamW and SGD steps update in place identically (10 steps)", opts, async () => {
+  const rng = new Rng(64);
+  const n = 1000;
+  const p0 = randData(rng, n), grads = Array.from({ length: 10 }, () => randData(rng, n));
+  await both(
+    (d) => {
+      const p = up(d, p0), m = d.zeros("f32", n), v = d.zeros("f32", n);
+      grads.forEach((gr, t) => {
+        const g = up(d, gr);
+        d.adamw(p, g, m, v, n, {
+          lr: 1e-2,
+          beta1: 0.9,
+          beta2: 0.95,
+          eps: 1e-8,
+          weightDecay: 0.1,
+          biasCorrection1: 1 - 0.9 ** (t + 1),
+          biasCorrection2: 1 - 0.95 ** (t + 1),
+        });
+      });
+      return [p, m, v];
+    },
+    [n, n, n],
+    "adamw",
+  );
+  await both(
+    (d) => {
+      const p = up(d, p0), buf = d.zeros("f32", n);
+      for (const gr of grads) d.sgd(p, up(d, gr), buf, n, 0.05, 0.9, 0.01);
+      return [p, buf];
+    },
+    [n, n],
+    "sgd",
+  );
+});
