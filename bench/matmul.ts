@@ -1,7 +1,9 @@
 /**
  * `deno task bench`: f32 matmul GFLOP/s at 128…2048 on each available backend, side by side in
- * one run. Flags: `--json` (print a JSON record instead of the table), `--sizes 128,256`,
- * `--min-ms 300` (time per measurement).
+ * one run: `cpu-js` (the plain TypeScript loop, `matmulJs`), `cpu` (the CPU backend: OpenBLAS when
+ * available, see its description) and `webgpu`. Flags: `--json` (print a JSON record instead of
+ * the table), `--sizes 128,256`, `--min-ms 300` (time per measurement), `--js-max 1024` (largest
+ * size for the slow `cpu-js` column).
  *
  * The WebGPU column uses whatever adapter exists, software (lavapipe) included; the adapter is
  * named in the header so the numbers are never mistaken for a GPU's.
@@ -9,6 +11,7 @@
 
 import { parseArgs } from "node:util";
 import { type Backend, cpu, getDevice, matmul, Tensor } from "../lib/mod.ts";
+import { matmulJs } from "../lib/backend/cpu/kernels.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -16,10 +19,12 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     sizes: { type: "string", default: "128,256,512,1024,2048" },
     "min-ms": { type: "string", default: "300" },
+    "js-max": { type: "string", default: "1024" },
   },
 });
 const sizes = values.sizes.split(",").map(Number);
 const minMs = Number(values["min-ms"]);
+const jsMax = Number(values["js-max"]);
 if (sizes.some((s) => !Number.isInteger(s) || s < 1) || !(minMs > 0)) {
   console.error("bench: --sizes takes positive integers separated by commas, --min-ms a number");
   Deno.exit(2);
@@ -33,14 +38,7 @@ try {
 }
 
 /** Median-free simple timing: repeat until minMs has passed (at least once after a warm-up). */
-async function time(dev: Backend, n: number): Promise<number> {
-  const a = Tensor.randn([n, n], { device: dev, seed: 1 });
-  const b = Tensor.randn([n, n], { device: dev, seed: 2 });
-  const run = async () => {
-    const c = matmul(a, b);
-    await dev.sync();
-    c.dispose();
-  };
+async function timeRuns(run: () => Promise<void> | void): Promise<number> {
   await run(); // warm-up: pipeline compile, pool fill
   let reps = 0;
   const t0 = performance.now();
@@ -48,19 +46,56 @@ async function time(dev: Backend, n: number): Promise<number> {
     await run();
     reps++;
   } while (performance.now() - t0 < minMs);
-  const ms = (performance.now() - t0) / reps;
+  return (performance.now() - t0) / reps;
+}
+
+/** Milliseconds per [n, n]·[n, n] product on a backend. */
+async function time(dev: Backend, n: number): Promise<number> {
+  const a = Tensor.randn([n, n], { device: dev, seed: 1 });
+  const b = Tensor.randn([n, n], { device: dev, seed: 2 });
+  const ms = await timeRuns(async () => {
+    const c = matmul(a, b);
+    await dev.sync();
+    c.dispose();
+  });
   a.dispose();
   b.dispose();
   return ms;
 }
 
+/** Milliseconds per product with the plain TypeScript loop (`matmulJs`), no BLAS. */
+async function timeJs(n: number): Promise<number> {
+  const a = new Float32Array(await Tensor.randn([n, n], { seed: 1 }).toArray());
+  const b = new Float32Array(await Tensor.randn([n, n], { seed: 2 }).toArray());
+  const p = { batch: 1, M: n, N: n, K: n, transA: false, transB: false, strideA: 0, strideB: 0 };
+  return await timeRuns(() => void matmulJs(a, b, null, p));
+}
+
+/** A bench column: a backend, or the TypeScript loop on its own. */
+interface Column {
+  kind: string;
+  description: string;
+  time: (n: number) => Promise<number>;
+  maxN: number;
+}
+const columns: Column[] = [
+  { kind: "cpu-js", description: "TypeScript loops (matmulJs)", time: timeJs, maxN: jsMax },
+  ...backends.map((dev) => ({
+    kind: dev.kind,
+    description: dev.description,
+    time: (n: number) => time(dev, n),
+    maxN: Infinity,
+  })),
+];
+
 const rows: { backend: string; adapter: string; n: number; ms: number; gflops: number }[] = [];
 for (const n of sizes) {
-  for (const dev of backends) {
-    const ms = await time(dev, n);
+  for (const col of columns) {
+    if (n > col.maxN) continue;
+    const ms = await col.time(n);
     rows.push({
-      backend: dev.kind,
-      adapter: dev.description,
+      backend: col.kind,
+      adapter: col.description,
       n,
       ms,
       gflops: (2 * n ** 3) / ms / 1e6,
@@ -78,22 +113,19 @@ if (values.json) {
   );
 } else {
   console.log("f32 matmul C = A·B, A and B [n, n], GFLOP/s (higher is better)");
-  for (const dev of backends) console.log(`  ${dev.kind}: ${dev.description}`);
-  const head = ["n", ...backends.map((b) => b.kind)];
+  for (const col of columns) console.log(`  ${col.kind}: ${col.description}`);
+  const gf = (n: number, kind: string) => rows.find((r) => r.n === n && r.backend === kind)?.gflops;
+  const head = ["n", ...columns.map((c) => c.kind)];
   console.log(head.map((h) => h.padStart(10)).join(""));
   for (const n of sizes) {
-    const cells = backends.map((b) =>
-      rows.find((r) => r.n === n && r.backend === b.kind)!.gflops.toFixed(2)
-    );
+    const cells = columns.map((c) => gf(n, c.kind)?.toFixed(2) ?? "-");
     console.log([String(n), ...cells].map((c) => c.padStart(10)).join(""));
   }
-  if (backends.length > 1) {
-    const r = sizes.map((n) => {
-      const [c, g] = backends.map((b) =>
-        rows.find((x) => x.n === n && x.backend === b.kind)!.gflops
-      );
-      return `${n}: ${(g / c).toFixed(2)}×`;
-    });
-    console.log(`webgpu / cpu: ${r.join(", ")}`);
-  }
+  const ratio = (num: string, den: string) =>
+    sizes.flatMap((n) => {
+      const x = gf(n, num), y = gf(n, den);
+      return x && y ? [`${n}: ${(x / y).toFixed(2)}×`] : [];
+    }).join(", ");
+  console.log(`cpu / cpu-js: ${ratio("cpu", "cpu-js")}`);
+  if (backends.length > 1) console.log(`webgpu / cpu: ${ratio("webgpu", "cpu")}`);
 }

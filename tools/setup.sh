@@ -2,13 +2,15 @@
 # Installs the system packages loralab's tests need on Debian 12, when they are missing:
 #   mesa-vulkan-drivers  Mesa's lavapipe: a software Vulkan driver, so WebGPU (and every WGSL
 #                        kernel) runs on machines without a GPU.
+#   libopenblas0-pthread OpenBLAS: the CPU backend's matrix products call its cblas_sgemm through
+#                        Deno FFI (50-100x the TypeScript loop; without it the loop is used).
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 # Mesa wants a private runtime directory; without one it prints harmless "XDG_RUNTIME_DIR"
 # errors into every log. The deno tasks point XDG_RUNTIME_DIR here.
 mkdir -p -m 700 /tmp/loralab-runtime
 need=()
-for pkg in mesa-vulkan-drivers; do
+for pkg in mesa-vulkan-drivers libopenblas0-pthread; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need+=("$pkg")
   fi
