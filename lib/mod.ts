@@ -22,6 +22,7 @@ export * from "./tensor.ts";
 export * from "./rng.ts";
 export * from "./ops/mod.ts";
 export * from "./autograd/tape.ts";
+export * from "./optim/mod.ts";
 export * as quant from "./quant/mod.ts";
 export * as io from "./io/mod.ts";
 export * from "./data/mod.ts";

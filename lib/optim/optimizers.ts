@@ -1,0 +1,206 @@
+/**
+ * Optimizers: AdamW (decoupled weight decay, bias correction) and SGD with momentum. Both update
+ * parameter tensors IN PLACE through fused backend kernels (parameters are the one kind of tensor
+ * that mutates). State exists only for the parameters handed to the optimizer: frozen weights
+ * have no moments.
+ *
+ * @module
+ */
+
+import type { Tensor } from "../tensor.ts";
+import { Tensor as T } from "../tensor.ts";
+
+/** Options of {@link AdamW}. */
+export interface AdamWOptions {
+  /** Learning rate (a schedule may override it per step). Default 1e-3. */
+  lr?: number;
+  /** (β1, β2). Default (0.9, 0.999). */
+  betas?: [number, number];
+  /** Denominator epsilon. Default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay. Default 0.01 (PyTorch's). */
+  weightDecay?: number;
+  /** Which parameters decay. Default: tensors with ≥ 2 dims (not biases or LayerNorm). */
+  decay?: (name: string, p: Tensor) => boolean;
+}
+
+/** Serialisable optimizer state (host arrays), for checkpoints. */
+export interface OptimizerState {
+  /** Optimizer kind. */
+  kind: "adamw" | "sgd";
+  /** Steps taken. */
+  step: number;
+  /** Per-parameter buffers by parameter name (AdamW: m and v; SGD: buf). */
+  buffers: Record<string, Record<string, Float32Array>>;
+}
+
+/** AdamW over named parameters. */
+export class AdamW {
+  /** Hyper-parameters in use. */
+  readonly opts: Required<AdamWOptions>;
+  /** Steps taken so far. */
+  step = 0;
+  private m = new Map<string, Tensor>();
+  private v = new Map<string, Tensor>();
+
+  /** Creates zero moments for every parameter in `params`. */
+  constructor(readonly params: Map<string, Tensor>, opts: AdamWOptions = {}) {
+    this.opts = {
+      lr: opts.lr ?? 1e-3,
+      betas: opts.betas ?? [0.9, 0.999],
+      eps: opts.eps ?? 1e-8,
+      weightDecay: opts.weightDecay ?? 0.01,
+      decay: opts.decay ?? ((_n, p) => p.ndim >= 2),
+    };
+    for (const [name, p] of params) {
+      this.m.set(name, T.zeros(p.shape, { device: p.backend }).keep());
+      this.v.set(name, T.zeros(p.shape, { device: p.backend }).keep());
+    }
+  }
+
+  /**
+   * Applies one update. `grads` maps parameter tensors to their gradients (as returned by
+   * `Tape.backward`); a parameter without a gradient is left alone.
+   */
+  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr): void {
+    this.step++;
+    const [b1, b2] = this.opts.betas;
+    for (const [name, p] of this.params) {
+      const g = grads.get(p);
+      if (!g) continue;
+      p.backend.adamw(
+        p.storage,
+        g.storage,
+        this.m.get(name)!.storage,
+        this.v.get(name)!.storage,
+        p.size,
+        {
+          lr,
+          beta1: b1,
+          beta2: b2,
+          eps: this.opts.eps,
+          weightDecay: this.opts.decay(name, p) ? this.opts.weightDecay : 0,
+          biasCorrection1: 1 - b1 ** this.step,
+          biasCorrection2: 1 - b2 ** this.step,
+        },
+      );
+    }
+  }
+
+  /** Bytes of optimizer state held on the device (two moments per trainable weight). */
+  get stateBytes(): number {
+    let n = 0;
+    for (const t of this.m.values()) n += 2 * t.bytes;
+    return n;
+  }
+
+  /** Copies the state to the host. */
+  async getState(): Promise<OptimizerState> {
+    const buffers: OptimizerState["buffers"] = {};
+    for (const name of this.params.keys()) {
+      buffers[name] = {
+        m: (await this.m.get(name)!.toArray()) as Float32Array,
+        v: (await this.v.get(name)!.toArray()) as Float32Array,
+      };
+    }
+    return { kind: "adamw", step: this.step, buffers };
+  }
+
+  /** Restores a state from {@link getState}; names and sizes must match. */
+  setState(s: OptimizerState): void {
+    if (s.kind !== "adamw") throw new Error(`AdamW.setState: state is for ${s.kind}`);
+    for (const [name, p] of this.params) {
+      const b = s.buffers[name];
+      if (!b || b.m?.length !== p.size || b.v?.length !== p.size) {
+        throw new Error(`AdamW.setState: missing or mis-sized state for ${name}`);
+      }
+      this.m.get(name)!.dispose();
+      this.v.get(name)!.dispose();
+      this.m.set(name, T.fromArray(b.m, p.shape, { device: p.backend }).keep());
+      this.v.set(name, T.fromArray(b.v, p.shape, { device: p.backend }).keep());
+    }
+    this.step = s.step;
+  }
+
+  /** Frees the moments. */
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/** Options of {@link SGD}. */
+export interface SGDOptions {
+  /** Learning rate. Default 0.01. */
+  lr?: number;
+  /** Momentum μ. Default 0.9. */
+  momentum?: number;
+  /** L2 weight decay added to the gradient. Default 0. */
+  weightDecay?: number;
+}
+
+/** SGD with (PyTorch-style) momentum: buf ← μ·buf + g + wd·p; p ← p - lr·buf. */
+export class SGD {
+  /** Hyper-parameters in use. */
+  readonly opts: Required<SGDOptions>;
+  /** Steps taken so far. */
+  step = 0;
+  private buf = new Map<string, Tensor>();
+
+  /** Creates zero momentum buffers for every parameter. */
+  constructor(readonly params: Map<string, Tensor>, opts: SGDOptions = {}) {
+    this.opts = {
+      lr: opts.lr ?? 0.01,
+      momentum: opts.momentum ?? 0.9,
+      weightDecay: opts.weightDecay ?? 0,
+    };
+    for (const [name, p] of params) {
+      this.buf.set(name, T.zeros(p.shape, { device: p.backend }).keep());
+    }
+  }
+
+  /** Applies one update (see {@link AdamW.update}). */
+  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr): void {
+    this.step++;
+    for (const [name, p] of this.params) {
+      const g = grads.get(p);
+      if (!g) continue;
+      p.backend.sgd(
+        p.storage,
+        g.storage,
+        this.buf.get(name)!.storage,
+        p.size,
+        lr,
+        this.opts.momentum,
+        this.opts.weightDecay,
+      );
+    }
+  }
+
+  /** Copies the state to the host. */
+  async getState(): Promise<OptimizerState> {
+    const buffers: OptimizerState["buffers"] = {};
+    for (const name of this.params.keys()) {
+      buffers[name] = { buf: (await this.buf.get(name)!.toArray()) as Float32Array };
+    }
+    return { kind: "sgd", step: this.step, buffers };
+  }
+
+  /** Restores a state from {@link getState}. */
+  setState(s: OptimizerState): void {
+    if (s.kind !== "sgd") throw new Error(`SGD.setState: state is for ${s.kind}`);
+    for (const [name, p] of this.params) {
+      const b = s.buffers[name]?.buf;
+      if (!b || b.length !== p.size) {
+        throw new Error(`SGD.setState: missing or mis-sized state for ${name}`);
+      }
+      this.buf.get(name)!.dispose();
+      this.buf.set(name, T.fromArray(b, p.shape, { device: p.backend }).keep());
+    }
+    this.step = s.step;
+  }
+
+  /** Frees the buffers. */
+  dispose(): void {
+    for (const t of this.buf.values()) t.dispose();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Learning-rate schedules, gradient clipping and gradient accumulation.
+ *
+ * @module
+ */
+
+import { add, mul, scale, sum } from "../ops/mod.ts";
+import type { Tensor } from "../tensor.ts";
+
+/** Options of {@link cosineSchedule}. */
+export interface CosineOptions {
+  /** Peak learning rate. */
+  maxLr: number;
+  /** Final learning rate. Default maxLr / 10. */
+  minLr?: number;
+  /** Linear warm-up steps (from maxLr/warmup up to maxLr). Default 0. */
+  warmup?: number;
+  /** Total steps; after it the rate stays at minLr. */
+  total: number;
+}
+
+/** Linear warm-up then cosine decay to minLr (nanoGPT's `get_lr`). `step` counts from 0. */
+export function cosineSchedule(o: CosineOptions): (step: number) => number {
+  const minLr = o.minLr ?? o.maxLr / 10, warmup = o.warmup ?? 0;
+  if (!(o.maxLr > 0) || !(o.total > 0) || warmup < 0) {
+    throw new RangeError("cosineSchedule: maxLr and total must be > 0, warmup ≥ 0");
+  }
+  return (step) => {
+    if (step < warmup) return (o.maxLr * (step + 1)) / warmup;
+    if (step >= o.total) return minLr;
+    const r = (step - warmup) / Math.max(1, o.total - warmup);
+    return minLr + 0.5 * (1 + Math.cos(Math.PI * r)) * (o.maxLr - minLr);
+  };
+}
+
+/** The global L2 norm of all gradients (one small readback). */
+export async function gradNorm(grads: Map<Tensor, Tensor>): Promise<number> {
+  let total = 0;
+  for (const g of grads.values()) {
+    const flat = g.reshape([g.size]);
+    const sq = mul(flat, flat);
+    const s = sum(sq, 0);
+    total += await s.item();
+    for (const t of [flat, sq, s]) t.dispose();
+  }
+  return Math.sqrt(total);
+}
+
+/**
+ * Scales all gradients so that their global norm is at most `maxNorm` (PyTorch's
+ * `clip_grad_norm_`, factor maxNorm / (norm + 1e-6)). Replaces the map's entries; returns the
+ * norm before clipping. A non-finite norm is an error naming it (the loss diverged).
+ */
+export async function clipGradNorm(grads: Map<Tensor, Tensor>, maxNorm: number): Promise<number> {
+  const norm = await gradNorm(grads);
+  if (!Number.isFinite(norm)) throw new Error(`clipGradNorm: gradient norm is ${norm}`);
+  const f = maxNorm / (norm + 1e-6);
+  if (f < 1) {
+    for (const [p, g] of grads) {
+      grads.set(p, scale(g, f));
+      g.dispose();
+    }
+  }
+  return norm;
+}
+
+/** Sums gradients of several micro-batches; `take()` returns their mean. */
+export class GradAccumulator {
+  private acc = new Map<Tensor, Tensor>();
+  private count = 0;
+
+  /** Adds one micro-batch's gradients (the map's tensors are consumed: disposed or kept). */
+  add(grads: Map<Tensor, Tensor>): void {
+    for (const [p, g] of grads) {
+      const prev = this.acc.get(p);
+      if (prev) {
+        this.acc.set(p, add(prev, g));
+        prev.dispose();
+        g.dispose();
+      } else this.acc.set(p, g);
+    }
+    this.count++;
+  }
+
+  /** Number of micro-batches added since the last take. */
+  get size(): number {
+    return this.count;
+  }
+
+  /** The mean gradient over the micro-batches; resets the accumulator. */
+  take(): Map<Tensor, Tensor> {
+    if (this.count === 0) throw new Error("GradAccumulator.take: nothing accumulated");
+    const out = new Map<Tensor, Tensor>();
+    for (const [p, g] of this.acc) {
+      out.set(p, this.count === 1 ? g : scale(g, 1 / this.count));
+      if (this.count !== 1) g.dispose();
+    }
+    this.acc.clear();
+    this.count = 0;
+    return out;
+  }
+}

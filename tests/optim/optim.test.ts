@@ -1,0 +1,133 @@
+import assert from "node:assert/strict";
+import {
+  AdamW,
+  clipGradNorm,
+  cosineSchedule,
+  crossEntropy,
+  GradAccumulator,
+  gradNorm,
+  matmul,
+  Rng,
+  SGD,
+  Tape,
+  Tensor,
+} from "../../lib/mod.ts";
+import { assertClose, bothBackends, randData } from "../harness.ts";
+
+// Reference: PyTorch's AdamW update in float64, written out.
+function adamwRef(
+  p: number[],
+  grads: number[][],
+  lr: number,
+  b1: number,
+  b2: number,
+  eps: number,
+  wd: number,
+) {
+  const m = p.map(() => 0), v = p.map(() => 0), q = [...p];
+  grads.forEach((g, t) => {
+    for (let i = 0; i < q.length; i++) {
+      q[i] -= lr * wd * q[i];
+      m[i] = b1 * m[i] + (1 - b1) * g[i];
+      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      const mh = m[i] / (1 - b1 ** (t + 1)), vh = v[i] / (1 - b2 ** (t + 1));
+      q[i] -= lr * mh / (Math.sqrt(vh) + eps);
+    }
+  });
+  return q;
+}
+
+bothBackends(
+  "AdamW matches PyTorch's update rule in float64 (weights decay, biases don't)",
+  async (dev) => {
+    const rng = new Rng(71);
+    const w0 = randData(rng, 12), b0 = randData(rng, 3);
+    const gw = Array.from({ length: 5 }, () => randData(rng, 12));
+    const gb = Array.from({ length: 5 }, () => randData(rng, 3));
+    const w = Tensor.fromArray(w0, [4, 3], { device: dev }),
+      b = Tensor.fromArray(b0, [3], { device: dev });
+    const opt = new AdamW(new Map([["w", w], ["b", b]]), {
+      lr: 0.01,
+      betas: [0.9, 0.95],
+      eps: 1e-8,
+      weightDecay: 0.1,
+    });
+    for (let t = 0; t < 5; t++) {
+      opt.update(
+        new Map([[w, Tensor.fromArray(gw[t], [4, 3], { device: dev })], [
+          b,
+          Tensor.fromArray(gb[t], [3], { device: dev }),
+        ]]),
+      );
+    }
+    // f32 arithmetic over 5 steps: each step moves by ≤ lr; 1e-6 absolute is ~100 ulp of |w|~1.
+    assertClose(await w.toArray(), adamwRef(w0, gw, 0.01, 0.9, 0.95, 1e-8, 0.1), 1e-6, "w");
+    assertClose(await b.toArray(), adamwRef(b0, gb, 0.01, 0.9, 0.95, 1e-8, 0), 1e-6, "b");
+    assert.equal(opt.stateBytes, 2 * (12 + 3) * 4);
+    // state round trip
+    const st = await opt.getState();
+    const opt2 = new AdamW(new Map([["w", w], ["b", b]]));
+    opt2.setState(st);
+    assert.equal(opt2.step, 5);
+    assert.throws(() => opt2.setState({ ...st, buffers: {} }), /missing or mis-sized state for w/);
+  },
+);
+
+bothBackends("SGD with momentum matches the float64 rule", async (dev) => {
+  const rng = new Rng(72);
+  const p0 = randData(rng, 10), gs = Array.from({ length: 4 }, () => randData(rng, 10));
+  const p = Tensor.fromArray(p0, [10], { device: dev });
+  const opt = new SGD(new Map([["p", p]]), { lr: 0.1, momentum: 0.9, weightDecay: 0.01 });
+  for (const g of gs) opt.update(new Map([[p, Tensor.fromArray(g, [10], { device: dev })]]));
+  const q = [...p0], buf = q.map(() => 0);
+  for (const g of gs) {
+    for (let i = 0; i < 10; i++) {
+      buf[i] = 0.9 * buf[i] + g[i] + 0.01 * q[i];
+      q[i] -= 0.1 * buf[i];
+    }
+  }
+  assertClose(await p.toArray(), q, 1e-6, "sgd");
+});
+
+Deno.test("cosineSchedule: warm-up, cosine, floor", () => {
+  const f = cosineSchedule({ maxLr: 1, minLr: 0.1, warmup: 10, total: 110 });
+  assert.equal(f(0), 0.1);
+  assert.equal(f(9), 1);
+  assert.equal(f(10), 1);
+  assert.ok(Math.abs(f(60) - 0.55) < 1e-12); // halfway: min + (max-min)/2
+  assert.equal(f(110), 0.1);
+  assert.equal(f(1000), 0.1);
+  assert.throws(() => cosineSchedule({ maxLr: 0, total: 5 }), /maxLr and total must be > 0/);
+});
+
+bothBackends("clipGradNorm scales to the target norm; NaN is an error", async (dev) => {
+  const a = Tensor.fromArray([3, 0], [2], { device: dev }),
+    b = Tensor.fromArray([4], [1], { device: dev });
+  const grads = new Map([[a, a], [b, b]]);
+  assert.ok(Math.abs((await clipGradNorm(grads, 1)) - 5) < 1e-6);
+  assert.ok(Math.abs((await gradNorm(grads)) - 1) < 1e-5);
+  const bad = new Map([[a, Tensor.fromArray([NaN], [1], { device: dev })]]);
+  await assert.rejects(() => clipGradNorm(bad, 1), /gradient norm is NaN/);
+});
+
+bothBackends("gradient accumulation over two half-batches equals the full batch", async (dev) => {
+  const rng = new Rng(73);
+  const [N, C, V] = [8, 5, 7];
+  const x = randData(rng, N * C), w0 = randData(rng, C * V);
+  const tg = Array.from({ length: N }, () => rng.int(V));
+  const w = Tensor.fromArray(w0, [C, V], { device: dev });
+  const gradOf = (lo: number, hi: number) => {
+    const tape = new Tape();
+    tape.watch(w);
+    const xs = Tensor.fromArray(x.slice(lo * C, hi * C), [hi - lo, C], { device: dev });
+    const ts = Tensor.fromArray(tg.slice(lo, hi), [hi - lo], { device: dev, dtype: "i32" });
+    const loss = tape.run(() => crossEntropy(matmul(xs, w), ts));
+    return tape.backward(loss);
+  };
+  const full = await gradOf(0, N).get(w)!.toArray();
+  const acc = new GradAccumulator();
+  acc.add(gradOf(0, N / 2));
+  acc.add(gradOf(N / 2, N));
+  assert.equal(acc.size, 2);
+  assertClose(await acc.take().get(w)!.toArray(), full, 1e-6, "accumulated");
+});
