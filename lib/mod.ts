@@ -23,6 +23,7 @@ export * from "./rng.ts";
 export * from "./ops/mod.ts";
 export * from "./autograd/tape.ts";
 export * from "./optim/mod.ts";
+export * from "./nn/mod.ts";
 export * as quant from "./quant/mod.ts";
 export * as io from "./io/mod.ts";
 export * from "./data/mod.ts";

@@ -55,15 +55,32 @@ export function matmulJs(
   return out;
 }
 
-/** Unravels flat index `i` over `shape` and dots it with `strides`. */
-function stridedIndex(i: number, shape: number[], strides: number[]): number {
-  let off = 0;
-  for (let d = shape.length - 1; d >= 0; d--) {
-    const n = shape[d];
-    off += (i % n) * strides[d];
-    i = Math.floor(i / n);
+/**
+ * Visits the rows of a strided iteration: for each combination of all axes but the last, calls
+ * `row(o, offs)` with the flat output offset and each input's element offset (an odometer, so no
+ * division per element). The last axis is left to the caller's inner loop.
+ */
+function forEachRow(
+  shape: number[],
+  strides: number[][],
+  row: (o: number, offs: number[]) => void,
+): void {
+  const rank = shape.length;
+  const inner = rank ? shape[rank - 1] : 1;
+  const n = shape.reduce((x, y) => x * y, 1);
+  if (n === 0) return;
+  const idx = new Array(Math.max(rank - 1, 0)).fill(0);
+  const offs = strides.map(() => 0);
+  for (let o = 0; o < n; o += inner) {
+    row(o, offs);
+    for (let d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      for (let k = 0; k < offs.length; k++) offs[k] += strides[k][d];
+      if (idx[d] < shape[d]) break;
+      for (let k = 0; k < offs.length; k++) offs[k] -= strides[k][d] * shape[d];
+      idx[d] = 0;
+    }
   }
-  return off;
 }
 
 /** Broadcasting binary op over `shape`, inputs addressed through their strides. */
@@ -77,11 +94,25 @@ export function binaryCpu(
 ): Float32Array {
   const n = shape.reduce((x, y) => x * y, 1);
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    const x = a[stridedIndex(i, shape, aStrides)];
-    const y = b[stridedIndex(i, shape, bStrides)];
-    out[i] = op === "add" ? x + y : op === "sub" ? x - y : op === "mul" ? x * y : x / y;
-  }
+  const inner = shape.length ? shape[shape.length - 1] : 1;
+  const sa = shape.length ? aStrides[shape.length - 1] : 0;
+  const sb = shape.length ? bStrides[shape.length - 1] : 0;
+  forEachRow(shape, [aStrides, bStrides], (o, [ia, ib]) => {
+    switch (op) {
+      case "add":
+        for (let j = 0; j < inner; j++) out[o + j] = a[ia + j * sa] + b[ib + j * sb];
+        break;
+      case "sub":
+        for (let j = 0; j < inner; j++) out[o + j] = a[ia + j * sa] - b[ib + j * sb];
+        break;
+      case "mul":
+        for (let j = 0; j < inner; j++) out[o + j] = a[ia + j * sa] * b[ib + j * sb];
+        break;
+      case "div":
+        for (let j = 0; j < inner; j++) out[o + j] = a[ia + j * sa] / b[ib + j * sb];
+        break;
+    }
+  });
   return out;
 }
 
@@ -250,6 +281,11 @@ export function stridedCpu<T extends Float32Array | Float16Array | Int32Array>(
 ): T {
   const n = p.shape.reduce((x, y) => x * y, 1);
   const out = make(n);
-  for (let i = 0; i < n; i++) out[i] = a[p.offset + stridedIndex(i, p.shape, p.strides)];
+  const rank = p.shape.length;
+  const inner = rank ? p.shape[rank - 1] : 1, st = rank ? p.strides[rank - 1] : 0;
+  forEachRow(p.shape, [p.strides], (o, [ia]) => {
+    const base = p.offset + ia;
+    for (let j = 0; j < inner; j++) out[o + j] = a[base + j * st];
+  });
   return out;
 }

@@ -1,0 +1,78 @@
+/**
+ * Sampling text from a GPT: temperature, top-k, seeded.
+ *
+ * @module
+ */
+
+import { scope, Tensor } from "../tensor.ts";
+import { narrow } from "../ops/mod.ts";
+import { Rng } from "../rng.ts";
+import type { GPT } from "./gpt.ts";
+
+/** Options of {@link generate}. */
+export interface GenerateOptions {
+  /** New tokens to sample. Default 100. */
+  maxTokens?: number;
+  /** Softmax temperature; 0 means greedy. Default 1. */
+  temperature?: number;
+  /** Sample only among the k most likely tokens (0 = all). Default 0. */
+  topK?: number;
+  /** Seed of the sampler. Default 0. */
+  seed?: number;
+  /** Stop early when this token is produced (e.g. end-of-text). */
+  stopToken?: number;
+}
+
+/**
+ * Continues `prompt` (token ids) by sampling one token at a time from the model, re-reading the
+ * last n_positions tokens each step (no KV cache). Returns only the new tokens.
+ */
+export async function generate(
+  model: GPT,
+  prompt: number[],
+  opts: GenerateOptions = {},
+): Promise<number[]> {
+  const maxTokens = opts.maxTokens ?? 100,
+    temperature = opts.temperature ?? 1,
+    topK = opts.topK ?? 0;
+  if (!(temperature >= 0)) throw new RangeError(`generate: temperature ${temperature} must be ≥ 0`);
+  if (!Number.isInteger(topK) || topK < 0) {
+    throw new RangeError(`generate: topK ${topK} must be an integer ≥ 0`);
+  }
+  if (prompt.length === 0) throw new RangeError("generate: the prompt needs at least one token");
+  const rng = new Rng(opts.seed ?? 0);
+  const ctx = [...prompt], out: number[] = [];
+  const V = model.config.vocab_size;
+  for (let i = 0; i < maxTokens; i++) {
+    const window = ctx.slice(-model.config.n_positions);
+    const T = window.length;
+    const logits = await scope(async () => {
+      const ids = Tensor.fromArray(Int32Array.from(window), [1, T], { device: model.device });
+      const last = narrow(model.forward(ids), 1, T - 1, 1); // [1, 1, V]
+      return Array.from(await last.toArray());
+    });
+    const next = sample(logits.slice(0, V), temperature, topK, rng);
+    out.push(next);
+    ctx.push(next);
+    if (next === opts.stopToken) break;
+  }
+  return out;
+}
+
+/** Draws a token from logits with temperature and top-k (greedy at temperature 0). */
+export function sample(logits: number[], temperature: number, topK: number, rng: Rng): number {
+  if (temperature === 0) return logits.indexOf(Math.max(...logits));
+  let idx = logits.map((_, i) => i);
+  if (topK > 0 && topK < logits.length) {
+    idx = idx.sort((a, b) => logits[b] - logits[a]).slice(0, topK);
+  }
+  const m = Math.max(...idx.map((i) => logits[i]));
+  const w = idx.map((i) => Math.exp((logits[i] - m) / temperature));
+  const total = w.reduce((a, b) => a + b, 0);
+  let u = rng.uniform() * total;
+  for (let j = 0; j < idx.length; j++) {
+    u -= w[j];
+    if (u <= 0) return idx[j];
+  }
+  return idx[idx.length - 1];
+}
