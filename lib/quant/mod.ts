@@ -59,3 +59,28 @@ export {
   quantizationError,
   type QuantizationReport,
 } from "./error.ts";
+export {
+  type Decoder,
+  makeDecoder,
+  pack16,
+  type PackedArrays,
+  packedBytes,
+  type PackedLayout,
+  type PackedWeight,
+  packInt8,
+  packWeight,
+} from "./packed.ts";
+export { DeviceWeight, toDevice } from "./device_weight.ts";
+export {
+  dequantizeOnDevice,
+  MATVEC_MAX_ROWS,
+  qmatmul,
+  type QmatmulOptions,
+  type QmatmulPath,
+} from "./qmatmul.ts";
+export { dequantizeCpu, qmatmulCpu, qmatmulCpuPanels } from "./qmatmul_cpu.ts";
+// Types from the rest of loralab that the device weights take and return, re-exported (as
+// types only) so that this module's documentation is complete on its own.
+export type * from "../backend/backend.ts";
+export type * from "../tensor.ts";
+export type * from "../rng.ts";

@@ -1,0 +1,124 @@
+/**
+ * A frozen weight W [N, K] (out × in, PyTorch Linear layout) resident on a backend in its packed
+ * format: the 4-bit codes stay 4-bit, int8 stays int8. Nothing here ever makes an f32 copy of W
+ * on the device; the kernels of `qmatmul.ts` de-quantize as they read.
+ *
+ * On the CPU backend the arrays of {@link PackedArrays} are kept as they are; on WebGPU each one
+ * becomes a storage buffer from the engine's pool.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import { WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
+import { type PackedArrays, packedBytes, type PackedLayout, packWeight } from "./packed.ts";
+import type { QuantFormat, QuantizedWeight } from "./weight.ts";
+
+/** A quantized weight held by a backend. Make one with {@link toDevice}. */
+export class DeviceWeight {
+  /** The backend holding it. */
+  readonly backend: Backend;
+  /** Format, shape and block sizes. */
+  readonly layout: PackedLayout;
+  /** Bytes of weight data the device holds (each array padded to a multiple of 4 bytes). */
+  readonly bytes: number;
+  /** Bytes of device memory reserved (WebGPU buffers round up to 256; equals `bytes` on CPU). */
+  readonly allocatedBytes: number;
+  #host: PackedArrays | null;
+  #gpu: GPUBuffer[] | null;
+  #disposed = false;
+
+  /** Wraps arrays (CPU) or buffers (WebGPU) that the weight now owns; see {@link toDevice}. */
+  constructor(
+    backend: Backend,
+    layout: PackedLayout,
+    bytes: number,
+    held: { host: PackedArrays } | { gpu: GPUBuffer[] },
+  ) {
+    this.backend = backend;
+    this.layout = layout;
+    this.bytes = bytes;
+    this.#host = "host" in held ? held.host : null;
+    this.#gpu = "gpu" in held ? held.gpu : null;
+    this.allocatedBytes = this.#gpu ? this.#gpu.reduce((s, b) => s + b.size, 0) : bytes;
+  }
+
+  /** Storage format. */
+  get format(): QuantFormat {
+    return this.layout.format;
+  }
+  /** [N, K]: rows (out) × columns (in). */
+  get shape(): [number, number] {
+    return [this.layout.N, this.layout.K];
+  }
+  /** Number of weights, N·K. */
+  get numel(): number {
+    return this.layout.N * this.layout.K;
+  }
+  /** `bytes * 8 / numel`: e.g. 4.5 for NF4 at block 64, ≈ 4.127 with double quantization. */
+  get bitsPerParameter(): number {
+    return (this.bytes * 8) / this.numel;
+  }
+  /** Whether {@link dispose} has been called. */
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** The host arrays (CPU backend); throws on WebGPU or after dispose. */
+  hostArrays(): PackedArrays {
+    this.#live();
+    if (!this.#host) throw new Error("DeviceWeight: not a CPU weight");
+    return this.#host;
+  }
+
+  /** The storage buffers in binding order (WebGPU); throws on CPU or after dispose. */
+  gpuBuffers(): readonly GPUBuffer[] {
+    this.#live();
+    if (!this.#gpu) throw new Error("DeviceWeight: not a WebGPU weight");
+    return this.#gpu;
+  }
+
+  /** Releases the device memory. Idempotent. */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#gpu && this.backend instanceof WebGpuBackend) {
+      for (const b of this.#gpu) this.backend.engine.release(b);
+    }
+    this.#gpu = null;
+    this.#host = null;
+  }
+
+  #live(): void {
+    if (this.#disposed) {
+      throw new Error(`DeviceWeight ${this.format} [${this.shape}] used after dispose()`);
+    }
+  }
+}
+
+/**
+ * Puts a quantized 2-D weight [N, K] (out × in) on a backend in its packed format.
+ *
+ * @example
+ * ```ts
+ * const q = quantize(w, [out, inp], "nf4", { doubleQuant: true });
+ * const dw = toDevice(dev, q); // dw.bitsPerParameter ≈ 4.127
+ * const y = qmatmul(x, dw); // x: [..., inp] -> [..., out]
+ * ```
+ */
+export function toDevice(dev: Backend, q: QuantizedWeight): DeviceWeight {
+  const { layout, arrays } = packWeight(q);
+  const bytes = packedBytes(arrays);
+  if (dev.kind === "cpu") return new DeviceWeight(dev, layout, bytes, { host: arrays });
+  if (!(dev instanceof WebGpuBackend)) throw new Error(`toDevice: unknown backend ${dev.kind}`);
+  const engine = dev.engine;
+  const parts = [arrays.data, arrays.absmax, arrays.dqCodes, arrays.dqScales];
+  const buffers: GPUBuffer[] = [];
+  for (const a of parts) {
+    if (!a) continue;
+    const buf = engine.alloc(a.byteLength);
+    engine.write(buf, a);
+    buffers.push(buf);
+  }
+  return new DeviceWeight(dev, layout, bytes, { gpu: buffers });
+}

@@ -1,0 +1,111 @@
+/**
+ * CPU twins of the quantized-weight kernels: de-quantize W a row at a time in float32 (the
+ * {@link Decoder} of `packed.ts`, the same f32 steps as the WGSL `wval`) and multiply, with plain
+ * loops ({@link qmatmulCpu}, the reference) or, for batches, a panel of rows at a time through the
+ * CPU backend's f32 matmul (OpenBLAS when present; {@link qmatmulCpuPanels}). W is never
+ * expanded beyond one panel (1 MiB of f32).
+ *
+ * @module
+ */
+
+import { matmulCpu } from "../backend/cpu/kernels.ts";
+import { type Decoder, makeDecoder, type PackedArrays, type PackedLayout } from "./packed.ts";
+
+/** f32 weights de-quantized per panel by {@link qmatmulCpuPanels} (1 MiB). */
+const PANEL_ELEMS = 1 << 18;
+
+/** W [N, K] as f32: Float32Array [N·K]. Twin of `qDequantKernel`. */
+export function dequantizeCpu(layout: PackedLayout, arrays: PackedArrays): Float32Array {
+  const out = new Float32Array(layout.N * layout.K);
+  makeDecoder({ layout, arrays })(0, out.length, out);
+  return out;
+}
+
+/**
+ * y = x · Wᵀ (+ bias), or with `transW` y = x · W (+ bias). Twin of `qTiledKernel` and
+ * `qMatvecKernel`. Products are summed in float64 (JS numbers) and rounded to f32 once.
+ *
+ * @param x Float32Array [M, K] ([M, N] with transW)
+ * @param bias Float32Array [N] ([K] with transW) or null
+ * @returns Float32Array [M, N] ([M, K] with transW)
+ */
+export function qmatmulCpu(
+  layout: PackedLayout,
+  arrays: PackedArrays,
+  x: Float32Array,
+  M: number,
+  bias: Float32Array | null,
+  transW: boolean,
+): Float32Array {
+  const { N, K } = layout;
+  const decode: Decoder = makeDecoder({ layout, arrays });
+  const row = new Float32Array(K); // W[n, :]
+  if (!transW) {
+    const y = new Float32Array(M * N); // [M, N]
+    for (let n = 0; n < N; n++) {
+      decode(n * K, K, row);
+      const b = bias ? bias[n] : 0;
+      for (let m = 0; m < M; m++) {
+        let s = 0;
+        const x0 = m * K;
+        for (let k = 0; k < K; k++) s += x[x0 + k] * row[k];
+        y[m * N + n] = s + b;
+      }
+    }
+    return y;
+  }
+  const acc = new Float64Array(M * K); // [M, K]
+  for (let n = 0; n < N; n++) {
+    decode(n * K, K, row);
+    for (let m = 0; m < M; m++) {
+      const xv = x[m * N + n];
+      const a0 = m * K;
+      for (let k = 0; k < K; k++) acc[a0 + k] += xv * row[k];
+    }
+  }
+  const y = new Float32Array(M * K); // [M, K]
+  for (let m = 0; m < M; m++) {
+    for (let k = 0; k < K; k++) y[m * K + k] = acc[m * K + k] + (bias ? bias[k] : 0);
+  }
+  return y;
+}
+
+/**
+ * The same product as {@link qmatmulCpu}, a panel of W's rows at a time: each panel
+ * (⌊2^18 / K⌋ rows, at least 1) is de-quantized to f32 and multiplied with the CPU backend's
+ * `matmulCpu` (OpenBLAS sgemm when available), which is what makes training batches fast.
+ */
+export function qmatmulCpuPanels(
+  layout: PackedLayout,
+  arrays: PackedArrays,
+  x: Float32Array,
+  M: number,
+  bias: Float32Array | null,
+  transW: boolean,
+): Float32Array {
+  const { N, K } = layout;
+  const decode = makeDecoder({ layout, arrays });
+  const P = Math.max(1, Math.min(N, Math.floor(PANEL_ELEMS / K)));
+  const panel = new Float32Array(P * K); // W[n0 : n0+p, :]
+  const outs = transW ? K : N;
+  const y = new Float32Array(M * outs); // [M, outs]
+  for (let n0 = 0; n0 < N; n0 += P) {
+    const p = Math.min(P, N - n0);
+    const wp = panel.subarray(0, p * K);
+    decode(n0 * K, p * K, wp);
+    const mm = { batch: 1, M, strideA: 0, strideB: 0, transA: false };
+    if (!transW) {
+      const part = matmulCpu(x, wp, null, { ...mm, N: p, K, transB: true }); // [M, p]
+      for (let m = 0; m < M; m++) y.set(part.subarray(m * p, (m + 1) * p), m * N + n0);
+    } else {
+      const xs = new Float32Array(M * p); // x[:, n0 : n0+p]
+      for (let m = 0; m < M; m++) xs.set(x.subarray(m * N + n0, m * N + n0 + p), m * p);
+      const part = matmulCpu(xs, wp, null, { ...mm, N: K, K: p, transB: false }); // [M, K]
+      for (let i = 0; i < y.length; i++) y[i] += part[i];
+    }
+  }
+  if (bias) {
+    for (let m = 0; m < M; m++) for (let o = 0; o < outs; o++) y[m * outs + o] += bias[o];
+  }
+  return y;
+}

@@ -1,0 +1,108 @@
+// Fused quantized products on both backends against "de-quantize on the CPU with lib/quant,
+// then multiply in float64" (tolerances in qmatmul_util.ts: the float32 accumulation bound
+// 2·(n+2)·u·Σ|x||w| plus the de-quantization slack of int8 and double quantization), for every
+// format × double quantization × transW × bias, on random shapes that include 1 row and sizes
+// that are not multiples of the 64×64 tile, the 8-column word or the absmax block.
+import assert from "node:assert/strict";
+import { type Backend, quant, Rng, Tensor } from "../../lib/mod.ts";
+import { assertClose, bothBackends, gpu, randData } from "../harness.ts";
+import { qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
+
+const { qmatmul, toDevice } = quant;
+
+// Sizes straddle the 64 tile, the 8-weight word and the 256-column matvec workgroup.
+const DIMS = [1, 3, 8, 13, 63, 64, 65, 130, 257];
+const ROWS = [1, 2, 4, 5, 17, 70];
+
+async function run(
+  dev: Backend,
+  variant: (typeof VARIANTS)[number],
+  seed: number,
+  trials: number,
+): Promise<void> {
+  const rng = new Rng(seed);
+  const paths: quant.QmatmulPath[] = ["tiled", "matvec"];
+  for (let trial = 0; trial < trials; trial++) {
+    const N = DIMS[rng.int(DIMS.length)], K = DIMS[rng.int(DIMS.length)];
+    const M = ROWS[rng.int(ROWS.length)];
+    const transW = trial % 2 === 1, withBias = rng.int(2) === 1;
+    const q = randomWeight(rng, variant, N, K);
+    const inner = transW ? N : K, outs = transW ? K : N;
+    const x = Float32Array.from(randData(rng, M * inner));
+    const bias = withBias ? Float32Array.from(randData(rng, outs)) : null;
+    const ref = qmatmulRef(q, x, M, bias, transW);
+    const w = toDevice(dev, q);
+    // x with a leading batch dim when M allows it: [b, M/b, inner].
+    const xShape = M % 2 === 0 ? [2, M / 2, inner] : [M, inner];
+    const xt = Tensor.fromArray(x, xShape, { device: dev });
+    const bt = bias ? Tensor.fromArray(bias, [outs], { device: dev }) : undefined;
+    for (const path of paths) {
+      const y = qmatmul(xt, w, { transW, bias: bt, path });
+      assert.deepEqual(y.shape, [...xShape.slice(0, -1), outs]);
+      const what = `${variant.name} ${path} M${M} N${N} K${K} transW ${transW} bias ${withBias}`;
+      assertClose(await y.toArray(), ref.out, ref.tol, what);
+      y.dispose();
+    }
+    w.dispose();
+    xt.dispose();
+    bt?.dispose();
+  }
+}
+
+VARIANTS.forEach((v, i) => {
+  bothBackends(`qmatmul ${v.name}: random shapes, transW, bias vs float64`, async (dev) => {
+    await run(dev, v, 100 + i, 8);
+  });
+});
+
+Deno.test("qmatmul: webgpu equals the cpu twin (nf4+dq, int8-row, f16)", {
+  sanitizeResources: false,
+  sanitizeOps: false,
+}, async () => {
+  const g = await gpu();
+  const rng = new Rng(7);
+  for (const v of VARIANTS.filter((v) => ["nf4+dq", "int8-row", "f16"].includes(v.name))) {
+    const [M, N, K] = [37, 131, 77];
+    const q = randomWeight(rng, v, N, K);
+    for (const transW of [false, true]) {
+      const inner = transW ? N : K;
+      const x = Float32Array.from(randData(rng, M * inner));
+      const ref = qmatmulRef(q, x, M, null, transW);
+      const cpuY = await qmatmul(Tensor.fromArray(x, [M, inner]), toDevice(quant_cpu(), q), {
+        transW,
+      }).toArray();
+      for (const path of ["tiled", "matvec"] as const) {
+        const w = toDevice(g, q);
+        const gpuY = await qmatmul(Tensor.fromArray(x, [M, inner], { device: g }), w, {
+          transW,
+          path,
+        }).toArray();
+        w.dispose();
+        // Both are within ref.tol of the exact value, hence within twice that of each other.
+        assertClose(gpuY, cpuY, ref.tol.map((t) => 2 * t), `${v.name} ${path} transW ${transW}`);
+      }
+    }
+  }
+});
+
+function quant_cpu(): Backend {
+  return Tensor.zeros([1]).backend; // the CPU backend (Tensor's default device)
+}
+
+Deno.test("qmatmul: shape and backend errors name the problem", async () => {
+  const q = quant.quantize(new Float32Array(12), [3, 4], "nf4");
+  const w = toDevice(quant_cpu(), q);
+  assert.throws(() => qmatmul(Tensor.zeros([2, 3]), w), /x's last dim should be 4/);
+  assert.throws(
+    () => qmatmul(Tensor.zeros([2, 3]), w, { transW: true, bias: Tensor.zeros([3]) }),
+    /bias \[3\] should be \[4\]/,
+  );
+  assert.throws(
+    () => toDevice(quant_cpu(), quant.quantize(new Float32Array(8), [8], "f16")),
+    /2-D/,
+  );
+  const g = await gpu();
+  assert.throws(() => qmatmul(Tensor.zeros([2, 4], { device: g }), w), /different backends/);
+  w.dispose();
+  assert.throws(() => qmatmul(Tensor.zeros([2, 4]), w), /after dispose/);
+});
