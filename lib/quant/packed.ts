@@ -177,12 +177,12 @@ export function makeDecoder(p: PackedWeight): Decoder {
         }
         : (b: number) => absmax![b];
       return (i0, n, out) => {
-        let b = -1, a = 0;
-        for (let j = 0; j < n; j++) {
-          const i = i0 + j;
-          const bi = Math.floor(i / blockSize);
-          if (bi !== b) a = amax(b = bi);
-          out[j] = fr(table[(data[i >>> 3] >>> ((i & 7) * 4)) & 15] * a);
+        const end = i0 + n;
+        for (let i = i0; i < end;) {
+          const b = Math.floor(i / blockSize), a = amax(b); // one block at a time
+          const stop = Math.min(end, (b + 1) * blockSize);
+          // The f64 product is exact; the store rounds it to f32 once, as WGSL's f32 multiply.
+          for (; i < stop; i++) out[i - i0] = table[(data[i >>> 3] >>> ((i & 7) * 4)) & 15] * a;
         }
       };
     }
