@@ -5,3 +5,5 @@
  */
 
 export * from "./safetensors.ts";
+export * from "./atomic.ts";
+export * from "./model_files.ts";

@@ -1,0 +1,74 @@
+/**
+ * `deno task generate --prompt "…"`: samples text from a model directory (default: the shipped
+ * base model in data/base/).
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { getDevice } from "../backend/device.ts";
+import { loadModel } from "../io/model_files.ts";
+import { generate } from "../nn/generate.ts";
+
+const HELP = `deno task generate [flags]   sample text from a model
+
+  --prompt TEXT       text to continue (default "The state of the Union")
+  --model DIR         model directory (default data/base)
+  --max-tokens N      tokens to sample (default 300)
+  --temperature X     softmax temperature, 0 = greedy (default 0.8)
+  --top-k K           sample among the K most likely tokens, 0 = all (default 40)
+  --seed S            sampler seed (default 0)
+  --backend cpu|webgpu|auto
+  --help`;
+
+const { values: a } = parseArgs({
+  args: Deno.args,
+  options: {
+    prompt: { type: "string", default: "The state of the Union" },
+    model: { type: "string", default: "data/base" },
+    "max-tokens": { type: "string", default: "300" },
+    temperature: { type: "string", default: "0.8" },
+    "top-k": { type: "string", default: "40" },
+    seed: { type: "string", default: "0" },
+    backend: { type: "string" },
+    help: { type: "boolean", default: false },
+  },
+});
+if (a.help) {
+  console.log(HELP);
+  Deno.exit(0);
+}
+const maxTokens = Number(a["max-tokens"]), temperature = Number(a.temperature);
+const topK = Number(a["top-k"]), seed = Number(a.seed);
+for (
+  const [k, v, ok] of [
+    ["max-tokens", maxTokens, Number.isInteger(maxTokens) && maxTokens > 0],
+    ["temperature", temperature, temperature >= 0],
+    ["top-k", topK, Number.isInteger(topK) && topK >= 0],
+    ["seed", seed, Number.isInteger(seed)],
+  ] as const
+) {
+  if (!ok) {
+    console.error(`generate: --${k} ${v} is not valid (see --help)`);
+    Deno.exit(2);
+  }
+}
+if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
+  console.error(`generate: --backend ${a.backend}: expected cpu, webgpu or auto`);
+  Deno.exit(2);
+}
+try {
+  const dev = await getDevice({ backend: a.backend as "cpu" | "webgpu" | "auto" | undefined });
+  const { model, tokenizer } = await loadModel(a.model, dev);
+  const ids = await generate(model, tokenizer.encode(a.prompt), {
+    maxTokens,
+    temperature,
+    topK,
+    seed,
+    stopToken: tokenizer.eotToken,
+  });
+  console.log(a.prompt + tokenizer.decode(ids.filter((t) => t !== tokenizer.eotToken)));
+} catch (e) {
+  console.error(`generate: ${(e as Error).message}`);
+  Deno.exit(1);
+}

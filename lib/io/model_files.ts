@@ -1,0 +1,99 @@
+/**
+ * A model directory in Hugging Face's layout: `config.json` (GPT2Config fields),
+ * `model.safetensors` (GPT-2 parameter names, F32) and `tokenizer.json` (our tokenizer
+ * description). `saveModel` writes each file atomically; `loadModel` validates everything before
+ * building the model.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import { type Tokenizer, tokenizerFromJSON, type TokenizerJSON } from "../data/tokenizer.ts";
+import { GPT, type GPTConfig, validateConfig } from "../nn/gpt.ts";
+import { Tensor } from "../tensor.ts";
+import { writeJsonAtomic } from "./atomic.ts";
+import { readSafetensors, tensorFromArray, tensorView, writeSafetensors } from "./safetensors.ts";
+
+/** What {@link loadModel} returns. */
+export interface LoadedModel {
+  /** The model, on the requested backend. */
+  model: GPT;
+  /** Its tokenizer. */
+  tokenizer: Tokenizer;
+  /** Its config. */
+  config: GPTConfig;
+  /** The safetensors `__metadata__`. */
+  metadata: Record<string, string>;
+}
+
+/** Host copies of every parameter, by GPT-2 name (for checkpoints and files). */
+export async function modelState(model: GPT): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, t] of model.namedParameters()) {
+    out.set(name, (await t.toArray()) as Float32Array);
+  }
+  return out;
+}
+
+/** Writes config.json, model.safetensors and tokenizer.json into `dir` (created if needed). */
+export async function saveModel(
+  dir: string,
+  model: GPT,
+  tokenizer: Tokenizer,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  await Deno.mkdir(dir, { recursive: true });
+  const tensors = new Map();
+  for (const [name, data] of await modelState(model)) {
+    const t = model.namedParameters().get(name)!;
+    tensors.set(name, tensorFromArray("F32", [...t.shape], data));
+  }
+  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
+  await writeJsonAtomic(`${dir}/config.json`, {
+    model_type: "gpt2",
+    architectures: ["GPT2LMHeadModel"],
+    ...model.config,
+    layer_norm_epsilon: model.config.layer_norm_epsilon ?? 1e-5,
+    tie_word_embeddings: true,
+    activation_function: "gelu_new",
+  });
+  await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
+}
+
+/** Reads a model directory written by {@link saveModel} onto `device`. */
+export async function loadModel(dir: string, device: Backend): Promise<LoadedModel> {
+  const read = async (name: string) => {
+    try {
+      return JSON.parse(await Deno.readTextFile(`${dir}/${name}`));
+    } catch (e) {
+      throw new Error(`loadModel: cannot read ${dir}/${name}: ${(e as Error).message}`);
+    }
+  };
+  const raw = await read("config.json");
+  const config: GPTConfig = {
+    vocab_size: raw.vocab_size,
+    n_positions: raw.n_positions,
+    n_embd: raw.n_embd,
+    n_layer: raw.n_layer,
+    n_head: raw.n_head,
+    layer_norm_epsilon: raw.layer_norm_epsilon ?? 1e-5,
+  };
+  validateConfig(config);
+  const tokenizer = tokenizerFromJSON((await read("tokenizer.json")) as TokenizerJSON);
+  if (tokenizer.vocabSize > config.vocab_size) {
+    throw new Error(
+      `loadModel: tokenizer has ${tokenizer.vocabSize} tokens, the model only ${config.vocab_size}`,
+    );
+  }
+  const file = await readSafetensors(`${dir}/model.safetensors`);
+  const state = new Map<string, Tensor>();
+  for (const [name, t] of file.tensors) {
+    if (t.dtype !== "F32") {
+      throw new Error(`loadModel: ${name} is ${t.dtype}; only F32 is supported here`);
+    }
+    state.set(name, Tensor.fromArray(tensorView(t) as Float32Array, t.shape, { device }));
+  }
+  const model = GPT.fromState(config, state, device);
+  for (const t of state.values()) t.dispose(); // the model keeps its own references
+  return { model, tokenizer, config, metadata: file.metadata };
+}

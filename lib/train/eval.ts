@@ -1,0 +1,58 @@
+/**
+ * Evaluation: mean validation loss over in-order windows, and the unigram baseline it is
+ * compared against (in bits per token; for a byte tokenizer, bits per byte).
+ *
+ * @module
+ */
+
+import { evalBatches } from "../data/batch.ts";
+import type { GPT } from "../nn/gpt.ts";
+import { scope, Tensor } from "../tensor.ts";
+
+/**
+ * Mean next-token cross-entropy (nats/token) of `model` on `tokens`, over non-overlapping
+ * windows of `seqLen`, `batchSize` rows at a time, at most `maxBatches` batches (default all).
+ */
+export async function evaluate(
+  model: GPT,
+  tokens: Int32Array,
+  batchSize: number,
+  seqLen: number,
+  maxBatches = Infinity,
+): Promise<number> {
+  let total = 0, count = 0, batches = 0;
+  for (const b of evalBatches(tokens, batchSize, seqLen)) {
+    if (batches++ >= maxBatches) break;
+    const rows = b.x.length / seqLen;
+    total += await scope(async () => {
+      const x = Tensor.fromArray(b.x, [rows, seqLen], { device: model.device, dtype: "i32" });
+      const y = Tensor.fromArray(b.y, [rows, seqLen], { device: model.device, dtype: "i32" });
+      return (await model.loss(x, y).item()) * rows * seqLen;
+    });
+    count += rows * seqLen;
+  }
+  if (count === 0) throw new Error("evaluate: the validation stream is shorter than one window");
+  return total / count;
+}
+
+/**
+ * Cross-entropy in bits/token of `evalTokens` under the unigram distribution of `trainTokens`
+ * (add-one smoothing over the vocabulary): the score of a model that ignores context.
+ */
+export function unigramBits(
+  trainTokens: Int32Array,
+  evalTokens: Int32Array,
+  vocabSize: number,
+): number {
+  const counts = new Float64Array(vocabSize).fill(1);
+  for (const t of trainTokens) counts[t]++;
+  const total = trainTokens.length + vocabSize;
+  let bits = 0;
+  for (const t of evalTokens) bits -= Math.log2(counts[t] / total);
+  return bits / evalTokens.length;
+}
+
+/** Nats to bits. */
+export function natsToBits(nats: number): number {
+  return nats / Math.LN2;
+}

@@ -1,0 +1,64 @@
+/**
+ * Progress reporting: one updating line on a terminal, plain periodic lines otherwise (CI logs,
+ * notebooks).
+ *
+ * @module
+ */
+
+/** Formats seconds as `1h02m`, `3m05s` or `12s`. */
+export function fmtDuration(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  s = Math.max(0, Math.round(s));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  return h
+    ? `${h}h${String(m).padStart(2, "0")}m`
+    : m
+    ? `${m}m${String(r).padStart(2, "0")}s`
+    : `${r}s`;
+}
+
+/** Step progress with ETA. */
+export class Progress {
+  private t0 = performance.now();
+  private lastPrint = 0;
+  private readonly tty: boolean;
+
+  /** `total` steps; on a non-terminal prints at most every `everySeconds` (default 10). */
+  constructor(readonly total: number, readonly label = "", readonly everySeconds = 10) {
+    let tty = false;
+    try {
+      tty = Deno.stdout.isTerminal();
+    } catch {
+      tty = false;
+    }
+    this.tty = tty;
+  }
+
+  /** Reports step `step` (1-based) with extra fields; `force` prints even between intervals. */
+  update(step: number, fields: Record<string, string | number>, force = false): void {
+    const el = (performance.now() - this.t0) / 1000;
+    const eta = step > 0 ? (el / step) * (this.total - step) : NaN;
+    const f = Object.entries(fields)
+      .map(([k, v]) => `${k} ${typeof v === "number" ? fmtNum(v) : v}`)
+      .join(" | ");
+    const line = `${this.label}step ${step}/${this.total} | ${f} | ${
+      fmtDuration(el)
+    } elapsed, ETA ${fmtDuration(eta)}`;
+    if (this.tty) {
+      Deno.stdout.writeSync(new TextEncoder().encode(`\r\x1b[K${line}`));
+      if (force || step === this.total) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
+    } else if (force || step === this.total || el - this.lastPrint >= this.everySeconds) {
+      this.lastPrint = el;
+      console.log(line);
+    }
+  }
+}
+
+function fmtNum(v: number): string {
+  if (Number.isInteger(v)) return String(v);
+  return Math.abs(v) >= 100
+    ? v.toFixed(0)
+    : Math.abs(v) >= 0.01
+    ? v.toFixed(4)
+    : v.toExponential(2);
+}
