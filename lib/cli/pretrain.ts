@@ -91,6 +91,7 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
 }
 
 const t0 = performance.now();
+const commit = await gitCommit(); // at the start: the code that ran
 const dev = await getDevice({ backend: a.backend as "cpu" | "webgpu" | "auto" | undefined });
 const source = await loadTextSource("sotu");
 const split = splitByUnit(source.documents, { valFraction, seed });
@@ -216,7 +217,7 @@ const manifest = {
     backend: `${dev.kind} (${dev.description})`,
     deno: Deno.version.deno,
     v8: Deno.version.v8,
-    git_commit: await gitCommit(),
+    git_commit: commit,
     train_seconds: Math.round(trainSeconds),
     wall_seconds: Math.round((performance.now() - t0) / 1000),
     date: new Date().toISOString(),
