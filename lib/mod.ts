@@ -24,6 +24,7 @@ export * from "./ops/mod.ts";
 export * from "./autograd/tape.ts";
 export * from "./optim/mod.ts";
 export * from "./nn/mod.ts";
+export * from "./peft/mod.ts";
 export * as quant from "./quant/mod.ts";
 export * as io from "./io/mod.ts";
 export * from "./data/mod.ts";

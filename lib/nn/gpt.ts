@@ -72,6 +72,11 @@ export class Block {
   ln_2: LayerNorm;
   /** MLP: c_fc [C, 4C], GELU, c_proj [4C, C]. */
   mlp: { c_fc: LinearLike; c_proj: LinearLike };
+  /**
+   * Optional bottleneck adapters (Houlsby et al. 2019) applied to the attention and MLP outputs
+   * before each residual add; see lib/peft/bottleneck.ts.
+   */
+  adapters: { attn?: { forward(h: Tensor): Tensor }; mlp?: { forward(h: Tensor): Tensor } } = {};
 
   /** Fresh block with GPT-2's init (residual projections scaled by 1/√(2·n_layer)). */
   constructor(readonly config: GPTConfig, device: Backend, rng: Rng) {
@@ -95,9 +100,13 @@ export class Block {
     const qkv = this.attn.c_attn.forward(this.ln_1.forward(x)); // [B, T, 3C]
     const q = narrow(qkv, 2, 0, C), k = narrow(qkv, 2, C, C), v = narrow(qkv, 2, 2 * C, C);
     const y = causalSelfAttention(q, k, v, this.config.n_head); // [B, T, C]
-    x = add(x, this.attn.c_proj.forward(y));
+    let a = this.attn.c_proj.forward(y);
+    if (this.adapters.attn) a = this.adapters.attn.forward(a);
+    x = add(x, a);
     const h = gelu(this.mlp.c_fc.forward(this.ln_2.forward(x))); // [B, T, 4C]
-    return add(x, this.mlp.c_proj.forward(h));
+    let m = this.mlp.c_proj.forward(h);
+    if (this.adapters.mlp) m = this.adapters.mlp.forward(m);
+    return add(x, m);
   }
 
   /** The linear layers by their path inside the block (`attn.c_attn`, …). */

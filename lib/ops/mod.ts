@@ -18,3 +18,5 @@ installTapeHelpers(
   add,
   (t) => Tensor.fromArray(new Float32Array(t.size).fill(1), t.shape, { device: t.backend }),
 );
+export * from "./dropout.ts";
+export * from "./abs.ts";

@@ -1,0 +1,12 @@
+/**
+ * Parameter-efficient fine-tuning: LoRA/QLoRA, bottleneck adapters, BitFit, layer-wise and
+ * sparse fine-tuning, and PEFT-format adapter files.
+ *
+ * @module
+ */
+
+export * from "./quant_linear.ts";
+export * from "./lora.ts";
+export * from "./bottleneck.ts";
+export * from "./apply.ts";
+export * from "./peft_files.ts";
