@@ -26,5 +26,8 @@ export * from "./optim/mod.ts";
 export * from "./nn/mod.ts";
 export * from "./peft/mod.ts";
 export * as quant from "./quant/mod.ts";
+export { DeviceWeight } from "./quant/device_weight.ts";
+export type { PackedArrays, PackedLayout } from "./quant/packed.ts";
+export type { QuantFormat } from "./quant/weight.ts";
 export * as io from "./io/mod.ts";
 export * from "./data/mod.ts";

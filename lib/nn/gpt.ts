@@ -182,6 +182,7 @@ export class GPT {
     for (const [name, p] of own) this.setParameter(name, state.get(name)!, p);
   }
 
+  /** Points the parameter `name` at `src`'s storage and frees the old tensor. */
   private setParameter(name: string, src: Tensor, old: Tensor): void {
     if (src.backend !== this.device) {
       throw new Error(

@@ -105,13 +105,13 @@ export function matchesTarget(path: string, targets: readonly string[]): boolean
 /** A model prepared for one fine-tuning method. */
 export class PeftModel {
   /** Trainable tensors by parameter name (hand these to the optimizer and the tape). */
-  readonly trainable = new Map<string, Tensor>();
+  readonly trainable: Map<string, Tensor> = new Map();
   /** LoRA layers by module path. */
-  readonly loraLayers = new Map<string, LoraLinear>();
+  readonly loraLayers: Map<string, LoraLinear> = new Map();
   /** Bottleneck adapters by name prefix. */
-  readonly adapters = new Map<string, BottleneckAdapter>();
+  readonly adapters: Map<string, BottleneckAdapter> = new Map();
   /** Gradient masks of `sparse` (parameter → 0/1 mask). */
-  readonly masks = new Map<Tensor, Tensor>();
+  readonly masks: Map<Tensor, Tensor> = new Map();
   /** Generator of dropout masks (part of a checkpoint's state). */
   readonly dropoutRng: Rng;
 
@@ -181,7 +181,7 @@ export class PeftModel {
   }
 
   /** Entries kept by each sparse mask. */
-  readonly maskCounts = new Map<Tensor, number>();
+  readonly maskCounts: Map<Tensor, number> = new Map();
 }
 
 /** Calibration batch of the `sparse` method: token ids and targets, i32 [B, T]. */

@@ -126,6 +126,7 @@ export class LoraLinear implements LinearLike {
     this.merged = false;
   }
 
+  /** W ← W ± s·B·A, on the device (f32) or through a 16-bit re-rounding. */
   private async applyDelta(sign: 1 | -1, what: string): Promise<void> {
     const base = this.base;
     if ("layout" in base) {

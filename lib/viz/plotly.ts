@@ -1,0 +1,358 @@
+/**
+ * Plotly figures for Deno's Jupyter kernel.
+ *
+ * A {@link Figure} displays as one MIME bundle with three views of the same figure:
+ * - `application/vnd.plotly.v1+json` (`{ data, layout }`): interactive where the front end
+ *   renders plotly natively (JupyterLab and Notebook 7 with plotly's extension, VS Code);
+ * - `text/html`: the static SVG inside a `<div>`, plus a script that replaces it with the
+ *   interactive plot when plotly.js is loaded in the page (`window.Plotly`, e.g. after
+ *   {@link plotlyLibrary}); where scripts do not run, the SVG stays;
+ * - `image/svg+xml`: the static SVG alone (GitHub, nbconvert, untrusted notebooks);
+ * plus a one-line `text/plain` summary.
+ *
+ * @example
+ * ```ts
+ * import { heatmap } from "./mod.ts";
+ * heatmap([[1, 2], [3, 4]], { title: "a 2×2 matrix", annotate: 0 }); // last expression of a cell
+ * ```
+ *
+ * @module
+ */
+
+import { type Displayable, DISPLAY_SYMBOL, escapeHtml, type MediaBundle } from "./display.ts";
+import {
+  BLUE_WHITE_RED,
+  type ColorScale,
+  type FigureSpec,
+  type Layout,
+  type LineShape,
+  titleText,
+  type Trace,
+  VIRIDIS,
+} from "./figure.ts";
+import { renderSvg } from "./svg.ts";
+
+/** The MIME type of plotly's JSON figures. */
+export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+
+// A short deterministic hash (FNV-1a), so that re-running a notebook gives the same element ids.
+function hash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(36);
+}
+let counter = 0;
+
+/** A plotly figure that Deno's Jupyter kernel displays (see the module documentation). */
+export class Figure implements Displayable {
+  /** Traces. */
+  readonly data: readonly Trace[];
+  /** Layout (titles are stored in plotly's `{ text }` form). */
+  readonly layout: Layout;
+
+  /** A figure from plotly's `data` and `layout`. */
+  constructor(data: readonly Trace[], layout: Layout = {}) {
+    this.data = data;
+    this.layout = normalizeLayout(layout);
+  }
+
+  /** The figure as plotly JSON: `{ data, layout }`. */
+  toJSON(): FigureSpec {
+    return { data: this.data, layout: this.layout };
+  }
+
+  /** The static SVG picture. */
+  toSvg(): string {
+    return renderSvg(this);
+  }
+
+  /** The HTML view: the SVG, upgraded to an interactive plot when plotly.js is loaded. */
+  toHtml(): string {
+    const json = JSON.stringify(this.toJSON());
+    const id = `loralab-fig-${hash(json)}-${++counter}`;
+    const safe = json.replace(/</g, "\\u003c");
+    return `<div id="${id}" class="loralab-figure">${this.toSvg()}</div>\n` +
+      `<script type="text/javascript">(function () {\n` +
+      `  var el = document.getElementById("${id}"), fig = ${safe};\n` +
+      `  if (el && window.Plotly && window.Plotly.newPlot) {\n` +
+      `    el.innerHTML = "";\n` +
+      `    window.Plotly.newPlot(el, fig.data, fig.layout, { displaylogo: false });\n` +
+      `  }\n` +
+      `})();</script>`;
+  }
+
+  /** A one-line description: trace types and the title. */
+  toString(): string {
+    const kinds = this.data.map((t) =>
+      t.type === "heatmap" ? `heatmap ${t.z?.length ?? 0}×${t.z?.[0]?.length ?? 0}` : t.type
+    );
+    const title = titleText(this.layout.title);
+    return `Figure(${kinds.join(", ")})${title ? `: ${title}` : ""}`;
+  }
+
+  /** The MIME bundle (see the module documentation). */
+  [DISPLAY_SYMBOL](): MediaBundle {
+    return {
+      [PLOTLY_MIME]: this.toJSON(),
+      "text/html": this.toHtml(),
+      "image/svg+xml": this.toSvg(),
+      "text/plain": this.toString(),
+    };
+  }
+}
+
+function normalizeLayout(layout: Layout): Layout {
+  const t = (x: unknown) => (typeof x === "string" ? { text: x } : x);
+  const out: Layout = { width: 640, height: 400, ...layout };
+  if (layout.title !== undefined) out.title = t(layout.title) as Layout["title"];
+  for (const k of ["xaxis", "yaxis"] as const) {
+    const ax = layout[k];
+    if (ax) out[k] = { ...ax, ...(ax.title !== undefined ? { title: t(ax.title) } : {}) };
+  }
+  return out;
+}
+
+/** Common options of the figure helpers. */
+export interface PlotOptions {
+  /** Figure title. */
+  title?: string;
+  /** x axis title. */
+  xTitle?: string;
+  /** y axis title. */
+  yTitle?: string;
+  /** Width in pixels. */
+  width?: number;
+  /** Height in pixels. */
+  height?: number;
+}
+
+function baseLayout(o: PlotOptions): Layout {
+  return {
+    ...(o.title ? { title: o.title } : {}),
+    ...(o.width ? { width: o.width } : {}),
+    ...(o.height ? { height: o.height } : {}),
+    xaxis: o.xTitle ? { title: o.xTitle } : {},
+    yaxis: o.yTitle ? { title: o.yTitle } : {},
+  };
+}
+
+/** Options of {@link heatmap}. */
+export interface HeatmapOptions extends PlotOptions {
+  /** Column labels (default 0..cols-1). */
+  x?: readonly (string | number)[];
+  /** Row labels (default 0..rows-1). */
+  y?: readonly (string | number)[];
+  /**
+   * `"diverging"`: blue–white–red centred on 0 (for signed values); `"sequential"`: Viridis;
+   * or an explicit scale. Default: diverging when values of both signs occur.
+   */
+  colors?: "diverging" | "sequential" | ColorScale;
+  /** Print each value in its cell with this many decimals. */
+  annotate?: number;
+  /** Symmetric colour range ±limit (diverging) or [zmin, zmax]. */
+  range?: number | readonly [number, number];
+}
+
+/**
+ * A matrix heatmap, row 0 at the top (as the matrix is written).
+ *
+ * @param z rows of values, `z[i][j]`, or a flat row-major array with `shape` [rows, cols]
+ * @param opts labels, colours, annotation
+ */
+export function heatmap(
+  z: readonly (readonly number[])[] | { data: ArrayLike<number>; shape: readonly number[] },
+  opts: HeatmapOptions = {},
+): Figure {
+  const rows = "shape" in z ? toRows(z.data, z.shape) : z.map((r) => [...r]);
+  const flat = rows.flat();
+  const lo = Math.min(...flat), hi = Math.max(...flat);
+  const diverging = opts.colors === "diverging" ||
+    (opts.colors === undefined && lo < 0 && hi > 0);
+  const scale = Array.isArray(opts.colors)
+    ? opts.colors as ColorScale
+    : diverging
+    ? BLUE_WHITE_RED
+    : VIRIDIS;
+  let zmin = lo, zmax = hi;
+  if (typeof opts.range === "number") [zmin, zmax] = [-opts.range, opts.range];
+  else if (opts.range) [zmin, zmax] = opts.range;
+  else if (diverging) {
+    const m = Math.max(Math.abs(lo), Math.abs(hi));
+    [zmin, zmax] = [-m, m];
+  }
+  const trace: Trace = {
+    type: "heatmap",
+    z: rows,
+    x: opts.x ? [...opts.x] : rows[0]?.map((_, j) => j),
+    y: opts.y ? [...opts.y] : rows.map((_, i) => i),
+    colorscale: scale,
+    zmin,
+    zmax,
+    ...(opts.annotate !== undefined ? { texttemplate: `%{z:.${opts.annotate}f}` } : {}),
+  };
+  const layout = baseLayout({ width: 460, height: 400, ...opts });
+  layout.xaxis = { ...layout.xaxis, type: "category" };
+  layout.yaxis = { ...layout.yaxis, type: "category", autorange: "reversed" };
+  return new Figure([trace], layout);
+}
+
+/** Splits a flat row-major array of shape [rows, cols] into rows. */
+export function toRows(data: ArrayLike<number>, shape: readonly number[]): number[][] {
+  if (shape.length !== 2 || shape[0] * shape[1] !== data.length) {
+    throw new RangeError(`toRows: ${data.length} values do not fill shape [${shape}]`);
+  }
+  return Array.from(
+    { length: shape[0] },
+    (_, i) => Array.from({ length: shape[1] }, (_, j) => data[i * shape[1] + j]),
+  );
+}
+
+/** One named series of {@link bar}. */
+export interface Series {
+  /** Legend name. */
+  name: string;
+  /** One value per category. */
+  values: readonly number[];
+  /** Colour (default: plotly's colour cycle). */
+  color?: string;
+  /** Labels printed above the bars. */
+  labels?: readonly string[];
+}
+
+/** Options of {@link bar}. */
+export interface BarOptions extends PlotOptions {
+  /** Logarithmic value axis. */
+  logY?: boolean;
+}
+
+/** A grouped bar chart: one bar per category and series. */
+export function bar(
+  categories: readonly (string | number)[],
+  series: readonly Series[],
+  opts: BarOptions = {},
+): Figure {
+  const data: Trace[] = series.map((s) => ({
+    type: "bar",
+    name: s.name,
+    x: categories.map(String),
+    y: [...s.values],
+    ...(s.color ? { marker: { color: s.color } } : {}),
+    ...(s.labels ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside" } : {}),
+  }));
+  const layout = baseLayout(opts);
+  layout.barmode = "group";
+  layout.xaxis = { ...layout.xaxis, type: "category" };
+  if (opts.logY) layout.yaxis = { ...layout.yaxis, type: "log" };
+  return new Figure(data, layout);
+}
+
+/** Options of {@link histogram}. */
+export interface HistogramOptions extends PlotOptions {
+  /** Number of bins (default 60). */
+  bins?: number;
+  /** Bin range (default: the data's min and max). */
+  range?: readonly [number, number];
+  /** Scale counts to a density (area 1). */
+  density?: boolean;
+  /** Vertical lines at these x positions (e.g. code values), dashed. */
+  markers?: readonly number[];
+  /** Colour of the bars. */
+  color?: string;
+  /** Legend name of the bars. */
+  name?: string;
+}
+
+/**
+ * A histogram, binned here (so that the interactive and the static views agree) and drawn
+ * as bars of the bin width.
+ */
+export function histogram(values: ArrayLike<number>, opts: HistogramOptions = {}): Figure {
+  const nb = opts.bins ?? 60;
+  let lo = opts.range?.[0] ?? Infinity, hi = opts.range?.[1] ?? -Infinity;
+  if (!opts.range) {
+    for (let i = 0; i < values.length; i++) {
+      lo = Math.min(lo, values[i]);
+      hi = Math.max(hi, values[i]);
+    }
+  }
+  const w = (hi - lo) / nb || 1;
+  const counts = new Array(nb).fill(0);
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < lo || v > hi) continue;
+    counts[Math.min(nb - 1, Math.floor((v - lo) / w))]++;
+  }
+  const norm = opts.density ? 1 / (values.length * w) : 1;
+  const trace: Trace = {
+    type: "bar",
+    name: opts.name ?? "weights",
+    x: counts.map((_, k) => Number((lo + (k + 0.5) * w).toPrecision(6))),
+    y: counts.map((c) => Number((c * norm).toPrecision(6))),
+    width: w,
+    marker: { color: opts.color ?? "#636efa" },
+  };
+  const layout = baseLayout(opts);
+  layout.bargap = 0;
+  layout.showlegend = false;
+  layout.shapes = (opts.markers ?? []).map((m): LineShape => ({
+    type: "line",
+    xref: "x",
+    yref: "paper",
+    x0: m,
+    x1: m,
+    y0: 0,
+    y1: 1,
+    line: { color: "#ef553b", width: 1, dash: "dash" },
+  }));
+  return new Figure([trace], layout);
+}
+
+/** One named line of {@link lines}. */
+export interface Line {
+  /** Legend name. */
+  name: string;
+  /** x values. */
+  x: readonly number[];
+  /** y values. */
+  y: readonly number[];
+  /** Drawing mode (default lines+markers). */
+  mode?: "lines" | "markers" | "lines+markers";
+}
+
+/** Options of {@link lines}. */
+export interface LinesOptions extends PlotOptions {
+  /** Logarithmic y axis. */
+  logY?: boolean;
+}
+
+/** A line chart of one or more series. */
+export function lines(series: readonly Line[], opts: LinesOptions = {}): Figure {
+  const layout = baseLayout(opts);
+  if (opts.logY) layout.yaxis = { ...layout.yaxis, type: "log" };
+  return new Figure(
+    series.map((s) => ({
+      type: "scatter",
+      name: s.name,
+      x: [...s.x],
+      y: [...s.y],
+      mode: s.mode ?? "lines+markers",
+    })),
+    layout,
+  );
+}
+
+/**
+ * Shows figures side by side in one HTML output (static SVGs, no script): for small multiples
+ * such as W, ΔW and W + ΔW.
+ */
+export function row(figures: readonly Figure[], caption?: string): Displayable {
+  const inner = figures.map((f) => `<div style="flex:0 0 auto">${f.toSvg()}</div>`).join("");
+  const cap = caption ? `<div style="margin:4px 0">${escapeHtml(caption)}</div>` : "";
+  return {
+    [DISPLAY_SYMBOL]: () => ({
+      "text/html": `${cap}<div style="display:flex;flex-wrap:wrap;gap:8px">${inner}</div>`,
+      "text/plain": figures.map(String).join("\n"),
+    }),
+    toString: () => figures.map(String).join("\n"),
+  } as Displayable;
+}

@@ -1,0 +1,317 @@
+/**
+ * A static SVG rendering of a {@link FigureSpec}: the picture a saved notebook shows where no
+ * JavaScript runs (GitHub, nbconvert's HTML, untrusted notebooks, a notebook server without
+ * plotly). It draws the subset of plotly that `figure.ts` types: one heatmap with a colour
+ * bar, or bar/scatter traces on linear, log or category axes, plus line shapes and a legend.
+ *
+ * @module
+ */
+
+import { escapeHtml } from "./display.ts";
+import {
+  type Axis,
+  colorAt,
+  COLORWAY,
+  type FigureSpec,
+  titleText,
+  type Trace,
+  VIRIDIS,
+} from "./figure.ts";
+
+const FONT = `font-family="Open Sans, Arial, sans-serif"`;
+
+/** A short label for a tick value: 16.8M, 65.5k, 0.25, 1e-5. */
+export function tickLabel(v: number): string {
+  const a = Math.abs(v);
+  if (a === 0) return "0";
+  if (a >= 1e4) {
+    return new Intl.NumberFormat("en-US", { notation: "compact", maximumSignificantDigits: 3 })
+      .format(v);
+  }
+  if (a < 1e-3) return v.toExponential(0);
+  return String(Number(v.toPrecision(4)));
+}
+
+/** Evenly spaced "nice" ticks (steps of 1, 2 or 5 × 10^k) covering [lo, hi]. */
+export function niceTicks(lo: number, hi: number, count = 6): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / count;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw) ?? 10 * p;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) {
+    out.push(Math.abs(v) < step * 1e-9 ? 0 : Number(v.toPrecision(12)));
+  }
+  return out;
+}
+
+interface Scale {
+  /** Data value → pixel. */
+  map(v: number): number;
+  /** Tick positions (data units) and labels. */
+  ticks: { v: number; label: string }[];
+}
+
+function numericScale(
+  lo: number,
+  hi: number,
+  p0: number,
+  p1: number,
+  log: boolean,
+): Scale {
+  if (log) {
+    const a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
+    const L0 = a, L1 = b > a ? b : a + 1;
+    const map = (v: number) => p0 + (Math.log10(Math.max(v, 1e-300)) - L0) / (L1 - L0) * (p1 - p0);
+    const ticks = [];
+    for (let k = L0; k <= L1; k++) ticks.push({ v: 10 ** k, label: tickLabel(10 ** k) });
+    return { map, ticks };
+  }
+  if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
+  const t = niceTicks(lo, hi);
+  const L0 = Math.min(lo, t[0]), L1 = Math.max(hi, t[t.length - 1]);
+  const map = (v: number) => p0 + (v - L0) / (L1 - L0) * (p1 - p0);
+  return { map, ticks: t.map((v) => ({ v, label: tickLabel(v) })) };
+}
+
+function text(
+  x: number,
+  y: number,
+  s: string,
+  opts: { anchor?: string; size?: number; rotate?: boolean; color?: string; bold?: boolean } = {},
+): string {
+  const tr = opts.rotate ? ` transform="rotate(-90 ${x} ${y})"` : "";
+  return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" text-anchor="${opts.anchor ?? "middle"}" ` +
+    `font-size="${opts.size ?? 12}" fill="${opts.color ?? "#2a3f5f"}" ${FONT}` +
+    `${opts.bold ? ` font-weight="bold"` : ""}${tr}>${escapeHtml(s)}</text>`;
+}
+
+function dashArray(dash: string | undefined): string {
+  return dash === "dash"
+    ? ` stroke-dasharray="6 4"`
+    : dash === "dot"
+    ? ` stroke-dasharray="2 3"`
+    : "";
+}
+
+/** Formats a heatmap cell label from `texttemplate` (`%{z:.2f}`, `%{z}`, `%{text}`). */
+function cellLabel(tr: Trace, i: number, j: number, z: number): string {
+  const tpl = tr.texttemplate;
+  if (!tpl) return "";
+  return tpl.replace(/%\{(z|text)(?::\.(\d+)f)?\}/g, (_, key: string, d?: string) => {
+    if (key === "text") {
+      const row = tr.text?.[i];
+      return String(Array.isArray(row) ? row[j] : row ?? "");
+    }
+    return d === undefined ? tickLabel(z) : z.toFixed(Number(d));
+  });
+}
+
+function axisTitles(
+  xa: Axis | undefined,
+  ya: Axis | undefined,
+  L: number,
+  T: number,
+  R: number,
+  B: number,
+): string {
+  let s = "";
+  const xt = titleText(xa?.title), yt = titleText(ya?.title);
+  if (xt) s += text((L + R) / 2, B + 42, xt, { size: 13 });
+  if (yt) s += text(L - 52, (T + B) / 2, yt, { size: 13, rotate: true });
+  return s;
+}
+
+function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): string {
+  const tr = fig.data[0];
+  const z = tr.z ?? [];
+  const rows = z.length, cols = rows ? z[0].length : 0;
+  const flat = z.flat().filter(Number.isFinite);
+  const zmin = tr.zmin ?? Math.min(...flat), zmax = tr.zmax ?? Math.max(...flat);
+  const scale = tr.colorscale ?? VIRIDIS;
+  const L = 70, T = title ? 50 : 20, R = W - 100, B = H - 60;
+  const cw = (R - L) / Math.max(cols, 1), ch = (B - T) / Math.max(rows, 1);
+  const reversed = fig.layout.yaxis?.autorange === "reversed";
+  const rowY = (i: number) => reversed ? T + i * ch : B - (i + 1) * ch;
+  const xs = tr.x ?? Array.from({ length: cols }, (_, j) => j);
+  const ys = tr.y ?? Array.from({ length: rows }, (_, i) => i);
+  let s = "";
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const v = z[i][j];
+      const t = zmax > zmin ? (v - zmin) / (zmax - zmin) : 0.5;
+      const x = L + j * cw, y = rowY(i);
+      s += `<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(cw + 0.5).toFixed(1)}" ` +
+        `height="${(ch + 0.5).toFixed(1)}" fill="${colorAt(scale, t)}"/>`;
+      const lab = cellLabel(tr, i, j, v);
+      if (lab) {
+        const dark = t < 0.35 && scale === VIRIDIS;
+        s += text(x + cw / 2, y + ch / 2 + 4, lab, { size: 11, color: dark ? "#fff" : "#222" });
+      }
+    }
+  }
+  const step = Math.max(1, Math.ceil(cols / 16));
+  for (let j = 0; j < cols; j += step) s += text(L + (j + 0.5) * cw, B + 16, String(xs[j]));
+  const rstep = Math.max(1, Math.ceil(rows / 16));
+  for (let i = 0; i < rows; i += rstep) {
+    s += text(L - 6, rowY(i) + ch / 2 + 4, String(ys[i]), { anchor: "end" });
+  }
+  // Colour bar.
+  const bx = R + 20, bw = 14, n = 32;
+  for (let k = 0; k < n; k++) {
+    const y = B - (k + 1) * (B - T) / n;
+    s +=
+      `<rect x="${bx}" y="${y.toFixed(1)}" width="${bw}" height="${
+        ((B - T) / n + 0.5).toFixed(1)
+      }" ` +
+      `fill="${colorAt(scale, (k + 0.5) / n)}"/>`;
+  }
+  for (const [v, y] of [[zmax, T + 4], [(zmin + zmax) / 2, (T + B) / 2 + 4], [zmin, B]] as const) {
+    s += text(bx + bw + 4, y, tickLabel(Number(v.toPrecision(3))), { anchor: "start", size: 11 });
+  }
+  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B);
+}
+
+function renderXY(fig: FigureSpec, W: number, H: number, title: string): string {
+  const traces = fig.data;
+  const named = traces.filter((t) => t.name);
+  const legend = fig.layout.showlegend ?? named.length > 1;
+  const L = 80, T = title ? 50 : 20, R = W - (legend ? 150 : 20), B = H - 60;
+  const categorical = fig.layout.xaxis?.type === "category" ||
+    traces.some((t) => (t.x ?? []).some((v) => typeof v === "string"));
+  const logY = fig.layout.yaxis?.type === "log";
+
+  // y range.
+  const ys = traces.flatMap((t) => (t.y ?? []) as number[]).filter(Number.isFinite);
+  const bars = traces.filter((t) => t.type === "bar");
+  let ylo = Math.min(...ys), yhi = Math.max(...ys);
+  if (bars.length && !logY) [ylo, yhi] = [Math.min(0, ylo), Math.max(0, yhi)];
+  if (logY) ylo = Math.min(...ys.filter((v) => v > 0));
+  const sy = numericScale(ylo, yhi, B, T, logY);
+
+  // x range: categories or numbers (bars span x ± width/2).
+  const cats: string[] = [];
+  let xlo = Infinity, xhi = -Infinity;
+  for (const t of traces) {
+    (t.x ?? []).forEach((v, k) => {
+      if (categorical) {
+        if (!cats.includes(String(v))) cats.push(String(v));
+      } else {
+        const w = t.type === "bar"
+          ? (Array.isArray(t.width) ? t.width[k] : (t.width as number | undefined) ?? 0.8) / 2
+          : 0;
+        xlo = Math.min(xlo, (v as number) - w);
+        xhi = Math.max(xhi, (v as number) + w);
+      }
+    });
+  }
+  for (const sh of fig.layout.shapes ?? []) {
+    if (!categorical && sh.xref !== "paper") {
+      xlo = Math.min(xlo, sh.x0, sh.x1);
+      xhi = Math.max(xhi, sh.x0, sh.x1);
+    }
+  }
+  const band = (R - L) / Math.max(cats.length, 1);
+  const sx: Scale = categorical
+    ? {
+      map: (v) => L + (v + 0.5) * band,
+      ticks: cats.map((c, k) => ({ v: k, label: c })),
+    }
+    : numericScale(xlo, xhi, L, R, false);
+  const xOf = (v: number | string) =>
+    categorical ? sx.map(cats.indexOf(String(v))) : sx.map(v as number);
+
+  let s = `<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="#e5ecf6"/>`;
+  for (const t of sy.ticks) {
+    const y = sy.map(t.v);
+    if (y < T - 0.5 || y > B + 0.5) continue;
+    s += `<line x1="${L}" x2="${R}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#fff"/>`;
+    s += text(L - 6, y + 4, t.label, { anchor: "end", size: 11 });
+  }
+  const xstep = Math.max(1, Math.ceil(sx.ticks.length / 14));
+  sx.ticks.forEach((t, k) => {
+    const x = sx.map(t.v);
+    if (k % xstep || x < L - 0.5 || x > R + 0.5) return;
+    if (!categorical) {
+      s += `<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${T}" y2="${B}" stroke="#fff"/>`;
+    }
+    s += text(x, B + 16, t.label, { size: 11 });
+  });
+
+  const base = logY ? B : sy.map(0);
+  const group = fig.layout.barmode !== "overlay" ? bars.length : 1;
+  const gap = fig.layout.bargap ?? 0.2;
+  traces.forEach((t, ti) => {
+    const color = t.marker?.color ?? t.line?.color ?? COLORWAY[ti % COLORWAY.length];
+    const xs = t.x ?? [], yv = (t.y ?? []) as number[];
+    if (t.type === "bar") {
+      const bi = bars.indexOf(t);
+      xs.forEach((xv, k) => {
+        let x0: number, w: number;
+        if (categorical) {
+          w = band * (1 - gap) / group;
+          x0 = xOf(xv) - band * (1 - gap) / 2 + (fig.layout.barmode !== "overlay" ? bi * w : 0);
+        } else {
+          const wd = Array.isArray(t.width) ? t.width[k] : (t.width as number | undefined) ?? 0.8;
+          x0 = sx.map((xv as number) - wd / 2);
+          w = sx.map((xv as number) + wd / 2) - x0;
+        }
+        const y = sy.map(yv[k]);
+        s +=
+          `<rect x="${x0.toFixed(1)}" y="${Math.min(y, base).toFixed(1)}" width="${
+            Math.max(w, 0.5).toFixed(1)
+          }" height="${Math.abs(base - y).toFixed(1)}" fill="${color}"` +
+          `${fig.layout.barmode === "overlay" ? ` fill-opacity="0.6"` : ""}/>`;
+        const lab = t.texttemplate === "%{text}" ? String(t.text?.[k] ?? "") : "";
+        if (lab) s += text(x0 + w / 2, Math.min(y, base) - 4, lab, { size: 10 });
+      });
+    } else {
+      const mode = t.mode ?? "lines+markers";
+      const pts = xs.map((xv, k) => [xOf(xv), sy.map(yv[k])]);
+      if (mode.includes("lines")) {
+        s += `<polyline fill="none" stroke="${color}" stroke-width="${t.line?.width ?? 2}"` +
+          `${dashArray(t.line?.dash)} points="${
+            pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ")
+          }"/>`;
+      }
+      if (mode.includes("markers")) {
+        for (const [x, y] of pts) {
+          s +=
+            `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${(t.marker?.size ?? 6) / 2}" ` +
+            `fill="${color}"/>`;
+        }
+      }
+    }
+  });
+  for (const sh of fig.layout.shapes ?? []) {
+    const px = (v: number) => sh.xref === "paper" ? L + v * (R - L) : sx.map(v);
+    const py = (v: number) => sh.yref === "paper" ? B - v * (B - T) : sy.map(v);
+    s += `<line x1="${px(sh.x0).toFixed(1)}" x2="${px(sh.x1).toFixed(1)}" y1="${
+      py(sh.y0).toFixed(1)
+    }" y2="${py(sh.y1).toFixed(1)}" stroke="${sh.line?.color ?? "#444"}" stroke-width="${
+      sh.line?.width ?? 1
+    }"${dashArray(sh.line?.dash)}/>`;
+  }
+  if (legend) {
+    named.forEach((t, k) => {
+      const color = t.marker?.color ?? t.line?.color ??
+        COLORWAY[traces.indexOf(t) % COLORWAY.length];
+      const y = T + 10 + k * 20;
+      s += `<rect x="${R + 12}" y="${y - 9}" width="14" height="10" fill="${color}"/>`;
+      s += text(R + 32, y, t.name ?? "", { anchor: "start", size: 11 });
+    });
+  }
+  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B);
+}
+
+/** Renders `fig` as a standalone SVG document (no scripts, no external resources). */
+export function renderSvg(fig: FigureSpec): string {
+  const W = fig.layout.width ?? 640, H = fig.layout.height ?? 400;
+  const title = titleText(fig.layout.title);
+  const body = fig.data.length && fig.data[0].type === "heatmap"
+    ? renderHeatmap(fig, W, H, title)
+    : renderXY(fig, W, H, title);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
+    `viewBox="0 0 ${W} ${H}"><rect width="${W}" height="${H}" fill="#fff"/>` +
+    (title ? text(W / 2, 28, title, { size: 15 }) : "") + body + `</svg>`;
+}
