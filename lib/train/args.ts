@@ -332,14 +332,14 @@ function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[])
 }
 
 function number(flag: string, v: string): number {
-  if (!NUMBER_RE.test(v)) throw new UsageError(`--${flag} ${v}: expected a number`);
+  if (!NUMBER_RE.test(v)) throw new UsageError(`--${flag} ${show(v)}: expected a number`);
   return Number(v);
 }
 
 function positive(flag: string, v: string): number {
   const x = NUMBER_RE.test(v) ? Number(v) : NaN;
   if (!(x > 0) || !Number.isFinite(x)) {
-    throw new UsageError(`--${flag} ${v}: expected a positive number`);
+    throw new UsageError(`--${flag} ${show(v)}: expected a positive number`);
   }
   return x;
 }
@@ -348,7 +348,7 @@ function integer(flag: string, v: string, min: 0 | 1): number {
   const x = NUMBER_RE.test(v) ? Number(v) : NaN;
   if (!Number.isSafeInteger(x) || x < min) {
     const what = min === 1 ? "a positive integer" : "a non-negative integer";
-    throw new UsageError(`--${flag} ${v}: expected ${what}`);
+    throw new UsageError(`--${flag} ${show(v)}: expected ${what}`);
   }
   return x;
 }
@@ -356,6 +356,11 @@ function integer(flag: string, v: string, min: 0 | 1): number {
 function path(flag: string, v: string): string {
   if (v.trim() === "") throw new UsageError(`--${flag}: expected a non-empty value`);
   return v;
+}
+
+/** A value as shown in messages: `""` for an empty one. */
+function show(v: string): string {
+  return v === "" ? '""' : v;
 }
 
 function stripSlash(p: string): string {
