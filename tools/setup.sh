@@ -4,13 +4,17 @@
 #                        kernel) runs on machines without a GPU.
 #   libopenblas0-pthread OpenBLAS: the CPU backend's matrix products call its cblas_sgemm through
 #                        Deno FFI (50-100x the TypeScript loop; without it the loop is used).
+#   jupyter-nbconvert jupyter-client jupyter-notebook
+#                        Jupyter: `deno task notebooks` and tests/notebooks execute the notebooks
+#                        headless with Deno's kernel (kernels/deno); `deno task notebook` serves them.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 set -euo pipefail
 # Mesa wants a private runtime directory; without one it prints harmless "XDG_RUNTIME_DIR"
 # errors into every log. The deno tasks point XDG_RUNTIME_DIR here.
 mkdir -p -m 700 /tmp/loralab-runtime
 need=()
-for pkg in mesa-vulkan-drivers libopenblas0-pthread; do
+for pkg in mesa-vulkan-drivers libopenblas0-pthread jupyter-nbconvert jupyter-client \
+  jupyter-notebook; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need+=("$pkg")
   fi

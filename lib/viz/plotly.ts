@@ -19,7 +19,7 @@
  * @module
  */
 
-import { type Displayable, DISPLAY_SYMBOL, escapeHtml, type MediaBundle } from "./display.ts";
+import { DISPLAY_SYMBOL, type Displayable, escapeHtml, type MediaBundle } from "./display.ts";
 import {
   BLUE_WHITE_RED,
   type ColorScale,
@@ -27,6 +27,7 @@ import {
   type Layout,
   type LineShape,
   titleText,
+  type Title,
   type Trace,
   VIRIDIS,
 } from "./figure.ts";
@@ -94,7 +95,7 @@ export class Figure implements Displayable {
   [DISPLAY_SYMBOL](): MediaBundle {
     return {
       [PLOTLY_MIME]: this.toJSON(),
-      "text/html": this.toHtml(),
+      "text/html": autoLibrary() + this.toHtml(),
       "image/svg+xml": this.toSvg(),
       "text/plain": this.toString(),
     };
@@ -102,9 +103,9 @@ export class Figure implements Displayable {
 }
 
 function normalizeLayout(layout: Layout): Layout {
-  const t = (x: unknown) => (typeof x === "string" ? { text: x } : x);
+  const t = (x: Title): Title => (typeof x === "string" ? { text: x } : x);
   const out: Layout = { width: 640, height: 400, ...layout };
-  if (layout.title !== undefined) out.title = t(layout.title) as Layout["title"];
+  if (layout.title !== undefined) out.title = t(layout.title);
   for (const k of ["xaxis", "yaxis"] as const) {
     const ax = layout[k];
     if (ax) out[k] = { ...ax, ...(ax.title !== undefined ? { title: t(ax.title) } : {}) };
@@ -355,4 +356,60 @@ export function row(figures: readonly Figure[], caption?: string): Displayable {
     }),
     toString: () => figures.map(String).join("\n"),
   } as Displayable;
+}
+
+/** Where {@link plotlyLibrary} looks for plotly.js by default (deno.json's npm import). */
+export const PLOTLY_JS_PATH: URL = new URL(
+  "../../node_modules/plotly.js-dist-min/plotly.min.js",
+  import.meta.url,
+);
+
+/**
+ * plotly.js itself (about 4.6 MB), embedded in an HTML output so that the figures after it
+ * become interactive in any page that runs the notebook's scripts, offline (e.g. the classic
+ * notebook of `deno task notebook`, which has no plotly renderer). Display it once, before
+ * the figures. The library defines `window.Plotly` even where require.js is loaded.
+ * The file comes from npm's `plotly.js-dist-min` (`deno install` puts it in node_modules/).
+ *
+ * Committed notebooks do not embed it (the static SVG views render everywhere); with
+ * `LORALAB_PLOTLY=inline` in the environment (as `deno task notebook` sets) the first figure
+ * displayed in a kernel session embeds it automatically.
+ */
+export function plotlyLibrary(path: string | URL = PLOTLY_JS_PATH): Displayable {
+  let src: string;
+  try {
+    src = Deno.readTextFileSync(path);
+  } catch (e) {
+    throw new Error(
+      `plotlyLibrary: cannot read ${path} (${(e as Error).message}); ` +
+        "run `deno install` in the repository (deno.json imports plotly.js-dist-min)",
+    );
+  }
+  const html = `<script type="text/javascript">(function (define, module, exports) {\n` +
+    src.replace(/<\/script/gi, "<\\/script") + `\n}).call(window);</script>\n` +
+    `<div>plotly.js ${/v(\d+\.\d+\.\d+)/.exec(src.slice(0, 300))?.[1] ?? ""} loaded</div>`;
+  return {
+    [DISPLAY_SYMBOL]: () => ({ "text/html": html, "text/plain": "plotly.js loaded" }),
+    toString: () => "plotly.js loaded",
+  } as Displayable;
+}
+
+let librarySent = false;
+
+function autoLibrary(): string {
+  if (librarySent) return "";
+  let mode: string | undefined;
+  try {
+    mode = Deno.env.get("LORALAB_PLOTLY");
+  } catch {
+    mode = undefined; // no --allow-env
+  }
+  if (mode !== "inline") return "";
+  librarySent = true;
+  try {
+    return String(plotlyLibrary()[DISPLAY_SYMBOL]()["text/html"]) + "\n";
+  } catch (e) {
+    console.error(`LORALAB_PLOTLY=inline: ${(e as Error).message}`);
+    return "";
+  }
 }
