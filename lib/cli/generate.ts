@@ -21,19 +21,27 @@ const HELP = `deno task generate [flags]   sample text from a model
   --backend cpu|webgpu|auto
   --help`;
 
-const { values: a } = parseArgs({
-  args: Deno.args,
-  options: {
-    prompt: { type: "string", default: "The state of the Union" },
-    model: { type: "string", default: "data/base" },
-    "max-tokens": { type: "string", default: "300" },
-    temperature: { type: "string", default: "0.8" },
-    "top-k": { type: "string", default: "40" },
-    seed: { type: "string", default: "0" },
-    backend: { type: "string" },
-    help: { type: "boolean", default: false },
-  },
-});
+function parse() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        prompt: { type: "string", default: "The state of the Union" },
+        model: { type: "string", default: "data/base" },
+        "max-tokens": { type: "string", default: "300" },
+        temperature: { type: "string", default: "0.8" },
+        "top-k": { type: "string", default: "40" },
+        seed: { type: "string", default: "0" },
+        backend: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`generate: ${(e as Error).message} (see --help)`);
+    Deno.exit(2);
+  }
+}
+const a = parse();
 if (a.help) {
   console.log(HELP);
   Deno.exit(0);

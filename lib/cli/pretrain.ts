@@ -43,24 +43,32 @@ const HELP = `deno task pretrain [flags]   train the base model on the State of 
   --backend cpu|webgpu|auto  (default: LORALAB_BACKEND, else auto)
   --help`;
 
-const { values: a } = parseArgs({
-  args: Deno.args,
-  options: {
-    steps: { type: "string", default: "3000" },
-    batch: { type: "string", default: "16" },
-    ctx: { type: "string", default: "128" },
-    "n-embd": { type: "string", default: "192" },
-    "n-layer": { type: "string", default: "4" },
-    "n-head": { type: "string", default: "6" },
-    lr: { type: "string", default: "0.002" },
-    seed: { type: "string", default: "1337" },
-    "val-fraction": { type: "string", default: "0.05" },
-    "eval-every": { type: "string", default: "250" },
-    out: { type: "string", default: "data/base" },
-    backend: { type: "string" },
-    help: { type: "boolean", default: false },
-  },
-});
+function parse() {
+  try {
+    return parseArgs({
+      args: Deno.args,
+      options: {
+        steps: { type: "string", default: "3000" },
+        batch: { type: "string", default: "16" },
+        ctx: { type: "string", default: "128" },
+        "n-embd": { type: "string", default: "192" },
+        "n-layer": { type: "string", default: "4" },
+        "n-head": { type: "string", default: "6" },
+        lr: { type: "string", default: "0.002" },
+        seed: { type: "string", default: "1337" },
+        "val-fraction": { type: "string", default: "0.05" },
+        "eval-every": { type: "string", default: "250" },
+        out: { type: "string", default: "data/base" },
+        backend: { type: "string" },
+        help: { type: "boolean", default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`pretrain: ${(e as Error).message} (see --help)`);
+    Deno.exit(2);
+  }
+}
+const a = parse();
 if (a.help) {
   console.log(HELP);
   Deno.exit(0);
