@@ -170,6 +170,7 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28
 .sub { color: #555; margin-top: 0; }
 .charts { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
 .chart { height: 320px; border: 1px solid #ddd; }
+.chart.wide { grid-column: 1 / -1; height: 380px; }
 table { border-collapse: collapse; margin: 6px 0; }
 th, td { border: 1px solid #ddd; padding: 4px 10px; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -185,7 +186,7 @@ pre { white-space: pre-wrap; background: #f8f8f8; padding: 8px; margin: 0; }
 ${data.subtitle ? `<p class="sub">${esc(data.subtitle)}</p>` : ""}
 <p id="noplot" hidden>The charts need ${PLOTLY_FILE} in the folder of this report.</p>
 <div class="charts">
-<div class="chart" id="chart-loss"></div>
+<div class="chart wide" id="chart-loss"></div>
 <div class="chart" id="chart-lr"></div>
 <div class="chart" id="chart-tps"></div>
 </div>
@@ -209,7 +210,7 @@ ${samples ? `<h2>Samples</h2>\n${samples}` : ""}
   }
   function plot(id, title, ytitle, traces) {
     var layout = {
-      title: { text: title }, margin: { l: 60, r: 20, t: 40, b: 45 },
+      title: { text: title, x: 0.01, xanchor: "left" }, margin: { l: 60, r: 20, t: 40, b: 45 },
       xaxis: { title: { text: "step" } }, yaxis: { title: { text: ytitle } },
       legend: { orientation: "h", y: -0.25 }
     };
