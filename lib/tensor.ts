@@ -183,6 +183,24 @@ export class Tensor {
     return (await this.toArray())[0];
   }
 
+  /**
+   * Overwrites this tensor's values in place from host data of the same size (used to restore
+   * parameters from checkpoints; every view sharing the storage sees the new values).
+   */
+  assign(data: ArrayLike<number>): void {
+    if (data.length !== this.size) {
+      throw new RangeError(
+        `assign: ${data.length} values for tensor ${fmtShape(this.shape)} (${this.size})`,
+      );
+    }
+    const host: HostArray = this.dtype === "f32"
+      ? Float32Array.from(data)
+      : this.dtype === "f16"
+      ? Float16Array.from(data)
+      : Int32Array.from(data);
+    this.backend.write(this.storage, host);
+  }
+
   /** Same data, new shape (no copy; one dim may be -1). */
   reshape(shape: readonly number[]): Tensor {
     const s = [...shape];

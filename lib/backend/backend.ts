@@ -116,6 +116,8 @@ export interface Backend {
   zeros(dtype: DType, n: number): Storage;
   /** Copies `n` elements of a storage back to the host. */
   read(s: Storage, dtype: DType, n: number): Promise<HostArray>;
+  /** Overwrites a storage's first `data.length` elements in place (parameters, on restore). */
+  write(s: Storage, data: HostArray): void;
   /** Returns a storage to the backend (pool or garbage collector). */
   free(s: Storage): void;
   /** Submits pending work and waits for it (no-op on the CPU). */

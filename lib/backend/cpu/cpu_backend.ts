@@ -104,6 +104,10 @@ export class CpuBackend implements Backend {
     out.set((s as CpuStorage).data.subarray(0, n));
     return Promise.resolve(out);
   }
+  /** Overwrites elements in place. */
+  write(s: Storage, data: HostArray): void {
+    (s as CpuStorage).data.set(data);
+  }
   /** Nothing to do: the garbage collector owns host memory. */
   free(_s: Storage): void {}
   /** Nothing is ever pending on the CPU. */

@@ -109,6 +109,10 @@ export class WebGpuBackend implements Backend {
       ? new Float16Array(bytes)
       : new Int32Array(bytes);
   }
+  /** Overwrites elements in place (submits recorded work first, so it cannot overtake it). */
+  write(s: Storage, data: HostArray): void {
+    this.engine.write(this.buf(s), data);
+  }
   /** Returns the buffer to the pool. */
   free(s: Storage): void {
     this.engine.release(this.buf(s));

@@ -1,0 +1,494 @@
+/**
+ * The fine-tuning run behind `deno task train`: load the base model, hold out validation units,
+ * prepare the method, train with progress, checkpoints and exact resume, and write the run folder
+ * (PEFT adapter files, metrics.jsonl, run.json, samples.txt, report.html).
+ *
+ * @module
+ */
+
+import { Tape } from "../autograd/tape.ts";
+import type { Backend } from "../backend/backend.ts";
+import { getDevice } from "../backend/device.ts";
+import { BatchSampler, encodeDocuments } from "../data/batch.ts";
+import { sha256Hex } from "../data/hash.ts";
+import { splitByUnit } from "../data/split.ts";
+import { loadTextSource, type TextSource } from "../data/text_source.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import { loadModel } from "../io/model_files.ts";
+import { serializeSafetensors, tensorFromArray } from "../io/safetensors.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { generate } from "../nn/generate.ts";
+import type { GPT } from "../nn/gpt.ts";
+import { AdamW } from "../optim/optimizers.ts";
+import { clipGradNorm, cosineSchedule, GradAccumulator } from "../optim/schedule.ts";
+import { type PeftModel, preparePeft } from "../peft/apply.ts";
+import { saveAdapter } from "../peft/peft_files.ts";
+import { scope, Tensor } from "../tensor.ts";
+import type { TrainArgs } from "./args.ts";
+import {
+  type CheckpointState,
+  configHash,
+  hasCheckpoint,
+  loadCheckpoint,
+  resumeSettings,
+  saveCheckpoint,
+} from "./checkpoint.ts";
+import { evaluate, natsToBits } from "./eval.ts";
+import { type MetricsRow, MetricsWriter, readMetrics } from "./metrics.ts";
+import { Progress } from "./progress.ts";
+import { writeReport } from "./report.ts";
+import {
+  buildRunManifest,
+  prepareRunDir,
+  readRunJson,
+  recordResume,
+  writeRunJson,
+  writeSamples,
+} from "./run_dir.ts";
+
+/** A failure caused by the user's input (bad data, bad base folder): exit code 2. */
+export class InputError extends Error {
+  /** Process exit status. */
+  readonly exitCode = 2;
+}
+
+/** What a finished (or stopped) run reports. */
+export interface FinetuneResult {
+  /** The run folder. */
+  runDir: string;
+  /** Steps completed. */
+  step: number;
+  /** Training loss of each step of this process. */
+  losses: number[];
+  /** Validation loss before training (nats/token). */
+  valBefore: number;
+  /** Validation loss at the end (nats/token), NaN if stopped early. */
+  valAfter: number;
+  /** Whether the run was interrupted (Ctrl-C) and checkpointed. */
+  interrupted: boolean;
+}
+
+/** Hooks for tests and notebooks. */
+export interface FinetuneHooks {
+  /** Where progress lines go (default console.log). */
+  log?: (line: string) => void;
+  /** Stop (as if interrupted) after this many steps of this process. */
+  stopAfter?: number;
+  /** Backend to use instead of resolving `args.backend`. */
+  device?: Backend;
+}
+
+/** Validation batches per evaluation: enough tokens for a stable number, bounded time. */
+const EVAL_BATCHES = 24;
+const PROMPTS = ["Call me Ishmael. ", "The whale ", "Captain Ahab said, "];
+
+interface Data {
+  train: Int32Array;
+  val: Int32Array;
+  source: TextSource;
+  valSource: TextSource | null;
+  valLabels: string[];
+}
+
+async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
+  let source: TextSource;
+  try {
+    source = await loadTextSource(args.data);
+  } catch (e) {
+    throw new InputError(`--data ${args.data}: ${(e as Error).message}`);
+  }
+  let trainDocs = source.documents, valDocs: readonly string[], valLabels: string[];
+  let valSource: TextSource | null = null;
+  if (args.val) {
+    try {
+      valSource = await loadTextSource(args.val);
+    } catch (e) {
+      throw new InputError(`--val ${args.val}: ${(e as Error).message}`);
+    }
+    valDocs = valSource.documents;
+    valLabels = [valSource.spec];
+  } else {
+    if (source.documents.length < 2) {
+      throw new InputError(
+        `--data ${args.data}: one document only; validation needs whole units held out ` +
+          `(separate paragraphs by blank lines, or pass --val)`,
+      );
+    }
+    const split = splitByUnit(source.documents, { valFraction: 0.1, seed: args.seed });
+    trainDocs = split.train;
+    valDocs = split.val;
+    valLabels = split.valIndices.map((i) => source.labels[i]);
+  }
+  const train = encodeDocuments(tok, trainDocs), val = encodeDocuments(tok, valDocs);
+  if (train.length <= args.ctx + 1) {
+    throw new InputError(
+      `--data ${args.data}: ${train.length} training tokens, fewer than the context ${args.ctx} + 1`,
+    );
+  }
+  if (val.length <= args.ctx) {
+    throw new InputError(
+      `validation data has ${val.length} tokens, fewer than the context ${args.ctx} + 1`,
+    );
+  }
+  return { train, val, source, valSource, valLabels };
+}
+
+async function samplesFrom(model: GPT, pm: PeftModel | null, tok: Tokenizer, seed: number) {
+  pm?.setTraining(false);
+  const out: string[] = [];
+  for (const [i, p] of PROMPTS.entries()) {
+    const ids = await generate(model, tok.encode(p), {
+      maxTokens: 160,
+      temperature: 0.8,
+      topK: 40,
+      seed: seed + i,
+      stopToken: tok.eotToken,
+    });
+    out.push(tok.decode(ids.filter((t) => t !== tok.eotToken)));
+  }
+  pm?.setTraining(true);
+  return out;
+}
+
+async function hostTensors(m: Map<string, Tensor>) {
+  const out = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [n, t] of m) {
+    out.set(n, { shape: [...t.shape], data: (await t.toArray()) as Float32Array });
+  }
+  return out;
+}
+
+/** Saves the trained weights: PEFT adapter files for LoRA methods, else trainable.safetensors. */
+async function saveTrained(runDir: string, pm: PeftModel, base: string): Promise<void> {
+  if (pm.config.method === "lora" || pm.config.method === "qlora") {
+    await saveAdapter(runDir, pm, base);
+    return;
+  }
+  const tensors = new Map();
+  for (const [n, t] of await hostTensors(pm.trainable)) {
+    tensors.set(n, tensorFromArray("F32", t.shape, t.data));
+  }
+  await writeFileAtomic(
+    `${runDir}/trainable.safetensors`,
+    serializeSafetensors(tensors, { method: pm.config.method }),
+  );
+}
+
+/** Runs (or resumes) a fine-tuning run as `args` describe. */
+export async function finetune(
+  args: TrainArgs,
+  hooks: FinetuneHooks = {},
+): Promise<FinetuneResult> {
+  const log = hooks.log ?? ((s: string) => console.log(s));
+  const t0 = performance.now();
+  const runDir = args.resume ?? args.out;
+  // A resumed run takes its settings from run.json; only reporting flags may differ.
+  if (args.resume) {
+    const m = await readRunJson(args.resume);
+    args = {
+      ...(m.config as unknown as TrainArgs),
+      resume: args.resume,
+      out: args.resume,
+      evalEvery: args.evalEvery,
+      saveEvery: args.saveEvery,
+      backend: args.backend,
+    };
+  }
+  const dev = hooks.device ?? await getDevice({ backend: args.backend });
+  log(`backend: ${dev.kind} (${dev.description})`);
+  let loaded;
+  try {
+    loaded = await loadModel(args.base, dev);
+  } catch (e) {
+    throw new InputError(`--base ${args.base} is not a model folder: ${(e as Error).message}`);
+  }
+  const { model, tokenizer: tok } = loaded;
+  if (args.ctx > model.config.n_positions) {
+    throw new InputError(
+      `--ctx ${args.ctx} exceeds the base model's n_positions ${model.config.n_positions}`,
+    );
+  }
+  const data = await loadData(args, tok);
+  log(
+    `data: ${args.data} (${data.source.documents.length} ${data.source.unit}s), train ${data.train.length} tokens, ` +
+      `val ${data.val.length} tokens (${data.valLabels.length} held out${
+        data.valLabels.length <= 4 ? ": " + data.valLabels.join("; ") : ""
+      })`,
+  );
+  const baseBytes = await Deno.readFile(`${args.base}/model.safetensors`);
+  const baseSha = await sha256Hex(baseBytes);
+  const hash = await configHash({
+    settings: resumeSettings(args),
+    base: baseSha,
+    data: data.source.sha256,
+    val: data.valSource?.sha256 ?? null,
+  });
+
+  // Base model: validation loss and samples before training (skipped on resume: in run.json).
+  const B = args.batch, T = args.ctx;
+  let valBefore = NaN, samplesBefore: string[] = [];
+  if (!args.resume) {
+    valBefore = await evaluate(model, data.val, B, T, EVAL_BATCHES);
+    samplesBefore = await samplesFrom(model, null, tok, args.seed);
+    log(
+      `base model: val loss ${valBefore.toFixed(4)} nats/token = ${
+        natsToBits(valBefore).toFixed(3)
+      } bits/byte`,
+    );
+  }
+
+  const pm = await preparePeft(model, {
+    method: args.method,
+    r: args.rank,
+    alpha: args.alpha,
+    dropout: args.dropout,
+    rslora: args.rslora,
+    targets: args.targets,
+    quant: args.quant,
+    adapterSize: args.rank,
+    layers: args.layers ?? undefined,
+    seed: args.seed,
+  });
+  const counts = pm.counts();
+  log(
+    `${args.method}: ${counts.trainable.toLocaleString("en-US")} trainable of ${
+      counts.total.toLocaleString("en-US")
+    } ` +
+      `parameters (${
+        ((100 * counts.trainable) / counts.total).toFixed(2)
+      }%); base linear weights ` +
+      `${(counts.baseLinearBytesF32 / 1e6).toFixed(2)} MB as f32 → ${
+        (counts.baseLinearBytes / 1e6).toFixed(2)
+      } MB as ${args.quant}`,
+  );
+  const opt = new AdamW(pm.trainable, {
+    lr: args.lr,
+    betas: [0.9, 0.999],
+    weightDecay: args.method === "full" ? 0.01 : 0,
+  });
+  const warmup = Math.min(30, Math.floor(args.steps / 10));
+  const schedule = cosineSchedule({
+    maxLr: args.lr,
+    minLr: args.lr / 10,
+    warmup,
+    total: args.steps,
+  });
+  const sampler = new BatchSampler(data.train, { batchSize: B, seqLen: T, seed: args.seed });
+
+  let step = 0;
+  let metrics: MetricsWriter;
+  if (args.resume) {
+    if (!(await hasCheckpoint(runDir))) {
+      throw new InputError(`--resume ${runDir}: the run has no checkpoint`);
+    }
+    const ck = await loadCheckpoint(runDir, {
+      configHash: hash,
+      trainable: new Map([...pm.trainable].map(([n, t]) => [n, t.shape])),
+      optimizerKind: "adamw",
+    });
+    for (const [n, h] of ck.trainable) pm.trainable.get(n)!.assign(h.data);
+    opt.setState(ck.optimizer);
+    sampler.setState(ck.sampler);
+    pm.dropoutRng.setState(ck.dropoutRng);
+    step = ck.step;
+    valBefore = (ck.extra?.valBefore as number) ?? NaN;
+    samplesBefore = (ck.extra?.samplesBefore as string[]) ?? [];
+    metrics = await MetricsWriter.resume(`${runDir}/metrics.jsonl`, step);
+    await recordResume(runDir, { step, backend: `${dev.kind} (${dev.description})` });
+    log(`resumed ${runDir} at step ${step}`);
+  } else {
+    await prepareRunDir(runDir);
+    await writeRunJson(
+      runDir,
+      await buildRunManifest({
+        argv: [...Deno.args],
+        config: args as unknown as Record<string, unknown>,
+        configHash: hash,
+        backend: `${dev.kind} (${dev.description})`,
+        data: {
+          train: {
+            spec: data.source.spec,
+            origin: data.source.origin,
+            sha256: data.source.sha256,
+            fileSha256: data.source.fileSha256 ?? null,
+          },
+          val: data.valSource
+            ? { spec: data.valSource.spec, sha256: data.valSource.sha256 }
+            : { heldOut: data.valLabels, valFraction: 0.1 },
+          base: { dir: args.base, modelSha256: baseSha },
+          trainTokensSha256: await sha256Hex(new Uint8Array(data.train.buffer)),
+          valTokensSha256: await sha256Hex(new Uint8Array(data.val.buffer)),
+        },
+        extra: { counts, valBefore },
+      }),
+    );
+    metrics = await MetricsWriter.create(`${runDir}/metrics.jsonl`);
+    await metrics.append({ step: 0, val_loss: valBefore, lr: 0, time_s: 0 });
+  }
+
+  const checkpoint = async () => {
+    const state: CheckpointState = {
+      step,
+      trainable: await hostTensors(pm.trainable),
+      optimizer: await opt.getState(),
+      sampler: sampler.getState(),
+      dropoutRng: pm.dropoutRng.getState(),
+      configHash: hash,
+      args,
+      extra: { valBefore, samplesBefore },
+    };
+    await saveCheckpoint(runDir, state);
+    await saveTrained(runDir, pm, args.base);
+  };
+
+  let interrupted = false;
+  const onSigint = () => {
+    interrupted = true;
+  };
+  try {
+    Deno.addSignalListener("SIGINT", onSigint);
+  } catch { /* signals unavailable (e.g. in some embeddings): Ctrl-C just kills the run */ }
+
+  const progress = new Progress(args.steps, "train ");
+  const losses: number[] = [];
+  const tStart = performance.now();
+  const startStep = step;
+  let valAfter = NaN;
+  try {
+    while (step < args.steps) {
+      const lr = schedule(step);
+      const acc = new GradAccumulator();
+      let lossSum = 0;
+      for (let k = 0; k < args.gradAccum; k++) {
+        const batch = sampler.next();
+        lossSum += await scope(async () => {
+          const x = Tensor.fromArray(batch.x, [B, T], { device: dev, dtype: "i32" });
+          const y = Tensor.fromArray(batch.y, [B, T], { device: dev, dtype: "i32" });
+          const tape = new Tape();
+          tape.watch(...pm.trainable.values());
+          const loss = tape.run(() => model.loss(x, y));
+          const grads = tape.backward(loss);
+          for (const g of grads.values()) g.keep();
+          acc.add(grads);
+          return await loss.item();
+        });
+      }
+      const loss = lossSum / args.gradAccum;
+      if (!Number.isFinite(loss)) {
+        throw new Error(
+          `loss is ${loss} at step ${
+            step + 1
+          }; stopped. The last good checkpoint in ${runDir} is kept ` +
+            `(try a lower --lr)`,
+        );
+      }
+      await scope(async () => {
+        const grads = acc.take();
+        pm.maskGrads(grads);
+        await clipGradNorm(grads, 1.0);
+        opt.update(grads, lr);
+      });
+      step++;
+      losses.push(loss);
+      const elapsed = (performance.now() - tStart) / 1000;
+      const tps = ((step - startStep) * B * T * args.gradAccum) / elapsed;
+      const row: MetricsRow = {
+        step,
+        loss,
+        lr,
+        tokens_per_s: tps,
+        time_s: (performance.now() - t0) / 1000,
+      };
+      const evalNow = (args.evalEvery > 0 && step % args.evalEvery === 0) || step === args.steps;
+      if (evalNow) {
+        pm.setTraining(false);
+        row.val_loss = await evaluate(model, data.val, B, T, EVAL_BATCHES);
+        pm.setTraining(true);
+        if (step === args.steps) valAfter = row.val_loss;
+      }
+      await metrics.append(row);
+      progress.update(step, {
+        loss,
+        ...(row.val_loss !== undefined ? { val: row.val_loss } : {}),
+        "tok/s": Math.round(tps),
+      }, evalNow);
+      const stopping = interrupted ||
+        (hooks.stopAfter !== undefined && step - startStep >= hooks.stopAfter);
+      if ((args.saveEvery > 0 && step % args.saveEvery === 0) || step === args.steps || stopping) {
+        await checkpoint();
+      }
+      if (stopping) {
+        interrupted = true;
+        log(
+          `stopped at step ${step}; checkpoint saved. Continue with: deno task train --resume ${runDir}`,
+        );
+        break;
+      }
+    }
+  } finally {
+    metrics.close();
+    try {
+      Deno.removeSignalListener("SIGINT", onSigint);
+    } catch { /* see above */ }
+  }
+  if (interrupted) return { runDir, step, losses, valBefore, valAfter: NaN, interrupted };
+
+  const samplesAfter = await samplesFrom(model, pm, tok, args.seed);
+  await writeSamples(
+    runDir,
+    PROMPTS.flatMap((p, i) => [
+      {
+        title: `before (base model), prompt ${JSON.stringify(p)}`,
+        prompt: p,
+        text: samplesBefore[i] ?? "",
+      },
+      {
+        title: `after (${args.method}), prompt ${JSON.stringify(p)}`,
+        prompt: p,
+        text: samplesAfter[i],
+      },
+    ]),
+  );
+  await writeReport(runDir, {
+    title: runDir.split("/").pop() ?? runDir,
+    subtitle:
+      `${args.method} on ${args.data}, base ${args.base}, ${args.steps} steps, ${dev.kind} (${dev.description})`,
+    metrics: await readMetrics(`${runDir}/metrics.jsonl`),
+    beforeAfter: [
+      { metric: "validation loss (nats/token)", before: round(valBefore), after: round(valAfter) },
+      {
+        metric: "validation bits/byte",
+        before: round(natsToBits(valBefore)),
+        after: round(natsToBits(valAfter)),
+      },
+    ],
+    samples: PROMPTS.map((p, i) => ({
+      prompt: p,
+      before: samplesBefore[i] ?? "",
+      after: samplesAfter[i],
+    })),
+    config: Object.fromEntries(
+      Object.entries(args).filter(([, v]) =>
+        v === null || ["string", "number", "boolean"].includes(typeof v)
+      ),
+    ) as Record<string, string | number | boolean | null>,
+    params: {
+      trainable: counts.trainable,
+      frozen: counts.frozen,
+      baseBytesF32: counts.baseLinearBytesF32,
+      baseBytesStored: counts.baseLinearBytes,
+      storedFormat: args.quant === "none" ? "f32" : args.quant,
+      optimizerBytes: counts.optimizerBytes,
+    },
+  });
+  log(
+    `validation loss ${valBefore.toFixed(4)} → ${valAfter.toFixed(4)} nats/token ` +
+      `(${natsToBits(valBefore).toFixed(3)} → ${natsToBits(valAfter).toFixed(3)} bits/byte); ` +
+      `${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${runDir}/`,
+  );
+  return { runDir, step, losses, valBefore, valAfter, interrupted };
+}
+
+function round(x: number): number {
+  return Math.round(x * 10000) / 10000;
+}

@@ -1,0 +1,197 @@
+import assert from "node:assert/strict";
+import { ByteTokenizer, cpu, GPT } from "../../lib/mod.ts";
+import { saveModel } from "../../lib/io/mod.ts";
+import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
+import { finetune } from "../../lib/train/finetune.ts";
+
+// A tiny base model and a small text corpus with paragraphs (units for the held-out split).
+async function fixture(): Promise<{ base: string; data: string; root: string }> {
+  const root = await Deno.makeTempDir();
+  const base = `${root}/base`;
+  const cfg = { vocab_size: 257, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 2 };
+  await saveModel(base, GPT.init(cfg, { device: cpu, seed: 1 }), new ByteTokenizer());
+  const words = [
+    "the",
+    "whale",
+    "sea",
+    "ship",
+    "captain",
+    "white",
+    "boat",
+    "harpoon",
+    "deep",
+    "call",
+    "me",
+  ];
+  let seed = 7;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const paras = Array.from(
+    { length: 30 },
+    () => Array.from({ length: 60 }, () => words[Math.floor(rnd() * words.length)]).join(" ") + ".",
+  );
+  const data = `${root}/data.txt`;
+  await Deno.writeTextFile(data, paras.join("\n\n"));
+  return { base, data, root };
+}
+
+function args(fx: { base: string; data: string }, out: string, extra: string[] = []): TrainArgs {
+  const a = parseTrainArgs([
+    "--base",
+    fx.base,
+    "--data",
+    fx.data,
+    "--out",
+    out,
+    "--ctx",
+    "32",
+    "--batch",
+    "4",
+    "--steps",
+    "8",
+    "--eval-every",
+    "4",
+    "--save-every",
+    "3",
+    "--backend",
+    "cpu",
+    ...extra,
+  ]);
+  if ("help" in a) throw new Error("unexpected help");
+  return a;
+}
+
+const quiet = { log: () => {}, device: cpu };
+
+Deno.test("train: a stopped and resumed run gives the same losses bit for bit (CPU)", async () => {
+  const fx = await fixture();
+  const full = await finetune(args(fx, `${fx.root}/a`), quiet);
+  assert.equal(full.losses.length, 8);
+  assert.ok(!full.interrupted);
+  const part = await finetune(args(fx, `${fx.root}/b`), { ...quiet, stopAfter: 5 });
+  assert.ok(part.interrupted);
+  assert.equal(part.step, 5);
+  const rest = await finetune(
+    { ...args(fx, `${fx.root}/ignored`), resume: `${fx.root}/b` } as TrainArgs,
+    quiet,
+  );
+  assert.deepEqual([...part.losses, ...rest.losses], full.losses);
+  const adapterA = await Deno.readFile(`${fx.root}/a/adapter_model.safetensors`);
+  const adapterB = await Deno.readFile(`${fx.root}/b/adapter_model.safetensors`);
+  assert.deepEqual(adapterA, adapterB);
+  // metrics.jsonl of the resumed run has each step once
+  const rows = (await Deno.readTextFile(`${fx.root}/b/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(rows.map((r) => r.step), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+  const run = JSON.parse(await Deno.readTextFile(`${fx.root}/b/run.json`));
+  assert.equal(run.resumes.length, 1);
+  await Deno.remove(fx.root, { recursive: true });
+});
+
+Deno.test("train: the run folder holds every promised file; validation loss drops", async () => {
+  const fx = await fixture();
+  const r = await finetune(args(fx, `${fx.root}/run`, ["--steps", "30", "--lr", "0.01"]), quiet);
+  assert.ok(r.valAfter < r.valBefore - 0.05, `val ${r.valBefore} → ${r.valAfter}`);
+  for (
+    const f of [
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "metrics.jsonl",
+      "run.json",
+      "samples.txt",
+      "report.html",
+      "plotly.min.js",
+    ]
+  ) {
+    await Deno.stat(`${fx.root}/run/${f}`);
+  }
+  const run = JSON.parse(await Deno.readTextFile(`${fx.root}/run/run.json`));
+  assert.match(run.data.train.sha256, /^[0-9a-f]{64}$/);
+  assert.equal(run.config.method, "qlora");
+  const html = await Deno.readTextFile(`${fx.root}/run/report.html`);
+  assert.match(html, /<script src="plotly.min.js">/);
+  assert.doesNotMatch(html, /https?:\/\/cdn/);
+  await Deno.remove(fx.root, { recursive: true });
+});
+
+for (const method of ["lora", "full", "adapter", "bitfit", "freeze-lower"]) {
+  Deno.test(`train: --method ${method} runs end to end and lowers the training loss`, async () => {
+    const fx = await fixture();
+    const r = await finetune(
+      args(fx, `${fx.root}/run`, [
+        "--method",
+        method,
+        "--steps",
+        "12",
+        "--lr",
+        method === "full" || method === "freeze-lower" ? "0.003" : "0.01",
+      ]),
+      quiet,
+    );
+    const first = r.losses.slice(0, 3).reduce((a, b) => a + b) / 3;
+    const last = r.losses.slice(-3).reduce((a, b) => a + b) / 3;
+    assert.ok(last < first, `${method}: ${first} → ${last}`);
+    const saved = method === "lora" ? "adapter_model.safetensors" : "trainable.safetensors";
+    await Deno.stat(`${fx.root}/run/${saved}`);
+    await Deno.remove(fx.root, { recursive: true });
+  });
+}
+
+async function cli(argv: string[]): Promise<{ code: number; err: string }> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-write",
+      "--allow-env",
+      "--allow-ffi=/usr/lib",
+      new URL("../../lib/cli/train.ts", import.meta.url).pathname,
+      ...argv,
+    ],
+    env: { LORALAB_BACKEND: "cpu" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+}
+
+Deno.test("train CLI: bad input is one clear line and exit code 2; NaN loss exits 1", async () => {
+  const fx = await fixture();
+  const common = ["--base", fx.base, "--ctx", "32", "--batch", "2", "--steps", "3"];
+  let r = await cli(["--bogus"]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /unknown flag --bogus/);
+  r = await cli([...common, "--data", `${fx.root}/nope.txt`, "--out", `${fx.root}/r1`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--data .*nope.txt/);
+  await Deno.writeTextFile(`${fx.root}/empty.txt`, "");
+  r = await cli([...common, "--data", `${fx.root}/empty.txt`, "--out", `${fx.root}/r2`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /empty/);
+  await Deno.writeTextFile(`${fx.root}/short.txt`, "a b c\n\nd e f\n\ng h");
+  r = await cli([...common, "--data", `${fx.root}/short.txt`, "--out", `${fx.root}/r3`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /fewer than the context 32/);
+  r = await cli([...common, "--data", fx.data, "--base", fx.root, "--out", `${fx.root}/r4`]);
+  assert.equal(r.code, 2);
+  assert.match(r.err, /is not a model folder/);
+  r = await cli([
+    ...common,
+    "--data",
+    fx.data,
+    "--lr",
+    "1e30",
+    "--out",
+    `${fx.root}/r5`,
+    "--steps",
+    "20",
+    "--save-every",
+    "1",
+  ]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, /loss is (NaN|Infinity)/);
+  for (const e of r.err.trim().split("\n")) {
+    assert.ok(!/^\s+at /.test(e), `stack trace printed: ${r.err}`);
+  }
+  await Deno.remove(fx.root, { recursive: true });
+});
