@@ -26,8 +26,8 @@ import {
   type FigureSpec,
   type Layout,
   type LineShape,
-  titleText,
   type Title,
+  titleText,
   type Trace,
   VIRIDIS,
 } from "./figure.ts";

@@ -68,8 +68,12 @@ function numericScale(
     return { map, ticks };
   }
   if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
-  const t = niceTicks(lo, hi);
-  const L0 = Math.min(lo, t[0]), L1 = Math.max(hi, t[t.length - 1]);
+  let t = niceTicks(lo, hi);
+  // Extend to whole steps past the data (room for bar labels), as plotly does.
+  const step = t.length > 1 ? t[1] - t[0] : 1;
+  if (t[t.length - 1] < hi) t = [...t, Number((t[t.length - 1] + step).toPrecision(12))];
+  if (t[0] > lo) t = [Number((t[0] - step).toPrecision(12)), ...t];
+  const L0 = t[0], L1 = t[t.length - 1];
   const map = (v: number) => p0 + (v - L0) / (L1 - L0) * (p1 - p0);
   return { map, ticks: t.map((v) => ({ v, label: tickLabel(v) })) };
 }
@@ -103,7 +107,9 @@ function cellLabel(tr: Trace, i: number, j: number, z: number): string {
       const row = tr.text?.[i];
       return String(Array.isArray(row) ? row[j] : row ?? "");
     }
-    return d === undefined ? tickLabel(z) : z.toFixed(Number(d));
+    if (d === undefined) return tickLabel(z);
+    const f = z.toFixed(Number(d));
+    return /^-0\.?0*$/.test(f) ? f.slice(1) : f; // no "-0.00"
   });
 }
 
@@ -129,7 +135,7 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
   const flat = z.flat().filter(Number.isFinite);
   const zmin = tr.zmin ?? Math.min(...flat), zmax = tr.zmax ?? Math.max(...flat);
   const scale = tr.colorscale ?? VIRIDIS;
-  const L = 70, T = title ? 50 : 20, R = W - 100, B = H - 60;
+  const L = fig.layout.yaxis?.title ? 70 : 40, T = title ? 50 : 20, R = W - 85, B = H - 60;
   const cw = (R - L) / Math.max(cols, 1), ch = (B - T) / Math.max(rows, 1);
   const reversed = fig.layout.yaxis?.autorange === "reversed";
   const rowY = (i: number) => reversed ? T + i * ch : B - (i + 1) * ch;
@@ -145,7 +151,7 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
         `height="${(ch + 0.5).toFixed(1)}" fill="${colorAt(scale, t)}"/>`;
       const lab = cellLabel(tr, i, j, v);
       if (lab) {
-        const dark = t < 0.35 && scale === VIRIDIS;
+        const dark = scale === VIRIDIS ? t < 0.35 : Math.abs(t - 0.5) > 0.35;
         s += text(x + cw / 2, y + ch / 2 + 4, lab, { size: 11, color: dark ? "#fff" : "#222" });
       }
     }
@@ -235,7 +241,8 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
     if (!categorical) {
       s += `<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${T}" y2="${B}" stroke="#fff"/>`;
     }
-    s += text(x, B + 16, t.label, { size: 11 });
+    const size = categorical ? Math.min(11, Math.max(7, band / (0.62 * t.label.length))) : 11;
+    s += text(x, B + 16, t.label, { size });
   });
 
   const base = logY ? B : sy.map(0);

@@ -128,3 +128,44 @@ export function table(
     toString: () => text,
   });
 }
+
+/** Options of {@link matrix}. */
+export interface MatrixOptions {
+  /** Decimals of every entry (default 2). */
+  digits?: number;
+  /** A caption shown above the matrix. */
+  caption?: string;
+}
+
+/**
+ * A matrix as a table: rows of `data` (flat, row-major, shape [rows, cols]) with fixed
+ * decimals, row and column indices as headers.
+ *
+ * @example
+ * ```ts
+ * matrix([1, 2, 3, 4], [2, 2], { caption: "W" });
+ * ```
+ */
+export function matrix(
+  data: ArrayLike<number>,
+  shape: readonly [number, number] | readonly number[],
+  opts: MatrixOptions = {},
+): Table {
+  const [rows, cols] = shape;
+  if (shape.length !== 2 || rows * cols !== data.length) {
+    throw new RangeError(`matrix: ${data.length} values do not fill shape [${shape}]`);
+  }
+  const d = opts.digits ?? 2;
+  const fmt = (v: Cell) => {
+    const s = (v as number).toFixed(d);
+    return /^-0\.?0*$/.test(s) ? s.slice(1) : s; // no "-0.00"
+  };
+  const columns = ["", ...Array.from({ length: cols }, (_, j) => String(j))];
+  const format: Record<string, (v: Cell) => string> = {};
+  for (const c of columns.slice(1)) format[c] = fmt;
+  const body = Array.from(
+    { length: rows },
+    (_, i): Cell[] => [i, ...Array.from({ length: cols }, (_, j) => data[i * cols + j])],
+  );
+  return table(body, { columns, format, caption: opts.caption });
+}
