@@ -8,13 +8,19 @@
 #                        Jupyter: `deno task notebooks` and tests/notebooks execute the notebooks
 #                        headless with Deno's kernel (kernels/deno); `deno task notebook` serves them.
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
+# `setup.sh run` installs only what the run tasks need (train, pretrain, generate: OpenBLAS);
+# `setup.sh` (the test task) installs everything.
 set -euo pipefail
+profile="${1:-all}"
 # Mesa wants a private runtime directory; without one it prints harmless "XDG_RUNTIME_DIR"
 # errors into every log. The deno tasks point XDG_RUNTIME_DIR here.
 mkdir -p -m 700 /tmp/loralab-runtime
 need=()
-for pkg in mesa-vulkan-drivers libopenblas0-pthread jupyter-nbconvert jupyter-client \
-  jupyter-notebook; do
+pkgs=(mesa-vulkan-drivers libopenblas0-pthread jupyter-nbconvert jupyter-client jupyter-notebook)
+if [ "$profile" = "run" ]; then
+  pkgs=(libopenblas0-pthread)
+fi
+for pkg in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
     need+=("$pkg")
   fi
