@@ -33,16 +33,22 @@ export function cosineSchedule(o: CosineOptions): (step: number) => number {
   };
 }
 
-/** The global L2 norm of all gradients (one small readback). */
+/**
+ * The global L2 norm of all gradients. Each gradient's sum of squares is reduced on the device;
+ * the scalars are read back together (one GPU round trip) and added in float64 on the host.
+ */
 export async function gradNorm(grads: Map<Tensor, Tensor>): Promise<number> {
-  let total = 0;
+  const sums: Tensor[] = [], temps: Tensor[] = [];
   for (const g of grads.values()) {
     const flat = g.reshape([g.size]);
     const sq = mul(flat, flat);
-    const s = sum(sq, 0);
-    total += await s.item();
-    for (const t of [flat, sq, s]) t.dispose();
+    sums.push(sum(sq, 0));
+    temps.push(flat, sq);
   }
+  const values = await Promise.all(sums.map((s) => s.item()));
+  for (const t of [...temps, ...sums]) t.dispose();
+  let total = 0;
+  for (const v of values) total += v;
   return Math.sqrt(total);
 }
 
