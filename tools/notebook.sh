@@ -12,4 +12,7 @@ if [ ! -f "$root/node_modules/plotly.js-dist-min/plotly.min.js" ] && command -v 
   (cd "$root" && deno install) || echo "notebook: deno install failed; figures stay static" >&2
 fi
 export JUPYTER_PATH="$root" LORALAB_PLOTLY=inline PYDEVD_DISABLE_FILE_VALIDATION=1
-exec /usr/bin/jupyter notebook --ip 127.0.0.1 --no-browser --notebook-dir "$root/notebooks" "$@"
+extra=()
+if [ "$(id -u)" = "0" ]; then extra+=(--allow-root); fi # containers often run as root
+exec /usr/bin/jupyter notebook --ip 127.0.0.1 --no-browser --notebook-dir "$root/notebooks" \
+  "${extra[@]}" "$@"

@@ -1,0 +1,70 @@
+/**
+ * lib/viz: the MIME bundles notebooks display (plotly JSON, HTML with a static SVG, SVG,
+ * plain text), table formatting, and the static renderer's axes.
+ */
+
+import assert from "node:assert/strict";
+import * as viz from "../../lib/viz/mod.ts";
+
+Deno.test("viz: a figure's bundle has plotly JSON, HTML with the SVG inside, SVG and text", () => {
+  const fig = viz.heatmap([[1, -2], [3, 4]], { title: "m", annotate: 1 });
+  const b = fig[viz.DISPLAY_SYMBOL]();
+  const spec = b[viz.PLOTLY_MIME] as viz.FigureSpec;
+  assert.equal(spec.data[0].type, "heatmap");
+  assert.deepEqual(spec.layout.title, { text: "m" }); // plotly.js 3+ wants { text }
+  assert.deepEqual([spec.data[0].zmin, spec.data[0].zmax], [-4, 4]); // diverging, centred on 0
+  const svg = b["image/svg+xml"] as string;
+  assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.ok(svg.includes(">-2.0<") && svg.includes(">4.0<"), "cell annotations");
+  assert.ok((b["text/html"] as string).includes(svg), "HTML falls back to the SVG");
+  assert.ok(!(b["text/html"] as string).includes("</script><"), "one script");
+  assert.equal(b["text/plain"], "Figure(heatmap 2×2): m");
+});
+
+Deno.test("viz: histogram bins agree with the data; markers become line shapes", () => {
+  const fig = viz.histogram([0, 0.1, 0.2, 0.9, 1], { bins: 2, range: [0, 1], markers: [0.5] });
+  assert.deepEqual(fig.data[0].y, [3, 2]);
+  assert.deepEqual(fig.data[0].x, [0.25, 0.75]);
+  assert.equal(fig.layout.shapes?.[0].x0, 0.5);
+});
+
+Deno.test("viz: table formats integers with separators and aligns numbers right", () => {
+  const t = viz.table([{ r: 8, params: 65536, pct: 0.390625 }, {
+    r: 16,
+    params: 131072,
+    pct: 0.78125,
+  }]);
+  assert.deepEqual(t.cells, [["8", "65,536", "0.3906"], ["16", "131,072", "0.7813"]]);
+  const b = t[viz.DISPLAY_SYMBOL]();
+  assert.ok((b["text/markdown"] as string).includes("| ---: | ---: | ---: |"));
+  assert.ok((b["text/html"] as string).includes('<td style="text-align:right">65,536</td>'));
+  assert.equal(String(t).split("\n")[2], " 8   65,536  0.3906");
+  assert.equal(viz.formatNumber(Infinity), "∞");
+  assert.equal(viz.formatNumber(16777216), "16,777,216");
+});
+
+Deno.test("viz: matrix shows fixed decimals without -0", () => {
+  const m = viz.matrix([1, -0.001, 2.5, 3], [2, 2], { digits: 1 });
+  assert.deepEqual(m.cells, [["0", "1.0", "0.0"], ["1", "2.5", "3.0"]]);
+});
+
+Deno.test("viz: nice ticks and log axes", () => {
+  assert.deepEqual(viz.niceTicks(0, 73.7), [0, 20, 40, 60]);
+  assert.deepEqual(viz.niceTicks(-1, 1, 4), [-1, -0.5, 0, 0.5, 1]);
+  const svg = viz.bar(["a", "b"], [{ name: "n", values: [8192, 16777216] }], { logY: true })
+    .toSvg();
+  for (const label of ["1000", "10K", "100M"]) assert.ok(svg.includes(`>${label}<`), label);
+});
+
+Deno.test("viz: display outside Jupyter prints text/plain", async () => {
+  const logged: string[] = [];
+  const orig = console.log;
+  console.log = (s: string) => logged.push(s);
+  try {
+    assert.equal(viz.inJupyter(), false);
+    await viz.display(viz.markdown("**hi**"));
+  } finally {
+    console.log = orig;
+  }
+  assert.deepEqual(logged, ["**hi**"]);
+});
