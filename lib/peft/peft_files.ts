@@ -1,19 +1,18 @@
 /**
  * Adapter files in Hugging Face PEFT's format: `adapter_config.json` and
  * `adapter_model.safetensors` with keys `base_model.model.<module path>.lora_A.weight` [r, in] and
- * `…lora_B.weight` [out, r]. For GPT-2's Conv1D layers `fan_in_fan_out` is true (PEFT transposes
- * the base weight, never the adapter). Python users can load these with `PeftModel.from_pretrained`.
+ * `…lora_B.weight` [out, r]. Module paths are the architecture's (`transformer.h.0.attn.c_attn` for
+ * GPT-2, `model.layers.0.self_attn.q_proj` for Llama). For GPT-2's Conv1D layers `fan_in_fan_out`
+ * is true (PEFT transposes the base weight, never the adapter); for Llama's nn.Linear it is false.
+ * Python users can load these with `PeftModel.from_pretrained`, and adapters PEFT wrote (F32, F16
+ * or BF16) load here.
  *
  * @module
  */
 
 import { writeJsonAtomic } from "../io/atomic.ts";
-import {
-  readSafetensors,
-  tensorFromArray,
-  tensorView,
-  writeSafetensors,
-} from "../io/safetensors.ts";
+import { readSafetensors, tensorFromArray, writeSafetensors } from "../io/safetensors.ts";
+import { toF32 } from "../io/hf.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import type { PeftConfig, PeftModel } from "./apply.ts";
 
@@ -75,7 +74,7 @@ export async function saveAdapter(dir: string, pm: PeftModel, baseModel: string)
     target_modules: c.targets,
     bias: "none",
     use_rslora: c.rslora,
-    fan_in_fan_out: true,
+    fan_in_fan_out: pm.model.peftLayout.fanInFanOut,
     base_model_name_or_path: baseModel,
     inference_mode: true,
     init_lora_weights: true,
@@ -103,9 +102,36 @@ export async function readAdapterConfig(dir: string): Promise<PeftConfig> {
     throw new Error(`readAdapterConfig: peft_type ${j.peft_type} is not LORA`);
   }
   if (!Number.isInteger(j.r) || j.r < 1) throw new Error(`readAdapterConfig: bad r ${j.r}`);
+  if (typeof j.target_modules === "string") {
+    throw new Error(
+      `readAdapterConfig: target_modules is a regular expression (${j.target_modules}); ` +
+        "only a list of module names is supported",
+    );
+  }
   if (!Array.isArray(j.target_modules) || j.target_modules.some((t) => typeof t !== "string")) {
     throw new Error("readAdapterConfig: target_modules must be a list of names");
   }
+  const extra = j as unknown as Record<string, unknown>;
+  const nonEmpty = (v: unknown) =>
+    v != null && v !== false &&
+    !(typeof v === "object" && Object.keys(v as object).length === 0);
+  for (
+    const k of [
+      "use_dora",
+      "rank_pattern",
+      "alpha_pattern",
+      "modules_to_save",
+      "layers_to_transform",
+    ]
+  ) {
+    if (nonEmpty(extra[k])) {
+      throw new Error(`readAdapterConfig: ${k} = ${JSON.stringify(extra[k])} is not supported`);
+    }
+  }
+  if ((j.bias ?? "none") !== "none") {
+    throw new Error(`readAdapterConfig: bias "${j.bias}" is not supported (only "none")`);
+  }
+  if (!(j.lora_alpha > 0)) throw new Error(`readAdapterConfig: bad lora_alpha ${j.lora_alpha}`);
   const ll = j.loralab ?? {};
   return {
     method: ll.method === "qlora" ? "qlora" : "lora",
@@ -134,7 +160,9 @@ export async function loadAdapter(dir: string, pm: PeftModel): Promise<void> {
   for (const [key, t] of file.tensors) {
     const own = want.get(key);
     if (!own) throw new Error(`loadAdapter: ${key} names no LoRA layer of this model`);
-    if (t.dtype !== "F32") throw new Error(`loadAdapter: ${key} is ${t.dtype}, expected F32`);
+    if (!["F32", "F16", "BF16"].includes(t.dtype)) {
+      throw new Error(`loadAdapter: ${key} is ${t.dtype}, expected F32, F16 or BF16`);
+    }
     if (fmtShape(t.shape) !== fmtShape(own.shape)) {
       const hint = key.endsWith("lora_A.weight") || key.endsWith("lora_B.weight")
         ? " (wrong rank or layer size?)"
@@ -151,8 +179,8 @@ export async function loadAdapter(dir: string, pm: PeftModel): Promise<void> {
     const dev = l.loraA.backend;
     const a = file.tensors.get(`${PREFIX}${path}.lora_A.weight`)!;
     const b = file.tensors.get(`${PREFIX}${path}.lora_B.weight`)!;
-    const newA = Tensor.fromArray(tensorView(a) as Float32Array, a.shape, { device: dev }).keep();
-    const newB = Tensor.fromArray(tensorView(b) as Float32Array, b.shape, { device: dev }).keep();
+    const newA = Tensor.fromArray(toF32(path, a), a.shape, { device: dev }).keep();
+    const newB = Tensor.fromArray(toF32(path, b), b.shape, { device: dev }).keep();
     pm.trainable.set(`${path}.lora_A.weight`, newA);
     pm.trainable.set(`${path}.lora_B.weight`, newB);
     l.loraA.dispose();

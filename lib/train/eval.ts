@@ -6,7 +6,7 @@
  */
 
 import { evalBatches } from "../data/batch.ts";
-import type { GPT } from "../nn/gpt.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
 import { scope, Tensor } from "../tensor.ts";
 
 /**
@@ -14,7 +14,7 @@ import { scope, Tensor } from "../tensor.ts";
  * windows of `seqLen`, `batchSize` rows at a time, at most `maxBatches` batches (default all).
  */
 export async function evaluate(
-  model: GPT,
+  model: CausalLM,
   tokens: Int32Array,
   batchSize: number,
   seqLen: number,

@@ -14,17 +14,18 @@ import { sha256Hex } from "../data/hash.ts";
 import { splitByUnit } from "../data/split.ts";
 import { loadTextSource, type TextSource } from "../data/text_source.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
+import { hashModelWeights } from "../io/hf.ts";
 import { loadModel } from "../io/model_files.ts";
 import { serializeSafetensors, tensorFromArray } from "../io/safetensors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { generate } from "../nn/generate.ts";
-import type { GPT } from "../nn/gpt.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
 import { AdamW } from "../optim/optimizers.ts";
 import { clipGradNorm, cosineSchedule, GradAccumulator } from "../optim/schedule.ts";
 import { type PeftModel, preparePeft } from "../peft/apply.ts";
 import { saveAdapter } from "../peft/peft_files.ts";
 import { scope, Tensor } from "../tensor.ts";
-import type { TrainArgs } from "./args.ts";
+import { DEFAULT_TARGETS, type TrainArgs } from "./args.ts";
 import {
   type CheckpointState,
   configHash,
@@ -133,7 +134,7 @@ async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
   return { train, val, source, valSource, valLabels };
 }
 
-async function samplesFrom(model: GPT, pm: PeftModel | null, tok: Tokenizer, seed: number) {
+async function samplesFrom(model: CausalLM, pm: PeftModel | null, tok: Tokenizer, seed: number) {
   pm?.setTraining(false);
   const out: string[] = [];
   for (const [i, p] of PROMPTS.entries()) {
@@ -198,16 +199,27 @@ export async function finetune(
   log(`backend: ${dev.kind} (${dev.description})`);
   let loaded;
   try {
-    loaded = await loadModel(args.base, dev);
+    // A Hugging Face checkpoint is quantized while it loads for LoRA/QLoRA, so its f32 weights
+    // never all exist at once. (A folder written by saveModel loads in f32 as it always has.)
+    const lora = args.method === "lora" || args.method === "qlora";
+    loaded = await loadModel(args.base, dev, {
+      quantize: lora && !(await isLoralabBase(args.base)) ? args.quant : "none",
+    });
   } catch (e) {
     throw new InputError(`--base ${args.base} is not a model folder: ${(e as Error).message}`);
   }
   const { model, tokenizer: tok } = loaded;
-  if (args.ctx > model.config.n_positions) {
+  if (args.ctx > model.contextLength) {
     throw new InputError(
-      `--ctx ${args.ctx} exceeds the base model's n_positions ${model.config.n_positions}`,
+      `--ctx ${args.ctx} exceeds the base model's context length ${model.contextLength}`,
     );
   }
+  // --targets defaults to GPT-2's module names; on another architecture the default means
+  // "every block linear" in that architecture's names.
+  const gpt2Default = args.targets.join(",") === DEFAULT_TARGETS.join(",");
+  const targets = gpt2Default && model.arch !== "gpt2"
+    ? [...model.peftLayout.defaultTargets]
+    : args.targets;
   const data = await loadData(args, tok);
   log(
     `data: ${args.data} (${data.source.documents.length} ${data.source.unit}s), train ${data.train.length} tokens, ` +
@@ -215,8 +227,7 @@ export async function finetune(
         data.valLabels.length <= 4 ? ": " + data.valLabels.join("; ") : ""
       })`,
   );
-  const baseBytes = await Deno.readFile(`${args.base}/model.safetensors`);
-  const baseSha = await sha256Hex(baseBytes);
+  const baseSha = await hashModelWeights(args.base);
   const hash = await configHash({
     settings: resumeSettings(args),
     base: baseSha,
@@ -243,7 +254,7 @@ export async function finetune(
     alpha: args.alpha,
     dropout: args.dropout,
     rslora: args.rslora,
-    targets: args.targets,
+    targets,
     quant: args.quant,
     adapterSize: args.rank,
     layers: args.layers ?? undefined,
@@ -487,6 +498,15 @@ export async function finetune(
       `${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${runDir}/`,
   );
   return { runDir, step, losses, valBefore, valAfter, interrupted };
+}
+
+/** A folder written by saveModel (loralab's own tokenizer.json), not a Hugging Face checkpoint. */
+async function isLoralabBase(dir: string): Promise<boolean> {
+  try {
+    return typeof JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`))?.type === "string";
+  } catch {
+    return false;
+  }
 }
 
 function round(x: number): number {

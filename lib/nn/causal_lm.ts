@@ -1,0 +1,99 @@
+/**
+ * The small interface every decoder-only language model of loralab implements (GPT-2 and Llama),
+ * so that fine-tuning (lib/peft/apply.ts), PEFT files, training and generation work on either.
+ *
+ * Parameter and module names are always the Hugging Face ones of the architecture
+ * (`transformer.h.0.attn.c_attn` for GPT-2, `model.layers.0.self_attn.q_proj` for Llama), so
+ * checkpoints and PEFT adapter files need no renaming table.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import type { Tensor } from "../tensor.ts";
+import type { LinearLike } from "./linear.ts";
+
+/** A residual sub-layer hook: h ↦ h' (a bottleneck adapter, see lib/peft/bottleneck.ts). */
+export interface ResidualHook {
+  /** h: [..., C] → [..., C]. */
+  forward(h: Tensor): Tensor;
+}
+
+/** Optional bottleneck adapters of one block, applied to the attention and MLP outputs. */
+export interface BlockAdapters {
+  /** After attention, before its residual add. */
+  attn?: ResidualHook;
+  /** After the MLP, before its residual add. */
+  mlp?: ResidualHook;
+}
+
+/** What fine-tuning needs of one transformer block. */
+export interface CausalLMBlock {
+  /** Adapter hooks (empty by default). */
+  adapters: BlockAdapters;
+}
+
+/** How PEFT sees an architecture. */
+export interface PeftLayout {
+  /** PEFT's `fan_in_fan_out`: true when base weights are stored [in, out] (GPT-2's Conv1D). */
+  fanInFanOut: boolean;
+  /** Default LoRA targets: every linear layer of the blocks. */
+  defaultTargets: readonly string[];
+}
+
+/** The output projection: its parameter name and whether it is the token embedding (tied). */
+export interface OutputWeight {
+  /** Parameter name (`transformer.wte.weight`, `lm_head.weight`, `model.embed_tokens.weight`). */
+  name: string;
+  /** Whether it is shared with the input embedding. */
+  tied: boolean;
+}
+
+/** A decoder-only causal language model. */
+export interface CausalLM {
+  /** Hugging Face `model_type`: `"gpt2"` or `"llama"`. */
+  readonly arch: string;
+  /** Backend holding the parameters. */
+  readonly device: Backend;
+  /** Rows of the output logits (the config's vocab_size). */
+  readonly vocabSize: number;
+  /** Longest sequence `forward` accepts. */
+  readonly contextLength: number;
+  /** Width of the residual stream. */
+  readonly hiddenSize: number;
+  /** Number of blocks. */
+  readonly numLayers: number;
+  /** The blocks, bottom first. */
+  readonly blocks: readonly CausalLMBlock[];
+  /** PEFT conventions of the architecture. */
+  readonly peftLayout: PeftLayout;
+  /** The output projection. */
+  readonly outputWeight: OutputWeight;
+  /** Parameter names of the final norm. */
+  readonly finalNormNames: readonly string[];
+  /** Module path of block `i` (`transformer.h.3`, `model.layers.3`). */
+  blockPrefix(i: number): string;
+  /** Block index of a parameter name or module path, or -1 outside the blocks. */
+  blockIndex(name: string): number;
+  /** ids: i32 [B, T] → logits [B, T, vocabSize]. */
+  forward(ids: Tensor): Tensor;
+  /** Mean next-token cross-entropy (nats/token): ids, targets i32 [B, T] → scalar. */
+  loss(ids: Tensor, targets: Tensor): Tensor;
+  /** Every tensor parameter by Hugging Face name (quantized weights are not tensors). */
+  namedParameters(): Map<string, Tensor>;
+  /** Every block linear layer by module path. */
+  linears(): Map<string, LinearLike>;
+  /** Replaces the linear layer at a module path. */
+  setLinear(path: string, layer: LinearLike): void;
+  /** Number of tensor parameters (tied weights counted once). */
+  readonly numParameters: number;
+  /** Frees every parameter. */
+  dispose(): void;
+}
+
+/** Block index from a name that starts with `<prefix>.<i>.` (or is `<prefix>.<i>`), else -1. */
+export function blockIndexOf(prefix: string, name: string): number {
+  if (!name.startsWith(`${prefix}.`)) return -1;
+  const m = /^(\d+)(\.|$)/.exec(name.slice(prefix.length + 1));
+  return m ? Number(m[1]) : -1;
+}

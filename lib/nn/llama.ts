@@ -1,0 +1,579 @@
+/**
+ * Llama (Hugging Face `LlamaForCausalLM`) in TypeScript: token embedding, n pre-RMSNorm blocks
+ * of causal self-attention with rotary position embeddings (RoPE, `rope_theta`) and grouped-query
+ * attention (`num_key_value_heads`), a SwiGLU MLP, a final RMSNorm and an output projection
+ * (`lm_head`, or the token embedding when `tie_word_embeddings`).
+ *
+ * Every piece is composed of differentiable ops from lib/ops, so backward comes for free:
+ * - RMSNorm: x / √(mean(x²) + ε) · w.
+ * - RoPE (Hugging Face's "rotate half" convention): x·cos + rotate_half(x)·sin, with
+ *   rotate_half(x) = [-x₂, x₁] computed as x·R for a fixed signed permutation R [hd, hd]
+ *   (exact: each output is one input times ±1 plus zeros).
+ * - GQA: each key/value head is repeated for its num_heads / num_kv_heads query heads
+ *   (broadcastTo; its backward sums the copies), as `repeat_kv` does.
+ * - SiLU: x · σ(x), with σ(x) = exp(-relu(-x)) / (1 + exp(-|x|)): no exp ever overflows, so
+ *   neither value nor gradient becomes NaN for large |x|.
+ *
+ * Names are Hugging Face's (`model.layers.0.self_attn.q_proj.weight`, weights [out, in] as
+ * nn.Linear), so checkpoints and PEFT adapters load with no renaming.
+ *
+ * @module
+ */
+
+import type { Backend } from "../backend/backend.ts";
+import {
+  add,
+  broadcastTo,
+  causalSelfAttention,
+  crossEntropy,
+  div,
+  embedding,
+  exp,
+  matmul,
+  mean,
+  mul,
+  narrow,
+  neg,
+  relu,
+  sqrt,
+} from "../ops/mod.ts";
+import { Rng } from "../rng.ts";
+import { fmtShape, Tensor } from "../tensor.ts";
+import {
+  type BlockAdapters,
+  blockIndexOf,
+  type CausalLM,
+  type OutputWeight,
+  type PeftLayout,
+} from "./causal_lm.ts";
+import { Linear, type LinearLike } from "./linear.ts";
+
+/** Rotary scaling of long-context Llama checkpoints (`rope_scaling` in config.json). */
+export interface RopeScaling {
+  /** `"linear"` or `"llama3"` (`type` in older configs). */
+  rope_type?: string;
+  /** Older name of rope_type. */
+  type?: string;
+  /** Scaling factor. */
+  factor: number;
+  /** llama3: low-frequency factor. */
+  low_freq_factor?: number;
+  /** llama3: high-frequency factor. */
+  high_freq_factor?: number;
+  /** llama3: the context length the model was pretrained with. */
+  original_max_position_embeddings?: number;
+}
+
+/** Llama hyper-parameters, with Hugging Face `LlamaConfig` field names. */
+export interface LlamaConfig {
+  /** Vocabulary size. */
+  vocab_size: number;
+  /** Width C of the residual stream. */
+  hidden_size: number;
+  /** Width of the SwiGLU MLP. */
+  intermediate_size: number;
+  /** Number of blocks. */
+  num_hidden_layers: number;
+  /** Query heads. */
+  num_attention_heads: number;
+  /** Key/value heads (grouped-query attention). Default num_attention_heads. */
+  num_key_value_heads?: number;
+  /** Width of one head. Default hidden_size / num_attention_heads. */
+  head_dim?: number;
+  /** RMSNorm epsilon. Default 1e-6. */
+  rms_norm_eps?: number;
+  /** RoPE base. Default 10000. */
+  rope_theta?: number;
+  /** Longest sequence. */
+  max_position_embeddings: number;
+  /** Output projection shared with the token embedding. Default false. */
+  tie_word_embeddings?: boolean;
+  /** Biases on q/k/v/o projections. Default false. */
+  attention_bias?: boolean;
+  /** Biases on the MLP projections. Default false. */
+  mlp_bias?: boolean;
+  /** Long-context RoPE scaling (`linear` or `llama3`), or null. */
+  rope_scaling?: RopeScaling | null;
+}
+
+/** Resolved head counts and widths of a config. */
+export function llamaDims(c: LlamaConfig): { nh: number; nkv: number; hd: number } {
+  const nh = c.num_attention_heads;
+  const nkv = c.num_key_value_heads ?? nh;
+  const hd = c.head_dim ?? c.hidden_size / nh;
+  return { nh, nkv, hd };
+}
+
+/** Checks a config and names the first problem. */
+export function validateLlamaConfig(c: LlamaConfig): void {
+  for (
+    const k of [
+      "vocab_size",
+      "hidden_size",
+      "intermediate_size",
+      "num_hidden_layers",
+      "num_attention_heads",
+      "max_position_embeddings",
+    ] as const
+  ) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) {
+      throw new RangeError(`LlamaConfig.${k} = ${c[k]}: must be a positive integer`);
+    }
+  }
+  const { nh, nkv, hd } = llamaDims(c);
+  if (!Number.isInteger(nkv) || nkv < 1 || nh % nkv !== 0) {
+    throw new RangeError(
+      `LlamaConfig: num_attention_heads ${nh} is not a multiple of num_key_value_heads ${nkv}`,
+    );
+  }
+  if (!Number.isInteger(hd) || hd < 2 || hd % 2 !== 0) {
+    throw new RangeError(
+      `LlamaConfig: head_dim ${hd} (hidden_size ${c.hidden_size} / num_attention_heads ${nh})` +
+        ` must be an even integer`,
+    );
+  }
+  const rs = c.rope_scaling;
+  if (rs) {
+    const t = rs.rope_type ?? rs.type;
+    if (t !== "linear" && t !== "llama3" && t !== "default") {
+      throw new RangeError(`LlamaConfig: rope_scaling type ${JSON.stringify(t)} is not supported`);
+    }
+    if (t !== "default" && !(rs.factor > 0)) {
+      throw new RangeError(`LlamaConfig: rope_scaling.factor ${rs.factor} must be > 0`);
+    }
+  }
+}
+
+/**
+ * RoPE inverse frequencies θ^(-2i/hd), i < hd/2, in float32 as transformers computes them,
+ * with `linear` (÷ factor) or `llama3` (wavelength-dependent) scaling applied.
+ */
+export function ropeInvFreq(c: LlamaConfig): Float32Array {
+  const { hd } = llamaDims(c);
+  const theta = c.rope_theta ?? 10000;
+  const inv = new Float32Array(hd / 2);
+  for (let i = 0; i < hd / 2; i++) {
+    inv[i] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * i) / hd)));
+  }
+  const rs = c.rope_scaling;
+  const t = rs ? rs.rope_type ?? rs.type : undefined;
+  if (rs && t === "linear") {
+    for (let i = 0; i < inv.length; i++) inv[i] /= rs.factor;
+  } else if (rs && t === "llama3") {
+    // transformers' _compute_llama3_parameters.
+    const low = rs.low_freq_factor ?? 1, high = rs.high_freq_factor ?? 4;
+    const old = rs.original_max_position_embeddings ?? 8192;
+    const lowWave = old / low, highWave = old / high;
+    for (let i = 0; i < inv.length; i++) {
+      const wave = (2 * Math.PI) / inv[i];
+      let f = wave > lowWave ? inv[i] / rs.factor : inv[i];
+      if (!(wave < highWave) && !(wave > lowWave)) {
+        const smooth = (old / wave - low) / (high - low);
+        f = (1 - smooth) * (f / rs.factor) + smooth * f;
+      }
+      inv[i] = f;
+    }
+  }
+  return inv;
+}
+
+/** cos and sin tables [T, hd] (HF layout: the hd/2 frequencies twice), float32. */
+export function ropeTables(c: LlamaConfig, T: number): { cos: Float32Array; sin: Float32Array } {
+  const { hd } = llamaDims(c);
+  const inv = ropeInvFreq(c);
+  const cos = new Float32Array(T * hd), sin = new Float32Array(T * hd);
+  for (let t = 0; t < T; t++) {
+    for (let i = 0; i < hd / 2; i++) {
+      const a = Math.fround(t * inv[i]);
+      cos[t * hd + i] = cos[t * hd + i + hd / 2] = Math.cos(a);
+      sin[t * hd + i] = sin[t * hd + i + hd / 2] = Math.sin(a);
+    }
+  }
+  return { cos, sin };
+}
+
+/** RMSNorm over the last axis with a learned scale. */
+export class RMSNorm {
+  #eps: Tensor | null = null;
+  /** Wraps a weight [C]. */
+  constructor(public weight: Tensor, readonly eps = 1e-6) {}
+
+  /** Fresh RMSNorm: weight 1. */
+  static init(dim: number, device: Backend, eps = 1e-6): RMSNorm {
+    return new RMSNorm(
+      Tensor.fromArray(new Float32Array(dim).fill(1), [dim], { device }).keep(),
+      eps,
+    );
+  }
+
+  /** x: [..., C] → x / √(mean(x²) + ε) · w. */
+  forward(x: Tensor): Tensor {
+    this.#eps ??= Tensor.fromArray([this.eps], [1], { device: this.weight.backend }).keep();
+    const ms = mean(mul(x, x), -1, { keepDims: true }); // [..., 1]
+    return mul(div(x, sqrt(add(ms, this.#eps))), this.weight);
+  }
+
+  /** `weight`. */
+  parameters(): Map<string, Tensor> {
+    return new Map([["weight", this.weight]]);
+  }
+
+  /** Frees the weight and the cached ε. */
+  dispose(): void {
+    this.weight.dispose();
+    this.#eps?.dispose();
+  }
+}
+
+/** x · σ(x) without overflow (see the module docs). */
+export function silu(x: Tensor, one: Tensor): Tensor {
+  const pos = relu(x), negPart = relu(neg(x)); // max(x, 0), max(-x, 0)
+  const num = exp(neg(negPart)); // e^min(x, 0)
+  const den = add(exp(neg(add(pos, negPart))), one); // 1 + e^-|x|
+  return mul(x, div(num, den));
+}
+
+/** The modules of one {@link LlamaBlock}. */
+export interface LlamaBlockParts {
+  /** Pre-attention RMSNorm. */
+  input_layernorm: RMSNorm;
+  /** Attention projections. */
+  self_attn: { q_proj: LinearLike; k_proj: LinearLike; v_proj: LinearLike; o_proj: LinearLike };
+  /** Pre-MLP RMSNorm. */
+  post_attention_layernorm: RMSNorm;
+  /** SwiGLU MLP: down(silu(gate(x)) · up(x)). */
+  mlp: { gate_proj: LinearLike; up_proj: LinearLike; down_proj: LinearLike };
+}
+
+/** Per-forward constants shared by the blocks (made by the model for each length T). */
+export interface Rope {
+  /** cos table [T, 1, hd]. */
+  cos: Tensor;
+  /** sin table [T, 1, hd]. */
+  sin: Tensor;
+  /** The signed permutation R [hd, hd] with x·R = rotate_half(x). */
+  rot: Tensor;
+  /** The constant 1 [1] (for SiLU). */
+  one: Tensor;
+}
+
+/** One Llama block: x + attn(norm(x)), then + mlp(norm(x)). */
+export class LlamaBlock {
+  /** Pre-attention RMSNorm. */
+  input_layernorm: RMSNorm;
+  /** q_proj [nh·hd, C], k_proj and v_proj [nkv·hd, C], o_proj [C, nh·hd] (all [out, in]). */
+  self_attn: { q_proj: LinearLike; k_proj: LinearLike; v_proj: LinearLike; o_proj: LinearLike };
+  /** Pre-MLP RMSNorm. */
+  post_attention_layernorm: RMSNorm;
+  /** gate_proj and up_proj [I, C], down_proj [C, I]. */
+  mlp: { gate_proj: LinearLike; up_proj: LinearLike; down_proj: LinearLike };
+  /** Optional bottleneck adapters (see lib/peft/bottleneck.ts). */
+  adapters: BlockAdapters = {};
+
+  /** A block made of given modules. */
+  constructor(readonly config: LlamaConfig, parts: LlamaBlockParts) {
+    this.input_layernorm = parts.input_layernorm;
+    this.self_attn = parts.self_attn;
+    this.post_attention_layernorm = parts.post_attention_layernorm;
+    this.mlp = parts.mlp;
+  }
+
+  /** A fresh block: N(0, 0.02²) weights (transformers' initializer_range), unit norms. */
+  static init(config: LlamaConfig, device: Backend, rng: Rng): LlamaBlock {
+    const C = config.hidden_size, I = config.intermediate_size;
+    const { nh, nkv, hd } = llamaDims(config);
+    const eps = config.rms_norm_eps ?? 1e-6;
+    const ab = config.attention_bias ?? false, mb = config.mlp_bias ?? false;
+    const lin = (i: number, o: number, bias: boolean) =>
+      Linear.init(i, o, { device, rng, layout: "out_in", bias });
+    return new LlamaBlock(config, {
+      input_layernorm: RMSNorm.init(C, device, eps),
+      self_attn: {
+        q_proj: lin(C, nh * hd, ab),
+        k_proj: lin(C, nkv * hd, ab),
+        v_proj: lin(C, nkv * hd, ab),
+        o_proj: lin(nh * hd, C, ab),
+      },
+      post_attention_layernorm: RMSNorm.init(C, device, eps),
+      mlp: { gate_proj: lin(C, I, mb), up_proj: lin(C, I, mb), down_proj: lin(I, C, mb) },
+    });
+  }
+
+  /** x: [B, T, C] → [B, T, C]. */
+  forward(x: Tensor, rope: Rope): Tensor {
+    const [B, T] = x.shape;
+    const { nh, nkv, hd } = llamaDims(this.config);
+    const h = this.input_layernorm.forward(x);
+    const rotate = (t: Tensor, heads: number) => {
+      const t4 = t.reshape([B, T, heads, hd]);
+      const r = add(mul(t4, rope.cos), mul(matmul(t4, rope.rot), rope.sin));
+      return r.reshape([B, T, heads * hd]);
+    };
+    const repeat = (t: Tensor) => {
+      if (nkv === nh) return t;
+      const t5 = t.reshape([B, T, nkv, 1, hd]);
+      return broadcastTo(t5, [B, T, nkv, nh / nkv, hd]).reshape([B, T, nh * hd]);
+    };
+    const q = rotate(this.self_attn.q_proj.forward(h), nh);
+    const k = repeat(rotate(this.self_attn.k_proj.forward(h), nkv));
+    const v = repeat(this.self_attn.v_proj.forward(h));
+    const y = causalSelfAttention(q, k, v, nh); // [B, T, nh·hd]
+    let a = this.self_attn.o_proj.forward(y);
+    if (this.adapters.attn) a = this.adapters.attn.forward(a);
+    x = add(x, a);
+    const h2 = this.post_attention_layernorm.forward(x);
+    const g = silu(this.mlp.gate_proj.forward(h2), rope.one);
+    let m = this.mlp.down_proj.forward(mul(g, this.mlp.up_proj.forward(h2)));
+    if (this.adapters.mlp) m = this.adapters.mlp.forward(m);
+    return add(x, m);
+  }
+
+  /** The linear layers by their path inside the block (`self_attn.q_proj`, …). */
+  linears(): Map<string, LinearLike> {
+    const a = this.self_attn, m = this.mlp;
+    return new Map([
+      ["self_attn.q_proj", a.q_proj],
+      ["self_attn.k_proj", a.k_proj],
+      ["self_attn.v_proj", a.v_proj],
+      ["self_attn.o_proj", a.o_proj],
+      ["mlp.gate_proj", m.gate_proj],
+      ["mlp.up_proj", m.up_proj],
+      ["mlp.down_proj", m.down_proj],
+    ]);
+  }
+}
+
+/** The parameters of a {@link Llama}. */
+export interface LlamaParts {
+  /** Token embedding [V, C]. */
+  embed_tokens: Tensor;
+  /** The blocks. */
+  layers: LlamaBlock[];
+  /** Final RMSNorm. */
+  norm: RMSNorm;
+  /** Output projection [V, C]; null when tied to the embedding. */
+  lm_head: Tensor | null;
+}
+
+/** Options of {@link Llama.init}. */
+export interface LlamaInitOptions {
+  /** Backend for the parameters. */
+  device: Backend;
+  /** Seed of the initialisation. Default 0. */
+  seed?: number;
+}
+
+/** The Llama model. */
+export class Llama implements CausalLM {
+  /** Token embedding [V, C]. */
+  embed_tokens: Tensor;
+  /** The blocks. */
+  layers: LlamaBlock[];
+  /** Final RMSNorm. */
+  norm: RMSNorm;
+  /** Output projection [V, C], or null when tied to {@link embed_tokens}. */
+  lm_head: Tensor | null;
+  /** `"llama"`. */
+  readonly arch = "llama";
+  /** nn.Linear weights are [out, in]: PEFT's fan_in_fan_out is false. */
+  readonly peftLayout: PeftLayout = {
+    fanInFanOut: false,
+    defaultTargets: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+  };
+  /** `model.norm.weight`. */
+  readonly finalNormNames: readonly string[] = ["model.norm.weight"];
+  #rope: Rope | null = null;
+
+  /** A model made of given parameters (see {@link Llama.init} for a fresh one). */
+  constructor(readonly config: LlamaConfig, readonly device: Backend, parts: LlamaParts) {
+    validateLlamaConfig(config);
+    if (parts.layers.length !== config.num_hidden_layers) {
+      throw new RangeError(
+        `Llama: ${parts.layers.length} blocks, num_hidden_layers is ${config.num_hidden_layers}`,
+      );
+    }
+    if (!parts.lm_head !== (config.tie_word_embeddings ?? false)) {
+      throw new RangeError(
+        `Llama: lm_head must be ${parts.lm_head ? "null" : "given"} when tie_word_embeddings is ` +
+          `${config.tie_word_embeddings ?? false}`,
+      );
+    }
+    this.embed_tokens = parts.embed_tokens;
+    this.layers = parts.layers;
+    this.norm = parts.norm;
+    this.lm_head = parts.lm_head;
+  }
+
+  /** A freshly initialised model (N(0, 0.02²) weights, seeded). */
+  static init(config: LlamaConfig, o: LlamaInitOptions): Llama {
+    validateLlamaConfig(config);
+    const rng = new Rng(o.seed ?? 0), device = o.device;
+    const { vocab_size: V, hidden_size: C } = config;
+    const embed = Tensor.randn([V, C], { device, rng, std: 0.02 }).keep();
+    const layers = Array.from(
+      { length: config.num_hidden_layers },
+      () => LlamaBlock.init(config, device, rng),
+    );
+    const norm = RMSNorm.init(C, device, config.rms_norm_eps ?? 1e-6);
+    const head = config.tie_word_embeddings
+      ? null
+      : Tensor.randn([V, C], { device, rng, std: 0.02 }).keep();
+    return new Llama(config, device, { embed_tokens: embed, layers, norm, lm_head: head });
+  }
+
+  /** vocab_size. */
+  get vocabSize(): number {
+    return this.config.vocab_size;
+  }
+  /** max_position_embeddings. */
+  get contextLength(): number {
+    return this.config.max_position_embeddings;
+  }
+  /** hidden_size. */
+  get hiddenSize(): number {
+    return this.config.hidden_size;
+  }
+  /** num_hidden_layers. */
+  get numLayers(): number {
+    return this.config.num_hidden_layers;
+  }
+  /** The blocks (`layers`). */
+  get blocks(): readonly LlamaBlock[] {
+    return this.layers;
+  }
+  /** `lm_head.weight`, or the embedding when tied. */
+  get outputWeight(): OutputWeight {
+    return this.lm_head
+      ? { name: "lm_head.weight", tied: false }
+      : { name: "model.embed_tokens.weight", tied: true };
+  }
+  /** `model.layers.<i>`. */
+  blockPrefix(i: number): string {
+    return `model.layers.${i}`;
+  }
+  /** Block index of `model.layers.<i>…`, else -1. */
+  blockIndex(name: string): number {
+    return blockIndexOf("model.layers", name);
+  }
+
+  /** All tensor parameters by Hugging Face name, in checkpoint order. */
+  namedParameters(): Map<string, Tensor> {
+    const out = new Map<string, Tensor>();
+    out.set("model.embed_tokens.weight", this.embed_tokens);
+    this.layers.forEach((b, i) => {
+      const pre = `model.layers.${i}`;
+      out.set(`${pre}.input_layernorm.weight`, b.input_layernorm.weight);
+      for (const [path, lin] of b.linears()) {
+        if (path === "mlp.gate_proj") {
+          out.set(`${pre}.post_attention_layernorm.weight`, b.post_attention_layernorm.weight);
+        }
+        for (const [n, t] of lin.parameters()) out.set(`${pre}.${path}.${n}`, t);
+      }
+    });
+    out.set("model.norm.weight", this.norm.weight);
+    if (this.lm_head) out.set("lm_head.weight", this.lm_head);
+    return out;
+  }
+
+  /** Every block linear by module path (`model.layers.0.self_attn.q_proj`, …). */
+  linears(): Map<string, LinearLike> {
+    const out = new Map<string, LinearLike>();
+    this.layers.forEach((b, i) => {
+      for (const [p, l] of b.linears()) out.set(`model.layers.${i}.${p}`, l);
+    });
+    return out;
+  }
+
+  /** Replaces the linear at a module path. */
+  setLinear(path: string, layer: LinearLike): void {
+    const m = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)$/.exec(path);
+    const blk = m ? this.layers[Number(m[1])] : undefined;
+    const group = blk ? (blk as unknown as Record<string, Record<string, LinearLike>>)[m![2]] : {};
+    if (!m || !blk || !Object.hasOwn(group, m[3])) {
+      throw new Error(`Llama.setLinear: no linear layer at ${path}`);
+    }
+    group[m[3]] = layer;
+  }
+
+  /** Number of tensor parameters (a tied head counted once). */
+  get numParameters(): number {
+    let n = 0;
+    for (const t of this.namedParameters().values()) n += t.size;
+    return n;
+  }
+
+  /**
+   * RoPE tables and constants for length T: the tables are computed once for the longest T
+   * seen so far (doubling, at most contextLength) and narrowed per call.
+   */
+  private rope(T: number): Rope {
+    const { hd } = llamaDims(this.config);
+    const device = this.device;
+    let c = this.#rope;
+    if (!c || c.cos.shape[0] < T) {
+      c?.cos.dispose();
+      c?.sin.dispose();
+      const n = Math.min(this.contextLength, Math.max(T, 2 * (c?.cos.shape[0] ?? 0), 64));
+      const { cos, sin } = ropeTables(this.config, n);
+      let rot = c?.rot, one = c?.one;
+      if (!rot || !one) {
+        const r = new Float32Array(hd * hd); // x·rot = [-x₂, x₁]
+        for (let j = 0; j < hd / 2; j++) {
+          r[(j + hd / 2) * hd + j] = -1;
+          r[j * hd + j + hd / 2] = 1;
+        }
+        rot = Tensor.fromArray(r, [hd, hd], { device }).keep();
+        one = Tensor.fromArray([1], [1], { device }).keep();
+      }
+      c = this.#rope = {
+        cos: Tensor.fromArray(cos, [n, 1, hd], { device }).keep(),
+        sin: Tensor.fromArray(sin, [n, 1, hd], { device }).keep(),
+        rot,
+        one,
+      };
+    }
+    if (c.cos.shape[0] === T) return c;
+    return { ...c, cos: narrow(c.cos, 0, 0, T), sin: narrow(c.sin, 0, 0, T) };
+  }
+
+  /** ids: i32 [B, T] → logits [B, T, V]. */
+  forward(ids: Tensor): Tensor {
+    if (ids.ndim !== 2 || ids.dtype !== "i32") {
+      throw new RangeError(
+        `Llama.forward: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
+      );
+    }
+    const T = ids.shape[1];
+    if (T > this.contextLength) {
+      throw new RangeError(
+        `Llama.forward: sequence length ${T} exceeds max_position_embeddings ${this.contextLength}`,
+      );
+    }
+    const rope = this.rope(T);
+    let x = embedding(ids, this.embed_tokens); // [B, T, C]
+    for (const b of this.layers) x = b.forward(x, rope);
+    x = this.norm.forward(x);
+    return matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }); // [B, T, V]
+  }
+
+  /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */
+  loss(ids: Tensor, targets: Tensor): Tensor {
+    return crossEntropy(this.forward(ids), targets);
+  }
+
+  /** Frees every parameter and cached table. */
+  dispose(): void {
+    for (const t of this.namedParameters().values()) t.dispose();
+    for (const l of this.linears().values()) {
+      const w = (l as { weight?: { dispose(): void } }).weight;
+      if (w && !(w instanceof Tensor)) w.dispose(); // quantized weights
+    }
+    if (this.#rope) { for (const t of Object.values(this.#rope)) t.dispose(); }
+    this.#rope = null;
+    for (const b of this.layers) {
+      b.input_layernorm.dispose();
+      b.post_attention_layernorm.dispose();
+    }
+    this.norm.dispose();
+  }
+}
