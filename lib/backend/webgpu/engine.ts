@@ -53,6 +53,7 @@ export class GpuEngine {
   private pool = new Map<number, GPUBuffer[]>();
   private pipelines = new Map<string, GPUComputePipeline>();
   private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
   private ring: GPUBuffer;
   private ringData = new Uint32Array((MAX_BATCH * SLOT_BYTES) / 4);
@@ -136,10 +137,32 @@ export class GpuEngine {
     this.enc().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
   }
 
-  /** The open command encoder (made on first use after a flush). */
+  /** The open command encoder for non-compute commands (ends an open compute pass first). */
   private enc(): GPUCommandEncoder {
+    this.endPass();
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
     return this.encoder;
+  }
+
+  /**
+   * The open compute pass. Consecutive dispatches share one pass (WebGPU orders each dispatch's
+   * storage writes before the next dispatch's reads: every dispatch is its own usage scope), which
+   * costs far less per dispatch than a pass each.
+   */
+  private computePass(): GPUComputePassEncoder {
+    if (!this.pass) {
+      if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+      this.pass = this.encoder.beginComputePass();
+    }
+    return this.pass;
+  }
+
+  /** Ends the open compute pass, if any. */
+  private endPass(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
   }
 
   /** The compiled pipeline of a kernel, from the cache when possible. */
@@ -173,16 +196,16 @@ export class GpuEngine {
     ];
     buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
     const bind = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
-    const pass = this.enc().beginComputePass();
+    const pass = this.computePass();
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
-    pass.end();
     this.dispatches++;
   }
 
   /** Submits recorded work (without waiting for it). */
   flush(): void {
+    this.endPass();
     if (!this.encoder) return;
     if (this.pending) {
       this.device.queue.writeBuffer(
