@@ -85,6 +85,7 @@ try {
     topK,
     seed,
     stopToken: tokenizer.eotToken,
+    vocabSize: tokenizer.vocabSize,
   });
   console.log(a.prompt + tokenizer.decode(ids.filter((t) => t !== tokenizer.eotToken)));
 } catch (e) {

@@ -159,6 +159,7 @@ export class HfTokenizer implements Tokenizer {
       }
       list.push(id);
     }
+    if (list.length === 0) return "";
     return this.#impl.decode(list, {
       skip_special_tokens: false,
       clean_up_tokenization_spaces: false,

@@ -475,13 +475,14 @@ function plan(
   }
   if (unexpected.length) {
     throw new Error(
-      `${w.dir}: unexpected tensor ${
-        unexpected.slice(0, 5).join(", ")
-      } (not a parameter of ${what})`,
+      `${w.dir}: unexpected tensor${unexpected.length > 1 ? "s" : ""} ` +
+        `${unexpected.slice(0, 5).join(", ")}` +
+        `${unexpected.length > 5 ? ` and ${unexpected.length - 5} more` : ""} ` +
+        `(not a parameter of ${what} with this config.json)`,
     );
   }
-  for (const [name, e] of found) {
-    const want = expected.get(name)!;
+  for (const [name, want] of expected) { // in model order: the first problem named is the lowest
+    const e = found.get(name)!;
     if (e.shape.join(",") !== want.join(",")) {
       throw new Error(
         `${w.dir}: ${e.stored} is [${e.shape.join(", ")}], expected [${

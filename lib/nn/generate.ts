@@ -19,6 +19,11 @@ export interface GenerateOptions {
   topK?: number;
   /** Seed of the sampler. Default 0. */
   seed?: number;
+  /**
+   * Sample only ids below this (the tokenizer's vocabSize, when the model's vocabulary is padded
+   * beyond it, as many checkpoints' are). Default: the model's vocabSize.
+   */
+  vocabSize?: number;
   /** Stop early when this token is produced (e.g. end-of-text). */
   stopToken?: number;
 }
@@ -42,7 +47,7 @@ export async function generate(
   if (prompt.length === 0) throw new RangeError("generate: the prompt needs at least one token");
   const rng = new Rng(opts.seed ?? 0);
   const ctx = [...prompt], out: number[] = [];
-  const V = model.vocabSize;
+  const V = Math.min(model.vocabSize, opts.vocabSize ?? Infinity);
   for (let i = 0; i < maxTokens; i++) {
     const window = ctx.slice(-model.contextLength);
     const T = window.length;

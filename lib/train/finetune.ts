@@ -144,6 +144,7 @@ async function samplesFrom(model: CausalLM, pm: PeftModel | null, tok: Tokenizer
       topK: 40,
       seed: seed + i,
       stopToken: tok.eotToken,
+      vocabSize: tok.vocabSize,
     });
     out.push(tok.decode(ids.filter((t) => t !== tok.eotToken)));
   }
