@@ -62,7 +62,10 @@ export function markdown(source: string): Displayable {
 }
 
 interface JupyterNamespace {
-  display(obj: unknown, opts?: { raw?: boolean }): Promise<void>;
+  display(
+    obj: unknown,
+    opts?: { raw?: boolean; display_id?: string; update?: boolean },
+  ): Promise<void>;
 }
 
 function kernel(): JupyterNamespace | undefined {
@@ -92,4 +95,41 @@ export async function display(x: Displayable | MediaBundle): Promise<void> {
   } else {
     console.log(String(bundle["text/plain"] ?? ""));
   }
+}
+
+/** An output that can be replaced in place (see {@link liveDisplay}). */
+export interface LiveDisplay {
+  /** The Jupyter display id. */
+  readonly id: string;
+  /** Replaces the shown output with `x` (outside Jupyter: prints its `text/plain`). */
+  update(x: Displayable | MediaBundle): Promise<void>;
+}
+
+let liveCounter = 0;
+
+/**
+ * Shows `x` now and returns a handle that replaces it in place: Jupyter's `display_data` with
+ * a `display_id`, then `update_display_data` messages (Deno's
+ * `Deno.jupyter.display(bundle, { raw: true, display_id, update: true })`). A saved notebook
+ * keeps the last version. For progress that updates while a cell runs.
+ * Outside Jupyter every version's `text/plain` is printed.
+ *
+ * @example
+ * ```ts
+ * const live = await liveDisplay(markdown("step 0"));
+ * for (let s = 1; s <= 3; s++) await live.update(markdown(`step ${s}`));
+ * ```
+ */
+export async function liveDisplay(
+  x: Displayable | MediaBundle,
+  id = `loralab-live-${Date.now().toString(36)}-${++liveCounter}`,
+): Promise<LiveDisplay> {
+  const show = async (v: Displayable | MediaBundle, update: boolean) => {
+    const bundle = isDisplayable(v) ? v[DISPLAY_SYMBOL]() : v;
+    const k = kernel();
+    if (k) await k.display(bundle, { raw: true, display_id: id, update });
+    else console.log(String(bundle["text/plain"] ?? ""));
+  };
+  await show(x, false);
+  return { id, update: (v) => show(v, true) };
 }

@@ -89,6 +89,8 @@ export interface Axis {
   type?: "linear" | "log" | "category";
   /** `"reversed"` draws the first heatmap row at the top. */
   autorange?: boolean | "reversed";
+  /** Explicit value range [low, high] (linear axes; the static SVG honours it on y). */
+  range?: readonly [number, number];
   /** Other plotly.js attributes. */
   [key: string]: unknown;
 }

@@ -44,6 +44,38 @@ function hash(s: string): string {
 }
 let counter = 0;
 
+/**
+ * Where a figure's HTML looks for plotly.js when the page has none, relative to the page:
+ * the npm package in the repository's node_modules (for pages in `notebooks/`, e.g. an
+ * nbconvert export), then `plotly.min.js` beside the page.
+ */
+export const PLOTLY_RELATIVE_URLS: readonly string[] = [
+  "../node_modules/plotly.js-dist-min/plotly.min.js",
+  "plotly.min.js",
+];
+
+// One loader per page (window.__loralabPlotly): tries each URL with a <script> tag (works on
+// file:// pages, unlike fetch), with AMD's `define` hidden meanwhile (require.js, as Jupyter and
+// nbconvert pages load it, would otherwise take plotly's UMD module and never set
+// window.Plotly), then draws every figure that waited.
+const PLOTLY_LOADER = `  function load(cb) {\n` +
+  `    var w = window, st = w.__loralabPlotly = w.__loralabPlotly || { queue: [], started: false };\n` +
+  `    st.queue.push(cb);\n` +
+  `    if (st.started) return;\n` +
+  `    st.started = true;\n` +
+  `    var urls = ${JSON.stringify(PLOTLY_RELATIVE_URLS)};\n` +
+  `    (function next(i) {\n` +
+  `      if (w.Plotly) { while (st.queue.length) st.queue.shift()(); return; }\n` +
+  `      if (i >= urls.length) return;\n` +
+  `      var s = document.createElement("script"), d = w.define;\n` +
+  `      w.define = undefined;\n` +
+  `      s.onload = function () { w.define = d; next(i + 1); };\n` +
+  `      s.onerror = function () { w.define = d; s.parentNode.removeChild(s); next(i + 1); };\n` +
+  `      s.src = urls[i];\n` +
+  `      document.head.appendChild(s);\n` +
+  `    })(0);\n` +
+  `  }\n`;
+
 /** A plotly figure that Deno's Jupyter kernel displays (see the module documentation). */
 export class Figure implements Displayable {
   /** Traces. */
@@ -67,7 +99,13 @@ export class Figure implements Displayable {
     return renderSvg(this);
   }
 
-  /** The HTML view: the SVG, upgraded to an interactive plot when plotly.js is loaded. */
+  /**
+   * The HTML view: the static SVG, replaced by the interactive plot once plotly.js is in the
+   * page. When `window.Plotly` is missing, the script loads plotly.js once per page from npm's
+   * package, relative to the page: {@link PLOTLY_RELATIVE_URLS} (the repository's
+   * `node_modules/`, seen from `notebooks/`, then a `plotly.min.js` beside the page, as a run's
+   * report.html has it). Never from a CDN; where nothing loads, the SVG stays.
+   */
   toHtml(): string {
     const json = JSON.stringify(this.toJSON());
     const id = `loralab-fig-${hash(json)}-${++counter}`;
@@ -75,10 +113,14 @@ export class Figure implements Displayable {
     return `<div id="${id}" class="loralab-figure">${this.toSvg()}</div>\n` +
       `<script type="text/javascript">(function () {\n` +
       `  var el = document.getElementById("${id}"), fig = ${safe};\n` +
-      `  if (el && window.Plotly && window.Plotly.newPlot) {\n` +
+      `  function draw() {\n` +
+      `    if (!el || !window.Plotly || !window.Plotly.newPlot) return;\n` +
       `    el.innerHTML = "";\n` +
       `    window.Plotly.newPlot(el, fig.data, fig.layout, { displaylogo: false });\n` +
       `  }\n` +
+      `  if (window.Plotly) return draw();\n` +
+      PLOTLY_LOADER +
+      `  load(draw);\n` +
       `})();</script>`;
   }
 
@@ -343,11 +385,11 @@ export function lines(series: readonly Line[], opts: LinesOptions = {}): Figure 
 }
 
 /**
- * Shows figures side by side in one HTML output (static SVGs, no script): for small multiples
- * such as W, ΔW and W + ΔW.
+ * Shows figures side by side in one HTML output (each as {@link Figure.toHtml}: its SVG, made
+ * interactive where plotly.js loads): for small multiples such as W, ΔW and W + ΔW.
  */
 export function row(figures: readonly Figure[], caption?: string): Displayable {
-  const inner = figures.map((f) => `<div style="flex:0 0 auto">${f.toSvg()}</div>`).join("");
+  const inner = figures.map((f) => `<div style="flex:0 0 auto">${f.toHtml()}</div>`).join("");
   const cap = caption ? `<div style="margin:4px 0">${escapeHtml(caption)}</div>` : "";
   return {
     [DISPLAY_SYMBOL]: () => ({

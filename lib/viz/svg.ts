@@ -191,7 +191,10 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
   const ys = traces.flatMap((t) => (t.y ?? []) as number[]).filter(Number.isFinite);
   const bars = traces.filter((t) => t.type === "bar");
   let ylo = Math.min(...ys), yhi = Math.max(...ys);
-  if (bars.length && !logY) [ylo, yhi] = [Math.min(0, ylo), Math.max(0, yhi)];
+  const yRange = fig.layout.yaxis?.range;
+  if (!logY && Array.isArray(yRange) && yRange.length === 2) {
+    [ylo, yhi] = yRange as [number, number]; // an explicit range (bars are cut at its bottom)
+  } else if (bars.length && !logY) [ylo, yhi] = [Math.min(0, ylo), Math.max(0, yhi)];
   if (logY) ylo = Math.min(...ys.filter((v) => v > 0));
   const sy = numericScale(ylo, yhi, B, T, logY);
 
@@ -245,7 +248,7 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
     s += text(x, B + 16, t.label, { size });
   });
 
-  const base = logY ? B : sy.map(0);
+  const base = logY ? B : Math.min(B, Math.max(T, sy.map(0)));
   const group = fig.layout.barmode !== "overlay" ? bars.length : 1;
   const gap = fig.layout.bargap ?? 0.2;
   traces.forEach((t, ti) => {

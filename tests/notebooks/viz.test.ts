@@ -68,3 +68,44 @@ Deno.test("viz: display outside Jupyter prints text/plain", async () => {
   }
   assert.deepEqual(logged, ["**hi**"]);
 });
+
+Deno.test("viz: an explicit y range cuts bars at the bottom of the plot", () => {
+  const fig = viz.bar(["a", "b"], [{ name: "loss", values: [3.1, 3.4] }]);
+  const svg = new viz.Figure(fig.data, {
+    ...fig.layout,
+    yaxis: { ...fig.layout.yaxis, range: [3, 3.5] },
+  }).toSvg();
+  assert.ok(svg.includes(">3.5<") && !svg.includes(">0<"), "ticks follow the range, not 0");
+  const heights = [
+    ...svg.matchAll(
+      /<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="#636efa"/g,
+    ),
+  ]
+    .map((m) => Number(m[1]) + Number(m[2]));
+  assert.equal(heights.length, 2);
+  assert.equal(heights[0], heights[1], "both bars end at the plot's bottom edge");
+});
+
+Deno.test("viz: figure HTML loads plotly.js from npm's package (relative URLs), never a CDN", () => {
+  const html = viz.lines([{ name: "a", x: [1, 2], y: [3, 4] }]).toHtml();
+  assert.ok(html.includes("../node_modules/plotly.js-dist-min/plotly.min.js"));
+  assert.ok(
+    !/https?:/.test(html.replace('xmlns="http://www.w3.org/2000/svg"', "")),
+    "no remote URL",
+  );
+  assert.ok(html.includes("w.define = undefined"), "AMD define hidden while plotly.js loads");
+});
+
+Deno.test("viz: liveDisplay outside Jupyter prints every version", async () => {
+  const logged: string[] = [];
+  const orig = console.log;
+  console.log = (s: string) => logged.push(s);
+  try {
+    const live = await viz.liveDisplay(viz.markdown("step 0"));
+    await live.update(viz.markdown("step 1"));
+    assert.match(live.id, /^loralab-live-/);
+  } finally {
+    console.log = orig;
+  }
+  assert.deepEqual(logged, ["step 0", "step 1"]);
+});
