@@ -114,6 +114,7 @@ interface Output {
 }
 interface Cell {
   cell_type: string;
+  source?: string | string[];
   execution_count?: number | null;
   metadata?: { tags?: string[] };
   outputs?: Output[];
@@ -246,6 +247,32 @@ for (const name of notebooks) {
     }
   });
 }
+
+Deno.test("notebooks: every chapter's code type-checks (Deno's kernel runs it unchecked)", async () => {
+  // Each notebook's code cells, in order, as one module; relative imports made absolute so the
+  // file can live in a temporary folder (the repository's deno.json gives the import map).
+  const dir = await Deno.makeTempDir({ prefix: "loralab-nbcheck-" });
+  try {
+    const files: string[] = [];
+    for (const name of notebooks) {
+      const code = codeCells(committed(name)).map((c) => join(c.source))
+        .join("\n").replaceAll('from "../lib/', `from "file://${ROOT}/lib/`);
+      const file = `${dir}/${name.replace(".ipynb", ".ts")}`;
+      await Deno.writeTextFile(file, `${code}\nexport {};\n`);
+      files.push(file);
+    }
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["check", "--quiet", "--config", `${ROOT}/deno.json`, ...files],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(r.stderr).replace(/\x1b\[[0-9;]*m/g, "");
+    assert.ok(r.success, `type errors in the notebooks' code:\n${text.slice(0, 6000)}`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
 
 Deno.test({
   name: "notebooks: exported HTML loads without errors and plotly.js draws every figure",
