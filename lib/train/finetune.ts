@@ -493,6 +493,8 @@ export async function finetune(
       optimizerBytes: counts.optimizerBytes,
     },
   });
+  log(`sample before (base model): ${JSON.stringify(PROMPTS[0] + (samplesBefore[0] ?? ""))}`);
+  log(`sample after (${args.method}): ${JSON.stringify(PROMPTS[0] + samplesAfter[0])}`);
   log(
     `validation loss ${valBefore.toFixed(4)} → ${valAfter.toFixed(4)} nats/token ` +
       `(${natsToBits(valBefore).toFixed(3)} → ${natsToBits(valAfter).toFixed(3)} bits/byte); ` +
