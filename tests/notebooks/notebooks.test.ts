@@ -100,8 +100,8 @@ const BUDGET_S: Record<string, number> = {
   "01-rank-one.ipynb": 25,
   "02-parameter-math.ipynb": 30,
   "03-precision-and-quantization.ipynb": 25,
-  "04-fine-tuning-methods.ipynb": 75,
-  "05-qlora-run.ipynb": 110,
+  "04-fine-tuning-methods.ipynb": 80,
+  "05-qlora-run.ipynb": 100,
 };
 
 interface Output {
