@@ -271,7 +271,7 @@ export async function finetune(
       }%); base linear weights ` +
       `${(counts.baseLinearBytesF32 / 1e6).toFixed(2)} MB as f32 → ${
         (counts.baseLinearBytes / 1e6).toFixed(2)
-      } MB as ${args.quant}`,
+      } MB as ${args.quant === "none" ? "f32" : args.quant}`,
   );
   const opt = new AdamW(pm.trainable, {
     lr: args.lr,
