@@ -7,6 +7,8 @@
 #   jupyter-nbconvert jupyter-client jupyter-notebook
 #                        Jupyter: `deno task notebooks` and tests/notebooks execute the notebooks
 #                        headless with Deno's kernel (kernels/deno); `deno task notebook` serves them.
+#   chromium             headless browser: tests check that each notebook's exported HTML loads
+#                        without errors and draws its charts (tools/check_notebook_html.py).
 # As root it installs them with apt-get; otherwise it prints the exact command and fails.
 # `setup.sh run` installs only what the run tasks need (train, pretrain, generate: OpenBLAS);
 # `setup.sh` (the test task) installs everything.
@@ -16,7 +18,8 @@ profile="${1:-all}"
 # errors into every log. The deno tasks point XDG_RUNTIME_DIR here.
 mkdir -p -m 700 /tmp/loralab-runtime
 need=()
-pkgs=(mesa-vulkan-drivers libopenblas0-pthread jupyter-nbconvert jupyter-client jupyter-notebook)
+pkgs=(mesa-vulkan-drivers libopenblas0-pthread jupyter-nbconvert jupyter-client jupyter-notebook
+  chromium)
 if [ "$profile" = "run" ]; then
   pkgs=(libopenblas0-pthread)
 fi
