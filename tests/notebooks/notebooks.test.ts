@@ -267,6 +267,7 @@ Deno.test("notebooks: every chapter's code type-checks (Deno's kernel runs it un
       stdout: "piped",
       stderr: "piped",
     }).output();
+    // deno-lint-ignore no-control-regex -- strips the ANSI colours of deno check's output
     const text = new TextDecoder().decode(r.stderr).replace(/\x1b\[[0-9;]*m/g, "");
     assert.ok(r.success, `type errors in the notebooks' code:\n${text.slice(0, 6000)}`);
   } finally {
