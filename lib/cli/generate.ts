@@ -17,6 +17,7 @@ const HELP = `deno task generate [flags]   sample text from a model
 
   --prompt TEXT       text to continue (default "The state of the Union")
   --model DIR         model directory (default data/base), or a Hugging Face GPT-2/Llama folder
+  --base DIR          the same as --model (the name deno task train uses)
   --adapter DIR       LoRA adapter folder (adapter_config.json + adapter_model.safetensors,
                       e.g. a run of deno task train) applied to the model
   --max-tokens N      tokens to sample (default 300)
@@ -33,6 +34,7 @@ function parse() {
       options: {
         prompt: { type: "string", default: "The state of the Union" },
         model: { type: "string", default: "data/base" },
+        base: { type: "string" },
         adapter: { type: "string" },
         "max-tokens": { type: "string", default: "300" },
         temperature: { type: "string", default: "0.8" },
@@ -73,7 +75,7 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
 }
 try {
   const dev = await getDevice({ backend: a.backend as "cpu" | "webgpu" | "auto" | undefined });
-  const { model, tokenizer } = await loadModel(a.model, dev);
+  const { model, tokenizer } = await loadModel(a.base ?? a.model, dev);
   if (a.adapter) {
     const pm = await preparePeft(model, await readAdapterConfig(a.adapter));
     await loadAdapter(a.adapter, pm);
