@@ -47,9 +47,9 @@ export async function saveModel(
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map();
+  const params = model.namedParameters();
   for (const [name, data] of await modelState(model)) {
-    const t = model.namedParameters().get(name)!;
-    tensors.set(name, tensorFromArray("F32", [...t.shape], data));
+    tensors.set(name, tensorFromArray("F32", [...params.get(name)!.shape], data));
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
   await writeJsonAtomic(`${dir}/config.json`, {

@@ -160,14 +160,22 @@ async function hostTensors(m: Map<string, Tensor>) {
   return out;
 }
 
-/** Saves the trained weights: PEFT adapter files for LoRA methods, else trainable.safetensors. */
-async function saveTrained(runDir: string, pm: PeftModel, base: string): Promise<void> {
+/**
+ * Saves the trained weights: PEFT adapter files for LoRA methods, else trainable.safetensors
+ * (from `host`, the trainable tensors already copied to the host for the checkpoint).
+ */
+async function saveTrained(
+  runDir: string,
+  pm: PeftModel,
+  base: string,
+  host: Map<string, { shape: number[]; data: Float32Array }>,
+): Promise<void> {
   if (pm.config.method === "lora" || pm.config.method === "qlora") {
     await saveAdapter(runDir, pm, base);
     return;
   }
   const tensors = new Map();
-  for (const [n, t] of await hostTensors(pm.trainable)) {
+  for (const [n, t] of host) {
     tensors.set(n, tensorFromArray("F32", t.shape, t.data));
   }
   await writeFileAtomic(
@@ -339,9 +347,10 @@ export async function finetune(
   }
 
   const checkpoint = async () => {
+    const trainable = await hostTensors(pm.trainable);
     const state: CheckpointState = {
       step,
-      trainable: await hostTensors(pm.trainable),
+      trainable,
       optimizer: await opt.getState(),
       sampler: sampler.getState(),
       dropoutRng: pm.dropoutRng.getState(),
@@ -350,7 +359,7 @@ export async function finetune(
       extra: { valBefore, samplesBefore },
     };
     await saveCheckpoint(runDir, state);
-    await saveTrained(runDir, pm, args.base);
+    await saveTrained(runDir, pm, args.base, trainable);
   };
 
   let interrupted = false;

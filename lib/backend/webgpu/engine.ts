@@ -132,11 +132,6 @@ export class GpuEngine {
     this.device.queue.writeBuffer(buf, 0, padded);
   }
 
-  /** Records `copyBufferToBuffer` of `bytes` bytes (rounded up to 4). */
-  copy(src: GPUBuffer, dst: GPUBuffer, bytes: number): void {
-    this.enc().copyBufferToBuffer(src, 0, dst, 0, Math.ceil(bytes / 4) * 4);
-  }
-
   /** The open command encoder for non-compute commands (ends an open compute pass first). */
   private enc(): GPUCommandEncoder {
     this.endPass();
