@@ -64,6 +64,8 @@ export class GpuEngine {
   peakBytes = 0;
   /** Dispatches recorded since the engine was made. */
   dispatches = 0;
+  /** Dispatches recorded since the engine was made, by kernel key (for profiling fusion). */
+  readonly dispatchesByKernel: Map<string, number> = new Map();
 
   /** Wraps a device; `isSoftware` marks CPU-emulated adapters such as lavapipe. */
   constructor(device: GPUDevice, description: string, isSoftware: boolean) {
@@ -196,6 +198,7 @@ export class GpuEngine {
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
     this.dispatches++;
+    this.dispatchesByKernel.set(k.key, (this.dispatchesByKernel.get(k.key) ?? 0) + 1);
   }
 
   /** Submits recorded work (without waiting for it). */
