@@ -87,6 +87,32 @@ export interface MatmulParams {
 }
 
 /**
+ * Layout of a fused causal self-attention: q, k, v rows of B·T tokens, each holding nHead heads
+ * of width hd, at `off + (b·T + t)·rowStride + h·hd` (a packed [B, T, 3C] c_attn output has
+ * offsets 0, C, 2C and row stride 3C; separate [B, T, C] tensors have offsets 0 and stride C).
+ */
+export interface AttentionParams {
+  /** Batch. */
+  B: number;
+  /** Sequence length. */
+  T: number;
+  /** Heads. */
+  nHead: number;
+  /** Head width. */
+  hd: number;
+  /** Element offset of q within its storage. */
+  qOff: number;
+  /** Element offset of k within its storage. */
+  kOff: number;
+  /** Element offset of v within its storage. */
+  vOff: number;
+  /** Elements between consecutive token rows of q, k and v. */
+  rowStride: number;
+  /** Score scale, usually 1/√hd. */
+  scale: number;
+}
+
+/**
  * A strided gather `out[i] = a[offset + Σ_k idx_k(i) · strides[k]]`, where `idx(i)` unravels the
  * flat output index over `shape`. It serves permute, narrow (slicing) and contiguous copies.
  */
@@ -193,6 +219,24 @@ export interface Backend {
     inner: number,
     full: number,
     start: number,
+  ): Storage;
+  /**
+   * Fused causal self-attention (optional: backends without it compose the attention from the
+   * other ops). Returns y [B, T, nHead·hd] and the log-sum-exp of each score row, [B, nHead, T].
+   */
+  attention?(q: Storage, k: Storage, v: Storage, p: AttentionParams): { y: Storage; lse: Storage };
+  /**
+   * Backward of {@link Backend.attention}: the gradient of q, k and v packed as one
+   * [B, T, 3·nHead·hd] storage (dq, dk, dv side by side in each row).
+   */
+  attentionBackward?(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    y: Storage,
+    lse: Storage,
+    dy: Storage,
+    p: AttentionParams,
   ): Storage;
   /** One AdamW step, updating p, m and v in place. */
   adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void;

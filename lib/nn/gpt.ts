@@ -10,15 +10,7 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import {
-  add,
-  causalSelfAttention,
-  crossEntropy,
-  embedding,
-  gelu,
-  matmul,
-  narrow,
-} from "../ops/mod.ts";
+import { add, causalSelfAttentionQkv, crossEntropy, embedding, gelu, matmul } from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./linear.ts";
@@ -126,10 +118,8 @@ export class Block {
 
   /** x: [B, T, C] → [B, T, C]. */
   forward(x: Tensor): Tensor {
-    const C = this.config.n_embd;
     const qkv = this.attn.c_attn.forward(this.ln_1.forward(x)); // [B, T, 3C]
-    const q = narrow(qkv, 2, 0, C), k = narrow(qkv, 2, C, C), v = narrow(qkv, 2, 2 * C, C);
-    const y = causalSelfAttention(q, k, v, this.config.n_head); // [B, T, C]
+    const y = causalSelfAttentionQkv(qkv, this.config.n_head); // [B, T, C]
     let a = this.attn.c_proj.forward(y);
     if (this.adapters.attn) a = this.adapters.attn.forward(a);
     x = add(x, a);

@@ -9,6 +9,7 @@ export * from "./elementwise.ts";
 export * from "./reduce.ts";
 export * from "./shape.ts";
 export * from "./nn.ts";
+export * from "./attention.ts";
 export * from "./broadcast.ts";
 
 import { installTapeHelpers } from "../autograd/tape.ts";

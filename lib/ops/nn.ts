@@ -1,16 +1,14 @@
 /**
- * Neural-network ops: softmax, log-softmax, LayerNorm, embedding, cross-entropy and causal
- * self-attention (composed of the others).
+ * Neural-network ops: softmax, log-softmax, LayerNorm, embedding and cross-entropy (attention is
+ * in `attention.ts`).
  *
  * @module
  */
 
 import { record } from "../autograd/tape.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
-import { exp, mul, scale, sub } from "./elementwise.ts";
-import { matmul } from "./matmul.ts";
+import { exp, mul, sub } from "./elementwise.ts";
 import { mean, sum } from "./reduce.ts";
-import { permute } from "./shape.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
 /** Options of {@link softmax} and {@link logSoftmax}. */
@@ -151,35 +149,5 @@ export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
       V,
     );
     return [new Tensor(logits.backend, d, logits.shape, "f32"), null];
-  });
-}
-
-/**
- * Causal multi-head self-attention of projected q, k, v: each [B, T, C] with C = nHead · hd.
- * Returns [B, T, C] = concat_h softmax(q_h k_hᵀ / √hd, causal) v_h.
- */
-export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
-  sameBackend("causalSelfAttention", q, k, v);
-  const shp = fmtShape(q.shape);
-  if (q.ndim !== 3 || fmtShape(k.shape) !== shp || fmtShape(v.shape) !== shp) {
-    throw new RangeError(
-      `causalSelfAttention: q, k, v must share a [B, T, C] shape, got ${shp}, ${
-        fmtShape(k.shape)
-      }, ${fmtShape(v.shape)}`,
-    );
-  }
-  const [B, T, C] = q.shape;
-  if (!Number.isInteger(nHead) || nHead < 1 || C % nHead !== 0) {
-    throw new RangeError(`causalSelfAttention: C=${C} is not divisible by nHead=${nHead}`);
-  }
-  const hd = C / nHead;
-  return scope(() => {
-    // [B, T, C] -> [B, nh, T, hd]
-    const heads = (x: Tensor) => permute(x.reshape([B, T, nHead, hd]), [0, 2, 1, 3]);
-    const qh = heads(q), kh = heads(k), vh = heads(v);
-    const att = scale(matmul(qh, kh, { transB: true }), 1 / Math.sqrt(hd)); // [B, nh, T, T]
-    const p = softmax(att, { causal: true });
-    const y = matmul(p, vh); // [B, nh, T, hd]
-    return permute(y, [0, 2, 1, 3]).reshape([B, T, C]);
   });
 }

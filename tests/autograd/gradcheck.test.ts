@@ -8,6 +8,7 @@ import {
   type Backend,
   broadcastTo,
   causalSelfAttention,
+  causalSelfAttentionQkv,
   crossEntropy,
   div,
   embedding,
@@ -255,30 +256,51 @@ check("narrow", {
 });
 
 // ---- composite: causal self-attention ----
-check("causalSelfAttention (q, k, v)", {
-  shapes: [[1, 4, 6], [1, 4, 6], [1, 4, 6]],
-  op: (_d, [q, k, v]) => causalSelfAttention(q, k, v, 2),
-  ref: ([q, k, v]) => {
-    const [T, C, nh] = [4, 6, 2], hd = C / nh;
-    const out = new Array(T * C).fill(0);
+/** Causal attention in float64: q, k, v rows of [B, T, ·] at column offsets, row stride rs. */
+function attentionRef(
+  x: number[][],
+  [B, T, C, nh]: number[],
+  offs = [0, 0, 0],
+  rs = C,
+): number[] {
+  const [q, k, v] = x.length === 1 ? [x[0], x[0], x[0]] : x;
+  const hd = C / nh;
+  const out = new Array(B * T * C).fill(0);
+  const at = (b: number, t: number, h: number) => (b * T + t) * rs + h * hd;
+  for (let b = 0; b < B; b++) {
     for (let h = 0; h < nh; h++) {
       for (let i = 0; i < T; i++) {
         const s: number[] = [];
         for (let j = 0; j <= i; j++) {
           let d = 0;
-          for (let c = 0; c < hd; c++) d += q[i * C + h * hd + c] * k[j * C + h * hd + c];
+          for (let c = 0; c < hd; c++) {
+            d += q[offs[0] + at(b, i, h) + c] * k[offs[1] + at(b, j, h) + c];
+          }
           s.push(d / Math.sqrt(hd));
         }
-        const m = Math.max(...s), z = s.reduce((a, x) => a + Math.exp(x - m), 0);
+        const m = Math.max(...s), z = s.reduce((a, y) => a + Math.exp(y - m), 0);
         for (let j = 0; j <= i; j++) {
           for (let c = 0; c < hd; c++) {
-            out[i * C + h * hd + c] += (Math.exp(s[j] - m) / z) * v[j * C + h * hd + c];
+            out[(b * T + i) * C + h * hd + c] += (Math.exp(s[j] - m) / z) *
+              v[offs[2] + at(b, j, h) + c];
           }
         }
       }
     }
-    return out;
-  },
+  }
+  return out;
+}
+
+check("causalSelfAttention (q, k, v)", {
+  shapes: [[1, 4, 6], [1, 4, 6], [1, 4, 6]],
+  op: (_d, [q, k, v]) => causalSelfAttention(q, k, v, 2),
+  ref: (x) => attentionRef(x, [1, 4, 6, 2]),
+});
+
+check("causalSelfAttentionQkv (packed [B, T, 3C])", {
+  shapes: [[2, 5, 12]],
+  op: (_d, [qkv]) => causalSelfAttentionQkv(qkv, 2),
+  ref: (x) => attentionRef(x, [2, 5, 4, 2], [0, 4, 8], 12),
 });
 
 Deno.test("tape: frozen inputs get no gradient, reused inputs accumulate, errors are clear", async () => {

@@ -6,6 +6,7 @@
 
 import {
   type AdamParams,
+  type AttentionParams,
   type Backend,
   type BinaryOp,
   type DType,
@@ -28,6 +29,12 @@ import {
   sgdKernel,
   unnarrowKernel,
 } from "./kernels/backward.ts";
+import {
+  ATT_ROWS,
+  attentionBackwardKVKernel,
+  attentionBackwardQKernel,
+  attentionForwardKernel,
+} from "./kernels/attention.ts";
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import { matmulKernel, TILE } from "./kernels/matmul.ts";
@@ -318,6 +325,56 @@ export class WebGpuBackend implements Backend {
       groups1d(n),
     );
     return o;
+  }
+  /** The parameter words shared by the attention kernels. */
+  private attParams(p: AttentionParams): number[] {
+    return [p.B, p.T, p.nHead, p.qOff, p.kOff, p.vOff, p.rowStride, f32Bits(p.scale)];
+  }
+  /** See {@link Backend.attention}: one dispatch (kernels/attention.ts). */
+  attention(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    p: AttentionParams,
+  ): { y: Storage; lse: Storage } {
+    const y = this.out(p.B * p.T * p.nHead * p.hd);
+    const lse = this.out(p.B * p.nHead * p.T);
+    this.engine.run(
+      attentionForwardKernel(p.hd),
+      [this.buf(q), this.buf(k), this.buf(v), y.buffer, lse.buffer],
+      this.attParams(p),
+      [Math.ceil(p.T / ATT_ROWS), p.B * p.nHead, 1],
+    );
+    return { y, lse };
+  }
+  /** See {@link Backend.attentionBackward}: two dispatches (dq and D, then dk and dv). */
+  attentionBackward(
+    q: Storage,
+    k: Storage,
+    v: Storage,
+    y: Storage,
+    lse: Storage,
+    dy: Storage,
+    p: AttentionParams,
+  ): Storage {
+    const dqkv = this.out(p.B * p.T * 3 * p.nHead * p.hd);
+    const D = this.out(p.B * p.nHead * p.T);
+    const groups: [number, number, number] = [Math.ceil(p.T / ATT_ROWS), p.B * p.nHead, 1];
+    const [bq, bk, bv] = [this.buf(q), this.buf(k), this.buf(v)];
+    this.engine.run(
+      attentionBackwardQKernel(p.hd),
+      [bq, bk, bv, this.buf(y), this.buf(dy), this.buf(lse), dqkv.buffer, D.buffer],
+      this.attParams(p),
+      groups,
+    );
+    this.engine.run(
+      attentionBackwardKVKernel(p.hd),
+      [bq, bk, bv, this.buf(dy), this.buf(lse), D.buffer, dqkv.buffer],
+      this.attParams(p),
+      groups,
+    );
+    this.engine.release(D.buffer);
+    return dqkv;
   }
   /** See {@link Backend.adamw}. */
   adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void {

@@ -1,0 +1,167 @@
+/**
+ * Causal multi-head self-attention: {@link causalSelfAttention} on separate q, k, v and
+ * {@link causalSelfAttentionQkv} on a packed [B, T, 3C] projection (GPT-2's c_attn output).
+ *
+ * A backend with a fused kernel (WebGPU: `kernels/attention.ts`, one dispatch forward, two
+ * backward, no [T, T] matrices kept) runs it; otherwise — and always on the CPU backend, whose
+ * numerics the shipped model was trained with — attention is composed of permute, matmul, scale
+ * and a causal softmax. {@link setAttentionMode} forces the composed path for comparisons.
+ *
+ * @module
+ */
+
+import type { AttentionParams } from "../backend/backend.ts";
+import { activeTape, record } from "../autograd/tape.ts";
+import { fmtShape, scope, Tensor } from "../tensor.ts";
+import { scale } from "./elementwise.ts";
+import { matmul } from "./matmul.ts";
+import { softmax } from "./nn.ts";
+import { narrow, permute } from "./shape.ts";
+import { needDtype, sameBackend } from "./util.ts";
+
+/** Widest head the fused kernels take (they hold a few head rows in registers). */
+const FUSED_MAX_HD = 256;
+
+let mode: "auto" | "composed" = "auto";
+
+/**
+ * `"auto"` (default): use a backend's fused attention when it has one; `"composed"`: always
+ * compose attention from the basic ops (the reference; also what the CPU backend runs).
+ */
+export function setAttentionMode(m: "auto" | "composed"): void {
+  if (m !== "auto" && m !== "composed") {
+    throw new RangeError(`setAttentionMode: "${m}" is not "auto" or "composed"`);
+  }
+  mode = m;
+}
+
+/** The current attention mode (see {@link setAttentionMode}). */
+export function attentionMode(): "auto" | "composed" {
+  return mode;
+}
+
+/** Whether attention with head width `hd` runs fused on this tensor's backend. */
+function fused(t: Tensor, hd: number): boolean {
+  return mode === "auto" && typeof t.backend.attention === "function" && hd <= FUSED_MAX_HD;
+}
+
+function checkHeads(op: string, C: number, nHead: number): number {
+  if (!Number.isInteger(nHead) || nHead < 1 || C % nHead !== 0) {
+    throw new RangeError(`${op}: C=${C} is not divisible by nHead=${nHead}`);
+  }
+  return C / nHead;
+}
+
+/**
+ * Causal multi-head self-attention of projected q, k, v: each [B, T, C] with C = nHead · hd.
+ * Returns [B, T, C] = concat_h softmax(q_h k_hᵀ / √hd, causal) v_h.
+ */
+export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
+  sameBackend("causalSelfAttention", q, k, v);
+  const shp = fmtShape(q.shape);
+  if (q.ndim !== 3 || fmtShape(k.shape) !== shp || fmtShape(v.shape) !== shp) {
+    throw new RangeError(
+      `causalSelfAttention: q, k, v must share a [B, T, C] shape, got ${shp}, ${
+        fmtShape(k.shape)
+      }, ${fmtShape(v.shape)}`,
+    );
+  }
+  for (const [n, t] of [["q", q], ["k", k], ["v", v]] as const) {
+    needDtype("causalSelfAttention", t, "f32", n);
+  }
+  const [B, T, C] = q.shape;
+  const hd = checkHeads("causalSelfAttention", C, nHead);
+  // The fused backward hands each input its own gradient: repeated inputs take the composed path.
+  if (!fused(q, hd) || q === k || k === v || q === v) return composed(q, k, v, nHead);
+  const p = { B, T, nHead, hd, qOff: 0, kOff: 0, vOff: 0, rowStride: C, scale: 1 / Math.sqrt(hd) };
+  return fusedOp(
+    [q, k, v],
+    p,
+    (dqkv, needs) =>
+      scope(() => [0, 1, 2].map((i) => (needs[i] ? narrow(dqkv, 2, i * C, C) : null))),
+  );
+}
+
+/**
+ * Causal self-attention of a packed projection qkv: [B, T, 3C] (q, k, v side by side in each
+ * row, as GPT-2's c_attn makes them) → [B, T, C]. Same result as narrowing qkv into q, k, v and
+ * calling {@link causalSelfAttention}, without the copies when the attention runs fused.
+ */
+export function causalSelfAttentionQkv(qkv: Tensor, nHead: number): Tensor {
+  needDtype("causalSelfAttentionQkv", qkv, "f32", "qkv");
+  if (qkv.ndim !== 3 || qkv.shape[2] % 3 !== 0) {
+    throw new RangeError(
+      `causalSelfAttentionQkv: qkv must be [B, T, 3C], got ${fmtShape(qkv.shape)}`,
+    );
+  }
+  const [B, T, C3] = qkv.shape;
+  const C = C3 / 3;
+  const hd = checkHeads("causalSelfAttentionQkv", C, nHead);
+  if (!fused(qkv, hd)) {
+    return scope(() =>
+      causalSelfAttention(
+        narrow(qkv, 2, 0, C),
+        narrow(qkv, 2, C, C),
+        narrow(qkv, 2, 2 * C, C),
+        nHead,
+      )
+    );
+  }
+  const p = {
+    B,
+    T,
+    nHead,
+    hd,
+    qOff: 0,
+    kOff: C,
+    vOff: 2 * C,
+    rowStride: C3,
+    scale: 1 / Math.sqrt(hd),
+  };
+  return fusedOp([qkv, qkv, qkv], p, (dqkv) => [dqkv]);
+}
+
+/**
+ * Runs the backend's fused attention on q, k, v (possibly one tensor thrice) and records its
+ * backward; `grads` turns the packed [B, T, 3C] gradient into the inputs' gradients.
+ */
+function fusedOp(
+  qkv: Tensor[],
+  p: AttentionParams,
+  grads: (dqkv: Tensor, needs: boolean[]) => (Tensor | null)[],
+): Tensor {
+  const dev = qkv[0].backend;
+  const [q, k, v] = qkv.map((t) => t.storage);
+  const r = dev.attention!(q, k, v, p);
+  const y = new Tensor(dev, r.y, [p.B, p.T, p.nHead * p.hd], "f32");
+  const lse = new Tensor(dev, r.lse, [p.B, p.nHead, p.T], "f32");
+  const inputs = [...new Set(qkv)];
+  const tape = activeTape();
+  if (!tape || !inputs.some((t) => tape.needsGrad(t))) {
+    lse.dispose();
+    return y;
+  }
+  // lse rides along as an input that needs no gradient, so scopes keep it for the backward.
+  return record(y, [...inputs, lse], (g, needs) => {
+    const d = dev.attentionBackward!(q, k, v, y.storage, lse.storage, g.storage, p);
+    const dqkv = new Tensor(dev, d, [p.B, p.T, 3 * p.nHead * p.hd], "f32");
+    const out = grads(dqkv, needs);
+    if (!out.includes(dqkv)) dqkv.dispose();
+    return [...out, null];
+  });
+}
+
+/** The composed reference: heads permuted out, q·kᵀ/√hd, causal softmax, ·v, heads merged. */
+function composed(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
+  const [B, T, C] = q.shape;
+  const hd = C / nHead;
+  return scope(() => {
+    // [B, T, C] -> [B, nh, T, hd]
+    const heads = (x: Tensor) => permute(x.reshape([B, T, nHead, hd]), [0, 2, 1, 3]);
+    const qh = heads(q), kh = heads(k), vh = heads(v);
+    const att = scale(matmul(qh, kh, { transB: true }), 1 / Math.sqrt(hd)); // [B, nh, T, T]
+    const pr = softmax(att, { causal: true });
+    const y = matmul(pr, vh); // [B, nh, T, hd]
+    return permute(y, [0, 2, 1, 3]).reshape([B, T, C]);
+  });
+}
