@@ -8,6 +8,9 @@
  * @module
  */
 
+/** Partial sums per tensor in {@link Backend.sumSquares} (workgroups of the WGSL kernel). */
+export const NORM_PARTIALS = 32;
+
 /** Element types a tensor may hold. `f16` needs `shader-f16` on WebGPU. */
 export type DType = "f32" | "f16" | "i32";
 
@@ -238,9 +241,20 @@ export interface Backend {
     dy: Storage,
     p: AttentionParams,
   ): Storage;
-  /** One AdamW step, updating p, m and v in place. */
-  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void;
-  /** One SGD-with-momentum step, updating p and buf in place. */
+  /**
+   * One AdamW step, updating p, m and v in place. With `gscale` (a [norm, factor] storage from
+   * {@link Backend.clipFactor}) the gradient is multiplied by its factor first.
+   */
+  adamw(
+    p: Storage,
+    g: Storage,
+    m: Storage,
+    v: Storage,
+    n: number,
+    h: AdamParams,
+    gscale?: Storage | null,
+  ): void;
+  /** One SGD-with-momentum step, updating p and buf in place (`gscale` as for adamw). */
   sgd(
     p: Storage,
     g: Storage,
@@ -249,7 +263,18 @@ export interface Backend {
     lr: number,
     momentum: number,
     weightDecay: number,
+    gscale?: Storage | null,
   ): void;
+  /**
+   * Sums the squares of `n` elements of `g` into the {@link NORM_PARTIALS} slots starting at
+   * `slot · NORM_PARTIALS` of `partials` (every slot of the range is overwritten).
+   */
+  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void;
+  /**
+   * Global-norm clipping factor from `slots` tensors' partial sums of squares: a new [2] storage
+   * [norm, min(1, maxNorm / (norm + 1e-6))] (PyTorch's clip_grad_norm_ rule), left on the device.
+   */
+  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage;
 }
 
 let nextBackendId = 1;

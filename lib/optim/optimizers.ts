@@ -60,9 +60,10 @@ export class AdamW {
 
   /**
    * Applies one update. `grads` maps parameter tensors to their gradients (as returned by
-   * `Tape.backward`); a parameter without a gradient is left alone.
+   * `Tape.backward`); a parameter without a gradient is left alone. `clip` (from
+   * `clipGradNormOnDevice`) scales every gradient by its factor inside the update kernel.
    */
-  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr): void {
+  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr, clip?: Tensor): void {
     this.step++;
     const [b1, b2] = this.opts.betas;
     for (const [name, p] of this.params) {
@@ -83,6 +84,7 @@ export class AdamW {
           biasCorrection1: 1 - b1 ** this.step,
           biasCorrection2: 1 - b2 ** this.step,
         },
+        clip?.storage,
       );
     }
   }
@@ -159,7 +161,7 @@ export class SGD {
   }
 
   /** Applies one update (see {@link AdamW.update}). */
-  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr): void {
+  update(grads: Map<Tensor, Tensor>, lr = this.opts.lr, clip?: Tensor): void {
     this.step++;
     for (const [name, p] of this.params) {
       const g = grads.get(p);
@@ -172,6 +174,7 @@ export class SGD {
         lr,
         this.opts.momentum,
         this.opts.weightDecay,
+        clip?.storage,
       );
     }
   }

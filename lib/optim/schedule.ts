@@ -5,7 +5,8 @@
  */
 
 import { add, mul, scale, sum } from "../ops/mod.ts";
-import type { Tensor } from "../tensor.ts";
+import { Tensor } from "../tensor.ts";
+import { NORM_PARTIALS } from "../backend/backend.ts";
 
 /** Options of {@link cosineSchedule}. */
 export interface CosineOptions {
@@ -68,6 +69,28 @@ export async function clipGradNorm(grads: Map<Tensor, Tensor>, maxNorm: number):
     }
   }
   return norm;
+}
+
+/**
+ * Global-norm clipping without a round trip to the host: the norm and the factor
+ * min(1, maxNorm / (norm + 1e-6)) are computed on the device (one `sumsq` dispatch per gradient
+ * plus one) and returned as a [2] tensor [norm, factor]. Pass it to `AdamW.update` / `SGD.update`,
+ * whose kernels multiply each gradient by the factor; read the norm later together with the loss
+ * (`toArray()`), so a training step waits on the GPU once. The gradients are not modified.
+ */
+export function clipGradNormOnDevice(grads: Map<Tensor, Tensor>, maxNorm: number): Tensor {
+  if (!(maxNorm > 0)) throw new RangeError(`clipGradNormOnDevice: maxNorm ${maxNorm} must be > 0`);
+  const gs = [...grads.values()];
+  if (!gs.length) throw new Error("clipGradNormOnDevice: no gradients");
+  const dev = gs[0].backend;
+  const partials = Tensor.zeros([gs.length * NORM_PARTIALS], { device: dev });
+  gs.forEach((g, slot) => {
+    if (g.backend !== dev) throw new Error("clipGradNormOnDevice: gradients on different backends");
+    dev.sumSquares(g.storage, g.size, partials.storage, slot);
+  });
+  const out = new Tensor(dev, dev.clipFactor(partials.storage, gs.length, maxNorm), [2], "f32");
+  partials.dispose();
+  return out;
 }
 
 /** Sums gradients of several micro-batches; `take()` returns their mean. */

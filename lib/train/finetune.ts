@@ -21,7 +21,12 @@ import { writeFileAtomic } from "../io/atomic.ts";
 import { generate } from "../nn/generate.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { AdamW } from "../optim/optimizers.ts";
-import { clipGradNorm, cosineSchedule, GradAccumulator } from "../optim/schedule.ts";
+import {
+  clipGradNorm,
+  clipGradNormOnDevice,
+  cosineSchedule,
+  GradAccumulator,
+} from "../optim/schedule.ts";
 import { type PeftModel, preparePeft } from "../peft/apply.ts";
 import { saveAdapter } from "../peft/peft_files.ts";
 import { scope, Tensor } from "../tensor.ts";
@@ -370,6 +375,7 @@ export async function finetune(
     Deno.addSignalListener("SIGINT", onSigint);
   } catch { /* signals unavailable (e.g. in some embeddings): Ctrl-C just kills the run */ }
 
+  const oneWait = dev.kind !== "cpu";
   const progress = new Progress(args.steps, "train ");
   const losses: number[] = [];
   const tStart = performance.now();
@@ -379,10 +385,14 @@ export async function finetune(
     while (step < args.steps) {
       const lr = schedule(step);
       const acc = new GradAccumulator();
+      // On a GPU the step waits once: losses stay on the device, clipping happens in the
+      // optimizer kernels, and loss and gradient norm come back together at the end. The CPU
+      // reads each loss and the norm as it goes (no round trip to save; same numerics as ever).
+      const lossesOnDevice: Tensor[] = [];
       let lossSum = 0;
       for (let k = 0; k < args.gradAccum; k++) {
         const batch = sampler.next();
-        lossSum += await scope(async () => {
+        const l = await scope(async () => {
           const x = Tensor.fromArray(batch.x, [B, T], { device: dev, dtype: "i32" });
           const y = Tensor.fromArray(batch.y, [B, T], { device: dev, dtype: "i32" });
           const tape = new Tape();
@@ -391,24 +401,40 @@ export async function finetune(
           const grads = tape.backward(loss);
           for (const g of grads.values()) g.keep();
           acc.add(grads);
-          return await loss.item();
+          return oneWait ? loss : await loss.item();
         });
+        if (typeof l === "number") lossSum += l;
+        else lossesOnDevice.push(l);
       }
-      const loss = lossSum / args.gradAccum;
-      if (!Number.isFinite(loss)) {
-        throw new Error(
+      const diverged = (loss: number) =>
+        new Error(
           `loss is ${loss} at step ${
             step + 1
           }; stopped. The last good checkpoint in ${runDir} is kept ` +
             `(try a lower --lr)`,
         );
-      }
-      await scope(async () => {
+      if (!oneWait && !Number.isFinite(lossSum)) throw diverged(lossSum / args.gradAccum);
+      lossSum = await scope(async () => {
         const grads = acc.take();
         pm.maskGrads(grads);
-        await clipGradNorm(grads, 1.0);
-        opt.update(grads, lr);
+        if (!oneWait) {
+          await clipGradNorm(grads, 1.0);
+          opt.update(grads, lr);
+          return lossSum;
+        }
+        const clip = clipGradNormOnDevice(grads, 1.0);
+        opt.update(grads, lr, clip);
+        const [ls, [norm]] = await Promise.all([
+          Promise.all(lossesOnDevice.map((t) => t.item())),
+          clip.toArray(),
+        ]);
+        for (const t of lossesOnDevice) t.dispose();
+        const s = ls.reduce((a, b) => a + b, 0);
+        // The update has run, but only in memory: nothing is saved after a divergence.
+        if (!Number.isFinite(s) || !Number.isFinite(norm)) throw diverged(s / args.gradAccum);
+        return s;
       });
+      const loss = lossSum / args.gradAccum;
       step++;
       losses.push(loss);
       const elapsed = (performance.now() - tStart) / 1000;

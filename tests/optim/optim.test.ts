@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   AdamW,
   clipGradNorm,
+  clipGradNormOnDevice,
   cosineSchedule,
   crossEntropy,
   GradAccumulator,
@@ -109,6 +110,56 @@ bothBackends("clipGradNorm scales to the target norm; NaN is an error", async (d
   const bad = new Map([[a, Tensor.fromArray([NaN], [1], { device: dev })]]);
   await assert.rejects(() => clipGradNorm(bad, 1), /gradient norm is NaN/);
 });
+
+bothBackends(
+  "clipGradNormOnDevice: norm and factor match float64; updates match host clipping",
+  async (dev) => {
+    const rng = new Rng(74);
+    // Sizes below one workgroup, not multiples of 256, and past 32·256 (grid-stride loop).
+    for (
+      const [sizes, maxNorm] of [[[1, 7, 300], 0.5], [[9000, 257], 1e6], [[40000], 3]] as const
+    ) {
+      const data = sizes.map((n) => randData(rng, n));
+      let ss = 0;
+      for (const d of data) for (const v of d) ss += v * v;
+      const norm = Math.sqrt(ss), factor = Math.min(1, maxNorm / (norm + 1e-6));
+      const grads = new Map(data.map((d) => {
+        const g = Tensor.fromArray(d, [d.length], { device: dev });
+        return [Tensor.fromArray(randData(rng, d.length), [d.length], { device: dev }), g];
+      }));
+      const clip = clipGradNormOnDevice(grads, maxNorm);
+      const [gotNorm, gotFactor] = await clip.toArray();
+      // f32 sums of ≤ 40,000 squares: relative error ≲ 1e-4 with tree/strided summation (n·u bound
+      // is loose; we allow 1e-5 relative, well above the ~√n·u typical error).
+      assert.ok(Math.abs(gotNorm - norm) <= 1e-5 * norm, `norm ${gotNorm} vs ${norm}`);
+      assert.ok(Math.abs(gotFactor - factor) <= 1e-5 * factor, `factor ${gotFactor} vs ${factor}`);
+      // The clipped AdamW update equals AdamW on explicitly scaled gradients.
+      const params = [...grads.keys()];
+      const copies = await Promise.all(
+        params.map(async (p) => Tensor.fromArray(await p.toArray(), p.shape, { device: dev })),
+      );
+      const a = new AdamW(new Map(params.map((p, i) => [`p${i}`, p])), { lr: 0.1 });
+      a.update(grads, 0.1, clip);
+      const b = new AdamW(new Map(copies.map((p, i) => [`p${i}`, p])), { lr: 0.1 });
+      const scaled = new Map<Tensor, Tensor>();
+      let i = 0;
+      for (const g of grads.values()) {
+        const host = await g.toArray();
+        scaled.set(
+          copies[i++],
+          Tensor.fromArray(host.map((v) => Math.fround(v * gotFactor)), g.shape, { device: dev }),
+        );
+      }
+      b.update(scaled, 0.1);
+      for (let k = 0; k < params.length; k++) {
+        // Same f32 operations in the same order on the same values: equal to the last bit.
+        assert.deepEqual(await params[k].toArray(), await copies[k].toArray(), `param ${k}`);
+      }
+    }
+    assert.throws(() => clipGradNormOnDevice(new Map(), 1), /no gradients/);
+    assert.throws(() => clipGradNormOnDevice(new Map(), 0), /must be > 0/);
+  },
+);
 
 bothBackends("gradient accumulation over two half-batches equals the full batch", async (dev) => {
   const rng = new Rng(73);

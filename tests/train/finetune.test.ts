@@ -3,6 +3,7 @@ import { ByteTokenizer, cpu, GPT } from "../../lib/mod.ts";
 import { saveModel } from "../../lib/io/mod.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { finetune } from "../../lib/train/finetune.ts";
+import { gpu } from "../harness.ts";
 
 // A tiny base model and a small text corpus with paragraphs (units for the held-out split).
 async function fixture(): Promise<{ base: string; data: string; root: string }> {
@@ -86,6 +87,33 @@ Deno.test("train: a stopped and resumed run gives the same losses bit for bit (C
   const run = JSON.parse(await Deno.readTextFile(`${fx.root}/b/run.json`));
   assert.equal(run.resumes.length, 1);
   await Deno.remove(fx.root, { recursive: true });
+});
+
+Deno.test({
+  name: "train on WebGPU (clipping on the device): exact resume; losses track the CPU run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const fx = await fixture();
+    const dev = await gpu();
+    const onGpu = { log: () => {}, device: dev };
+    const full = await finetune(args(fx, `${fx.root}/g`), onGpu);
+    const part = await finetune(args(fx, `${fx.root}/h`), { ...onGpu, stopAfter: 3 });
+    const rest = await finetune(
+      { ...args(fx, `${fx.root}/ignored`), resume: `${fx.root}/h` } as TrainArgs,
+      onGpu,
+    );
+    // The WGSL kernels have no atomics: the same run twice is the same bit for bit.
+    assert.deepEqual([...part.losses, ...rest.losses], full.losses);
+    const cpuRun = await finetune(args(fx, `${fx.root}/c`), quiet);
+    // Same data, seeds and updates; only float32 summation orders differ (GPU kernels vs BLAS),
+    // and clipping runs on the device. Differences grow with steps but stay ≪ the loss change.
+    for (let i = 0; i < full.losses.length; i++) {
+      const d = Math.abs(full.losses[i] - cpuRun.losses[i]);
+      assert.ok(d < 2e-3, `step ${i + 1}: webgpu ${full.losses[i]} vs cpu ${cpuRun.losses[i]}`);
+    }
+    await Deno.remove(fx.root, { recursive: true });
+  },
 });
 
 Deno.test("train: the run folder holds every promised file; validation loss drops", async () => {

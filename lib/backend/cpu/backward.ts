@@ -123,12 +123,13 @@ export function adamwCpu(
   v: Float32Array,
   n: number,
   h: AdamParams,
+  gscale: Float32Array | null = null,
 ): void {
   const f = Math.fround;
   const lr = f(h.lr), b1 = f(h.beta1), b2 = f(h.beta2), eps = f(h.eps), wd = f(h.weightDecay);
   const bc1 = f(h.biasCorrection1), bc2 = f(h.biasCorrection2);
   for (let i = 0; i < n; i++) {
-    const gi = g[i];
+    const gi = gscale ? f(g[i] * gscale[1]) : g[i];
     m[i] = f(b1 * m[i]) + f((1 - b1) * gi);
     v[i] = f(b2 * v[i]) + f(f((1 - b2) * gi) * gi);
     const pd = f(p[i] - f(f(lr * wd) * p[i]));
@@ -146,11 +147,42 @@ export function sgdCpu(
   lr: number,
   momentum: number,
   weightDecay: number,
+  gscale: Float32Array | null = null,
 ): void {
   const f = Math.fround;
   const l = f(lr), mu = f(momentum), wd = f(weightDecay);
   for (let i = 0; i < n; i++) {
-    buf[i] = f(f(f(mu * buf[i]) + g[i]) + f(wd * p[i]));
+    const gi = gscale ? f(g[i] * gscale[1]) : g[i];
+    buf[i] = f(f(f(mu * buf[i]) + gi) + f(wd * p[i]));
     p[i] = f(p[i] - f(l * buf[i]));
   }
+}
+
+/**
+ * Twin of the `sumsq` kernel: Σ g² of `n` elements in float64, written to the first of the slot's
+ * `parts` partials (the others are zeroed).
+ */
+export function sumSquaresCpu(
+  g: Float32Array,
+  n: number,
+  partials: Float32Array,
+  slot: number,
+  parts: number,
+): void {
+  let s = 0;
+  for (let i = 0; i < n; i++) s += g[i] * g[i];
+  partials.fill(0, slot * parts, (slot + 1) * parts);
+  partials[slot * parts] = s;
+}
+
+/** Twin of the `clip_factor` kernel: [norm, min(1, maxNorm / (norm + 1e-6))]. */
+export function clipFactorCpu(
+  partials: Float32Array,
+  count: number,
+  maxNorm: number,
+): Float32Array {
+  let s = 0;
+  for (let i = 0; i < count; i++) s += partials[i];
+  const norm = Math.sqrt(s);
+  return new Float32Array([norm, Math.min(1, maxNorm / (norm + 1e-6))]);
 }

@@ -6,10 +6,12 @@
 
 import {
   adamwCpu,
+  clipFactorCpu,
   crossEntropyBackwardCpu,
   embeddingBackwardCpu,
   layerNormBackwardCpu,
   sgdCpu,
+  sumSquaresCpu,
   unnarrowCpu,
 } from "./backward.ts";
 import {
@@ -20,6 +22,7 @@ import {
   type HostArray,
   type MatmulParams,
   newBackendId,
+  NORM_PARTIALS,
   type ReduceOp,
   type Storage,
   type StridedParams,
@@ -213,8 +216,17 @@ export class CpuBackend implements Backend {
     return this.wrap(unnarrowCpu(this.f32(a), outer, len, inner, full, start));
   }
   /** See {@link Backend.adamw}. */
-  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void {
-    adamwCpu(this.f32(p), this.f32(g), this.f32(m), this.f32(v), n, h);
+  adamw(
+    p: Storage,
+    g: Storage,
+    m: Storage,
+    v: Storage,
+    n: number,
+    h: AdamParams,
+    gscale?: Storage | null,
+  ): void {
+    const gs = gscale ? this.f32(gscale) : null;
+    adamwCpu(this.f32(p), this.f32(g), this.f32(m), this.f32(v), n, h, gs);
   }
   /** See {@link Backend.sgd}. */
   sgd(
@@ -225,7 +237,17 @@ export class CpuBackend implements Backend {
     lr: number,
     momentum: number,
     weightDecay: number,
+    gscale?: Storage | null,
   ): void {
-    sgdCpu(this.f32(p), this.f32(g), this.f32(buf), n, lr, momentum, weightDecay);
+    const gs = gscale ? this.f32(gscale) : null;
+    sgdCpu(this.f32(p), this.f32(g), this.f32(buf), n, lr, momentum, weightDecay, gs);
+  }
+  /** See {@link Backend.sumSquares}. */
+  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void {
+    sumSquaresCpu(this.f32(g), n, this.f32(partials), slot, NORM_PARTIALS);
+  }
+  /** See {@link Backend.clipFactor}. */
+  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage {
+    return this.wrap(clipFactorCpu(this.f32(partials), slots * NORM_PARTIALS, maxNorm));
   }
 }

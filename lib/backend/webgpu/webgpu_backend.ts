@@ -14,6 +14,7 @@ import {
   type HostArray,
   type MatmulParams,
   newBackendId,
+  NORM_PARTIALS,
   type ReduceOp,
   type Storage,
   type StridedParams,
@@ -22,11 +23,13 @@ import {
 import { f32Bits, type GpuEngine, groups1d } from "./engine.ts";
 import {
   adamwKernel,
+  clipFactorKernel,
   crossEntropyBackwardKernel,
   embeddingBackwardKernel,
   layerNormBackwardCols,
   layerNormBackwardRows,
   sgdKernel,
+  sumSquaresKernel,
   unnarrowKernel,
 } from "./kernels/backward.ts";
 import {
@@ -377,12 +380,20 @@ export class WebGpuBackend implements Backend {
     return dqkv;
   }
   /** See {@link Backend.adamw}. */
-  adamw(p: Storage, g: Storage, m: Storage, v: Storage, n: number, h: AdamParams): void {
+  adamw(
+    p: Storage,
+    g: Storage,
+    m: Storage,
+    v: Storage,
+    n: number,
+    h: AdamParams,
+    gscale?: Storage | null,
+  ): void {
     const f = [h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.biasCorrection1, h.biasCorrection2];
     this.engine.run(
       adamwKernel(),
-      [this.buf(p), this.buf(g), this.buf(m), this.buf(v)],
-      [n, ...f.map(f32Bits)],
+      [this.buf(p), this.buf(g), this.buf(m), this.buf(v), gscale ? this.buf(gscale) : this.dummy],
+      [n, ...f.map(f32Bits), gscale ? 1 : 0],
       groups1d(n),
     );
   }
@@ -395,12 +406,33 @@ export class WebGpuBackend implements Backend {
     lr: number,
     momentum: number,
     weightDecay: number,
+    gscale?: Storage | null,
   ): void {
     this.engine.run(
       sgdKernel(),
-      [this.buf(p), this.buf(g), this.buf(buf)],
-      [n, f32Bits(lr), f32Bits(momentum), f32Bits(weightDecay)],
+      [this.buf(p), this.buf(g), this.buf(buf), gscale ? this.buf(gscale) : this.dummy],
+      [n, f32Bits(lr), f32Bits(momentum), f32Bits(weightDecay), gscale ? 1 : 0],
       groups1d(n),
     );
+  }
+  /** See {@link Backend.sumSquares}. */
+  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void {
+    this.engine.run(
+      sumSquaresKernel(),
+      [this.buf(g), this.buf(partials)],
+      [n, slot],
+      [NORM_PARTIALS, 1, 1],
+    );
+  }
+  /** See {@link Backend.clipFactor}. */
+  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage {
+    const o = this.out(2);
+    this.engine.run(
+      clipFactorKernel(),
+      [this.buf(partials), o.buffer],
+      [slots * NORM_PARTIALS, f32Bits(maxNorm)],
+      [1, 1, 1],
+    );
+    return o;
   }
 }

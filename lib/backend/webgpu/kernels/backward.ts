@@ -169,8 +169,8 @@ ${MAIN_1D} {
 }
 
 /**
- * AdamW in place. params: n, lr, beta1, beta2, eps, wd, bc1, bc2 (floats as bits).
- * Bindings: P (rw), G, M (rw), V (rw).
+ * AdamW in place. params: n, lr, beta1, beta2, eps, wd, bc1, bc2 (floats as bits), scaled.
+ * Bindings: P (rw), G, M (rw), V (rw), S ([norm, factor]: G is multiplied by S[1] when scaled).
  */
 export function adamwKernel(): Kernel {
   return {
@@ -180,13 +180,15 @@ export function adamwKernel(): Kernel {
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read_write> M: array<f32>;
 @group(0) @binding(4) var<storage, read_write> V: array<f32>;
+@group(0) @binding(5) var<storage, read> S: array<f32>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
   if (i >= pu(0u)) { return; }
   let lr = pf(1u);
   let b1 = pf(2u);
   let b2 = pf(3u);
-  let g = G[i];
+  var g = G[i];
+  if (pu(8u) == 1u) { g *= S[1]; }
   let m = b1 * M[i] + (1.0 - b1) * g;
   let v = b2 * V[i] + (1.0 - b2) * g * g;
   M[i] = m;
@@ -197,7 +199,10 @@ ${MAIN_1D} {
   };
 }
 
-/** SGD with momentum in place. params: n, lr, momentum, wd. Bindings: P (rw), G, B (rw). */
+/**
+ * SGD with momentum in place. params: n, lr, momentum, wd, scaled. Bindings: P (rw), G, B (rw),
+ * S (as in {@link adamwKernel}).
+ */
 export function sgdKernel(): Kernel {
   return {
     key: "sgd",
@@ -205,12 +210,74 @@ export function sgdKernel(): Kernel {
 @group(0) @binding(1) var<storage, read_write> P: array<f32>;
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read_write> B: array<f32>;
+@group(0) @binding(4) var<storage, read> S: array<f32>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
   if (i >= pu(0u)) { return; }
-  let b = pf(2u) * B[i] + G[i] + pf(3u) * P[i];
+  var g = G[i];
+  if (pu(4u) == 1u) { g *= S[1]; }
+  let b = pf(2u) * B[i] + g + pf(3u) * P[i];
   B[i] = b;
   P[i] = P[i] - pf(1u) * b;
+}`,
+  };
+}
+
+/**
+ * Sum of squares of G (n elements) into partials: each of the NORM_PARTIALS workgroups
+ * grid-strides over G and writes its tree-reduced sum to OUT[slot · NORM_PARTIALS + wg].
+ * params: n, slot. Bindings: G, OUT (rw). Dispatch: [NORM_PARTIALS, 1, 1].
+ */
+export function sumSquaresKernel(): Kernel {
+  return {
+    key: "sumsq",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
+var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+  let n = pu(0u);
+  var s = 0.0;
+  for (var i = wg.x * 256u + lid.x; i < n; i += nwg.x * 256u) { s = fma(G[i], G[i], s); }
+  red[lid.x] = s;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid.x < w) { red[lid.x] += red[lid.x + w]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) { OUT[pu(1u) * nwg.x + wg.x] = red[0]; }
+}`,
+  };
+}
+
+/**
+ * Global-norm clipping factor: sums `count` partials, writes OUT = [norm, min(1, maxNorm /
+ * (norm + 1e-6))]. params: count, maxNorm (bits). Bindings: PART, OUT (rw). Dispatch: [1, 1, 1].
+ */
+export function clipFactorKernel(): Kernel {
+  return {
+    key: "clip_factor",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> PART: array<f32>;
+@group(0) @binding(2) var<storage, read_write> OUT: array<f32>;
+var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  var s = 0.0;
+  for (var i = lid.x; i < pu(0u); i += 256u) { s += PART[i]; }
+  red[lid.x] = s;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (lid.x < w) { red[lid.x] += red[lid.x + w]; }
+    workgroupBarrier();
+  }
+  if (lid.x == 0u) {
+    let norm = sqrt(red[0]);
+    OUT[0] = norm;
+    OUT[1] = min(1.0, pf(1u) / (norm + 1e-6));
+  }
 }`,
   };
 }
