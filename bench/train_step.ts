@@ -1,10 +1,20 @@
 /**
  * Training-step benchmarks, side by side in one run on each backend: a LoRA layer's forward +
  * backward (f32 base vs NF4 base), and whole training steps (tokens/s) of the shipped model's shape
- * and of a GPT-2-small shape, for full fine-tuning, LoRA and QLoRA.
+ * and of a GPT-2-small shape, for full fine-tuning, LoRA and QLoRA (r = 8, α = 16, on c_attn,
+ * c_proj and c_fc of every block: all four block linears, as the PyTorch + PEFT anchor).
  *
- * Flags: `--json`, `--min-ms 1500` (time per measurement), `--gpt2-small` (include the 124 M
- * shape: slow on a CPU), `--backends cpu,webgpu`.
+ * Each training-step row names the targeted modules, the number of LoRA layers and the trainable
+ * parameter count; on WebGPU it also gives the dispatches of one step (with the most frequent
+ * kernels) and the peak GPU bytes handed out by the engine while the row ran (model, optimizer
+ * state and step).
+ *
+ * Flags: `--json`, `--min-ms 1500` (time per measurement, after one warm-up), `--backends
+ * cpu,webgpu`, `--parts layer,shipped` (which benchmarks: `layer`, `shipped`, `gpt2`),
+ * `--gpt2-small` (adds `gpt2`: the 124 M shape, slow on a CPU), `--gpt2-batch 8x1024` (batch ×
+ * context; default 8x1024 on a hardware adapter, 1x32 on a software one or the CPU),
+ * `--gpt2-layers 12`, `--gpt2-vocab 50257` (smaller only for smoke tests: lavapipe's buffers stop
+ * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`.
  */
 
 import { parseArgs } from "node:util";
@@ -24,6 +34,7 @@ import {
   sum,
   Tape,
   Tensor,
+  WebGpuBackend,
 } from "../lib/mod.ts";
 
 const { values } = parseArgs({
@@ -32,14 +43,41 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     "min-ms": { type: "string", default: "1500" },
     "gpt2-small": { type: "boolean", default: false },
+    "gpt2-batch": { type: "string" },
+    "gpt2-layers": { type: "string", default: "12" },
+    "gpt2-vocab": { type: "string", default: "50257" },
     backends: { type: "string", default: "cpu,webgpu" },
+    parts: { type: "string", default: "layer,shipped" },
+    methods: { type: "string", default: "full,lora,qlora" },
   },
 });
 const minMs = Number(values["min-ms"]);
+const parts = values.parts.split(",");
+if (values["gpt2-small"] && !parts.includes("gpt2")) parts.push("gpt2");
+const methods = values.methods.split(",") as ("full" | "lora" | "qlora")[];
+const gpt2Layers = Number(values["gpt2-layers"]);
+const gpt2Vocab = Number(values["gpt2-vocab"]);
+const batchArg = values["gpt2-batch"]?.split("x").map(Number);
+const backendNames = values.backends.split(",");
+if (
+  !(minMs > 0) || parts.some((p) => !["layer", "shipped", "gpt2"].includes(p)) ||
+  methods.some((m) => !["full", "lora", "qlora"].includes(m)) ||
+  !Number.isInteger(gpt2Layers) || gpt2Layers < 1 || !Number.isInteger(gpt2Vocab) ||
+  gpt2Vocab < 2 ||
+  (batchArg && (batchArg.length !== 2 || batchArg.some((v) => !Number.isInteger(v) || v < 1))) ||
+  (batchArg && batchArg[1] > 1024) || backendNames.some((b) => b !== "cpu" && b !== "webgpu")
+) {
+  console.error(
+    "bench: --min-ms takes a number, --parts some of layer,shipped,gpt2, --methods some of " +
+      "full,lora,qlora, --gpt2-batch BxT (T ≤ 1024), --gpt2-layers and --gpt2-vocab positive integers, " +
+      "--backends cpu and/or webgpu",
+  );
+  Deno.exit(2);
+}
 const backends: Backend[] = [];
-for (const b of values.backends.split(",")) {
+for (const b of backendNames) {
   if (b === "cpu") backends.push(cpu);
-  else if (b === "webgpu") {
+  else {
     try {
       backends.push(await getDevice({ backend: "webgpu", quiet: true }));
     } catch (e) {
@@ -66,57 +104,82 @@ interface Row {
   adapter: string;
   ms: number;
   tokens_per_s?: number;
+  model?: string;
+  method?: string;
+  batch?: number;
+  context?: number;
+  targets?: string[];
+  lora_layers?: number;
+  trainable_params?: number;
+  total_params?: number;
+  dispatches_per_step?: number;
+  top_kernels?: Record<string, number>;
+  peak_bytes?: number;
 }
 const rows: Row[] = [];
 
 // 1. LoRA layer forward + backward, r = 8, x: [1024, 768] (a GPT-2-small linear at 8 × 128 tokens)
-for (const dev of backends) {
-  for (const base of ["f32", "nf4"] as const) {
-    const lin = Linear.init(768, 768, { device: dev, rng: new Rng(1) });
-    const b = base === "f32" ? lin : await QuantLinear.fromLinear(lin, { format: "nf4" });
-    const l = new LoraLinear(b, { r: 8, alpha: 16, seed: 1, dropout: 0 });
-    const x = Tensor.randn([1024, 768], { device: dev, seed: 2 });
-    const ms = await time(() =>
-      scope(async () => {
-        const tape = new Tape();
-        tape.watch(x, l.loraA, l.loraB);
-        const loss = tape.run(() => sum(l.forward(x).reshape([1024 * 768]), 0));
-        const g = tape.backward(loss);
-        await g.get(l.loraB)!.toArray();
-      })
-    );
-    rows.push({
-      bench: `lora-layer fwd+bwd 768x768 r8 ${base} base, 1024 tokens`,
-      backend: dev.kind,
-      adapter: dev.description,
-      ms,
-      tokens_per_s: 1024 / (ms / 1000),
-    });
+if (parts.includes("layer")) {
+  for (const dev of backends) {
+    for (const base of ["f32", "nf4"] as const) {
+      const lin = Linear.init(768, 768, { device: dev, rng: new Rng(1) });
+      const b = base === "f32" ? lin : await QuantLinear.fromLinear(lin, { format: "nf4" });
+      const l = new LoraLinear(b, { r: 8, alpha: 16, seed: 1, dropout: 0 });
+      const x = Tensor.randn([1024, 768], { device: dev, seed: 2 });
+      const ms = await time(() =>
+        scope(async () => {
+          const tape = new Tape();
+          tape.watch(x, l.loraA, l.loraB);
+          const loss = tape.run(() => sum(l.forward(x).reshape([1024 * 768]), 0));
+          const g = tape.backward(loss);
+          await g.get(l.loraB)!.toArray();
+        })
+      );
+      rows.push({
+        bench: `lora-layer fwd+bwd 768x768 r8 ${base} base, 1024 tokens`,
+        backend: dev.kind,
+        adapter: dev.description,
+        ms,
+        tokens_per_s: 1024 / (ms / 1000),
+      });
+      x.dispose();
+    }
   }
 }
 
-// 2. Training steps (forward, backward, clip-free AdamW update) in tokens/s.
-const shapes: [string, GPTConfig, number, number][] = [
-  [
+// 2. Training steps (forward, backward, clip-free AdamW update, one loss read-back) in tokens/s.
+const shapes: [string, GPTConfig, (dev: Backend) => [number, number]][] = [];
+if (parts.includes("shipped")) {
+  shapes.push([
     "shipped base (1.85 M)",
     { vocab_size: 257, n_positions: 128, n_embd: 192, n_layer: 4, n_head: 6 },
-    8,
-    128,
-  ],
-];
-if (values["gpt2-small"]) {
+    () => [8, 128],
+  ]);
+}
+if (parts.includes("gpt2")) {
+  const hardware = (dev: Backend) => dev instanceof WebGpuBackend && !dev.engine.isSoftware;
   shapes.push([
-    "GPT-2 small (124 M)",
-    { vocab_size: 50257, n_positions: 1024, n_embd: 768, n_layer: 12, n_head: 12 },
-    1,
-    256,
+    gpt2Layers === 12 && gpt2Vocab === 50257
+      ? "GPT-2 small (124 M)"
+      : `GPT-2 small shape, ${gpt2Layers} layers, vocab ${gpt2Vocab}`,
+    { vocab_size: gpt2Vocab, n_positions: 1024, n_embd: 768, n_layer: gpt2Layers, n_head: 12 },
+    (dev) => (batchArg as [number, number]) ?? (hardware(dev) ? [8, 1024] : [1, 32]),
   ]);
 }
 for (const dev of backends) {
-  for (const [name, cfg, B, T] of shapes) {
-    for (const method of ["full", "lora", "qlora"] as const) {
+  const engine = dev instanceof WebGpuBackend ? dev.engine : null;
+  for (const [name, cfg, batchOf] of shapes) {
+    const [B, T] = batchOf(dev);
+    for (const method of methods) {
+      engine?.trim();
+      if (engine) engine.peakBytes = engine.liveBytes;
       const model = GPT.init(cfg, { device: dev, seed: 1 });
-      const pm = await preparePeft(model, { method, dropout: 0 });
+      const pm = await preparePeft(model, {
+        method,
+        dropout: 0,
+        ...(method === "full" ? {} : { targets: ["c_attn", "c_proj", "c_fc"] }),
+      });
+      const counts = pm.counts();
       const opt = new AdamW(pm.trainable, { lr: 1e-4, weightDecay: 0 });
       const rng = new Rng(3);
       const ids = Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
@@ -125,22 +188,50 @@ for (const dev of backends) {
         device: dev,
         dtype: "i32",
       });
+      let dispatches = 0;
+      let byKernel = new Map<string, number>();
       const ms = await time(() =>
         scope(async () => {
+          const d0 = engine?.dispatches ?? 0;
+          const k0 = new Map(engine?.dispatchesByKernel ?? []);
           const tape = new Tape();
           tape.watch(...pm.trainable.values());
           const loss = tape.run(() => model.loss(x, y));
           opt.update(tape.backward(loss));
           await loss.item();
+          if (engine) {
+            dispatches = engine.dispatches - d0;
+            byKernel = new Map(
+              [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
+            );
+          }
         })
       );
+      const top = [...byKernel].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, 12);
       rows.push({
         bench: `train step ${name} ${method} ${B}x${T}`,
         backend: dev.kind,
         adapter: dev.description,
         ms,
         tokens_per_s: (B * T) / (ms / 1000),
+        model: name,
+        method,
+        batch: B,
+        context: T,
+        targets: method === "full" ? ["all parameters"] : pm.config.targets,
+        lora_layers: pm.loraLayers.size,
+        trainable_params: counts.trainable,
+        total_params: counts.total,
+        ...(engine
+          ? {
+            dispatches_per_step: dispatches,
+            top_kernels: Object.fromEntries(top),
+            peak_bytes: engine.peakBytes,
+          }
+          : {}),
       });
+      x.dispose();
+      y.dispose();
       opt.dispose();
       model.dispose();
     }
@@ -156,12 +247,18 @@ if (values.json) {
     ),
   );
 } else {
-  console.log("training benchmarks (ms per call; tokens/s)");
+  console.log("training benchmarks (ms per call; tokens/s; WebGPU: dispatches/step, peak MiB)");
   for (const r of rows) {
+    const gpu = r.dispatches_per_step !== undefined
+      ? ` ${String(r.dispatches_per_step).padStart(6)} disp ${
+        ((r.peak_bytes ?? 0) / 2 ** 20).toFixed(0).padStart(7)
+      } MiB`
+      : "";
+    const tr = r.trainable_params !== undefined ? ` ${r.trainable_params} trainable` : "";
     console.log(
       `${r.bench.padEnd(58)} ${r.backend.padEnd(7)} ${r.ms.toFixed(1).padStart(9)} ms ${
         Math.round(r.tokens_per_s ?? 0).toString().padStart(8)
-      } tok/s`,
+      } tok/s${gpu}${tr}`,
     );
   }
   for (const dev of backends) console.log(`  ${dev.kind}: ${dev.description}`);

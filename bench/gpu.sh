@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The GPU benchmark of issue 8 as ONE prepared run (about 8 minutes on the H200), most valuable
+# part first, each under `timeout` so the total stays under GPU_BENCH_BUDGET seconds (480):
+#   1. qmatmul: device copy bandwidth (the ceiling), f32 vs NF4 at GPT-2-small's shapes (M = 8192
+#      and 1), 4096³, and a 16384×8192 matrix–vector product (weights larger than the L2 cache);
+#   2. matmul: the f32 matmul table (bench/matmul.ts), 4096 when OpenBLAS exists for its CPU column;
+#   3. torch: bench/torch_compare.py --device cuda (TF32 off; matmuls, GPT-2 + PEFT anchor);
+#   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each);
+#   5. summary: bench/gpu_summary.ts prints each goal's ratio (also saved as summary.txt).
+# Every JSON and log goes to "$OUT" (else ./bench-out). Start it in the repository root, on the
+# GPU machine after `source .gpu/enter.sh` (node_modules/ must travel with the checkout).
+#
+#   bash bench/gpu.sh            # the real run
+#   bash bench/gpu.sh --quick    # the same pipeline at tiny sizes (lavapipe; PyTorch on the CPU
+#                                # when it has no CUDA, or skipped without torch)
+set -u
+QUICK=0
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  "") ;;
+  *) echo "usage: bash bench/gpu.sh [--quick]" >&2; exit 2 ;;
+esac
+OUT="${OUT:-./bench-out}"
+mkdir -p "$OUT"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/loralab-runtime}"
+mkdir -p "$XDG_RUNTIME_DIR"
+if command -v deno >/dev/null; then DENO=(deno); else DENO=(npx -y deno@2.9.6); fi
+RUN=("${DENO[@]}" run --allow-read --allow-env --allow-ffi=/usr/lib)
+TOTAL="${GPU_BENCH_BUDGET:-480}"
+START=$SECONDS
+
+# part NAME BUDGET CMD...: runs CMD with stdout to $OUT/NAME.json, stderr to $OUT/NAME.log, for at
+# most BUDGET seconds and never past the total budget.
+part() {
+  local name=$1 budget=$2
+  shift 2
+  local left=$((TOTAL - (SECONDS - START)))
+  ((budget > left)) && budget=$left
+  if ((budget < 15)); then
+    echo "== $name: skipped (total budget spent)" | tee -a "$OUT/parts.txt"
+    return
+  fi
+  local t0=$SECONDS
+  timeout -k 5 "$budget" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log"
+  local rc=$?
+  local msg="== $name: rc $rc in $((SECONDS - t0)) s (budget $budget s)"
+  ((rc == 124)) && msg="$msg TIMED OUT"
+  echo "$msg" | tee -a "$OUT/parts.txt"
+  ((rc != 0)) && tail -n 5 "$OUT/$name.log"
+  return 0
+}
+
+{
+  echo "date: $(date -u +%FT%TZ)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (dirty)')"
+  echo "deno: $("${DENO[@]}" --version 2>/dev/null | head -n 1)"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  "${DENO[@]}" eval 'const a = await navigator.gpu?.requestAdapter(); console.log("webgpu adapter:", a?.info.description ?? "none")' 2>&1
+} >"$OUT/env.txt"
+cat "$OUT/env.txt"
+: >"$OUT/parts.txt"
+[ -d node_modules ] || echo "warning: no node_modules/ here; Deno needs it offline" >&2
+
+# PyTorch: the first interpreter that imports torch; CUDA decides the device.
+PY=""
+for p in ${PYTHON:-} python3 /usr/bin/python3; do
+  if "$p" -c 'import torch' 2>/dev/null; then PY=$p; break; fi
+done
+CUDA=0
+[ -n "$PY" ] && "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' && CUDA=1
+OPENBLAS=0
+ldconfig -p 2>/dev/null | grep -q libopenblas && OPENBLAS=1
+
+if ((QUICK)); then
+  QM=(--sizes "" --gpt2-m 16 --shapes 64x64x64,1x512x256 --formats f32,nf4 --min-ms 20
+    --copy --copy-mib 4)
+  MM=(--sizes 64,128 --min-ms 20 --js-max 128)
+  TS=(--min-ms 1 --gpt2-batch 1x16 --gpt2-layers 1 --gpt2-vocab 1024)
+  PT=(--min-s 0.05 --sizes 64,128 --gpt2-batch 1x16 --gpt2-m 16 --gpt2-layers 1
+    --gpt2-vocab 1024)
+else
+  QM=(--sizes "" --gpt2-m 8192 --shapes 4096x4096x4096,1x16384x8192 --formats f32,nf4,nf4+dq
+    --min-ms 200 --copy)
+  if ((OPENBLAS)); then MM=(--sizes 1024,4096 --min-ms 300 --js-max 512); else
+    MM=(--sizes 1024 --min-ms 300 --js-max 512)
+  fi
+  TS=(--min-ms 2000 --gpt2-batch 8x1024)
+  PT=(--min-s 0.5 --gpt2-batch 8x1024)
+fi
+
+part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"
+part matmul 70 "${RUN[@]}" bench/matmul.ts --json "${MM[@]}"
+if ((CUDA)); then
+  part torch 100 "$PY" bench/torch_compare.py --device cuda "${PT[@]}"
+elif ((QUICK)) && [ -n "$PY" ]; then
+  part torch 100 "$PY" bench/torch_compare.py --device cpu --parts matmul,shapes,gpt2 "${PT[@]}"
+else
+  echo "== torch: skipped (no PyTorch with CUDA)" | tee -a "$OUT/parts.txt"
+fi
+part train-1-qlora 90 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
+  --methods qlora "${TS[@]}"
+part train-2-lora 50 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
+  --methods lora "${TS[@]}"
+part train-3-full 60 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
+  --methods full "${TS[@]}"
+
+echo "== total $((SECONDS - START)) s; files in $OUT"
+"${DENO[@]}" run --allow-read bench/gpu_summary.ts "$OUT" 2>&1 | tee "$OUT/summary.txt"

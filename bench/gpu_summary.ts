@@ -1,0 +1,178 @@
+/**
+ * One-screen summary of issue 8's GPU goals from the JSON files bench/gpu.sh writes into one
+ * folder (each may be missing: its goal then says so): `matmul.json` (bench/matmul.ts),
+ * `qmatmul.json` (bench/qmatmul.ts --copy --gpt2-m …), `torch.json` (bench/torch_compare.py) and
+ * `train*.json` (bench/train_step.ts --parts gpt2, one file per method). Every ratio compares rows of the same run.
+ *
+ * Usage: `deno run --allow-read bench/gpu_summary.ts OUT_DIR` (`--json` prints the ratios as JSON).
+ */
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+const args = Deno.args.filter((a) => a !== "--json");
+const asJson = Deno.args.includes("--json");
+if (args.length !== 1) {
+  console.error("usage: gpu_summary.ts OUT_DIR [--json]");
+  Deno.exit(2);
+}
+const dir = args[0];
+
+/** The parsed JSON file, or null (with the reason printed) when missing or not JSON. */
+function load(name: string): Json | null {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${dir}/${name}`));
+  } catch (e) {
+    console.log(
+      `(${name}: ${e instanceof Deno.errors.NotFound ? "missing" : (e as Error).message})`,
+    );
+    return null;
+  }
+}
+const mm = load("matmul.json"), qm = load("qmatmul.json"), th = load("torch.json");
+const trainFiles = [...Deno.readDirSync(dir)].map((e) => e.name)
+  .filter((n) => /^train.*\.json$/.test(n)).sort();
+const tr = { rows: trainFiles.flatMap((n) => load(n)?.rows ?? []) };
+if (!trainFiles.length) console.log("(train*.json: missing)");
+const rowsOf = (j: Json | null): Json[] => (Array.isArray(j?.rows) ? j.rows : []);
+const isGpu = (r: Json) => String(r.backend ?? "").startsWith("webgpu");
+const f = (x: number | undefined, d = 2) => (x === undefined || !isFinite(x) ? "—" : x.toFixed(d));
+/** GFLOP/s as "x TFLOP/s" from 1000 up, else "x GFLOP/s". */
+const flops = (g: number | undefined) =>
+  g === undefined ? "—" : g >= 1000 ? `${f(g / 1e3)} TFLOP/s` : `${f(g, g >= 10 ? 1 : 3)} GFLOP/s`;
+/** GB/s with 3 significant-ish digits. */
+const gbs = (g: number | undefined) => (g === undefined ? "—" : `${f(g, g >= 10 ? 1 : 3)} GB/s`);
+const verdict = (ratio: number | undefined, goal: number) =>
+  ratio === undefined || !isFinite(ratio) ? "no data" : ratio >= goal ? "MET" : "not met";
+
+const out: Record<string, unknown>[] = [];
+const line = (
+  goal: string,
+  what: string,
+  ours: string,
+  ref: string,
+  ratio?: number,
+  g?: number,
+) => {
+  out.push({ goal, what, ours, ref, ratio, target: g });
+  console.log(
+    `${goal.padEnd(3)} ${what.padEnd(38)} ${ours.padStart(16)} ${ref.padStart(16)} ${
+      f(ratio).padStart(6)
+    } ${g === undefined ? "" : `(≥ ${g}: ${verdict(ratio, g)})`}`,
+  );
+};
+
+const adapter = rowsOf(qm).find(isGpu)?.adapter ?? rowsOf(tr).find(isGpu)?.adapter ??
+  rowsOf(mm).find(isGpu)?.adapter ?? "unknown";
+console.log(`adapter: ${adapter}; torch ${th?.torch ?? "—"} on ${th?.gpu ?? th?.device ?? "—"}`);
+if (th && th.device === "cpu") {
+  console.log("NOTE: PyTorch ran on the CPU: its ratios are not goals");
+}
+console.log(
+  `${"#".padEnd(3)} ${"what".padEnd(38)} ${"ours".padStart(16)} ${"reference".padStart(16)} ${
+    "ratio".padStart(6)
+  }`,
+);
+
+// Goal 1: f32 matmul vs PyTorch fp32 (TF32 off), at 4096² (or the largest common n) and shapes.
+const tm = rowsOf(th).filter((r) => r.n !== undefined);
+const ourSquare = [
+  ...rowsOf(mm).filter(isGpu).map((r) => ({
+    n: r.n,
+    gflops: r.gflops,
+    via: r.variant ?? r.backend,
+  })),
+  ...rowsOf(qm).filter((r) =>
+    isGpu(r) && r.format === "f32" && r.M === r.N && r.N === r.K && r.M > 1
+  )
+    .map((r) => ({ n: r.M, gflops: r.gflops, via: "x·Wᵀ (qmatmul.ts)" })),
+];
+const common = tm.map((r) => r.n).filter((n) => ourSquare.some((o) => o.n === n));
+const n1 = common.includes(4096) ? 4096 : Math.max(...common);
+if (common.length) {
+  const best = ourSquare.filter((o) => o.n === n1).sort((a, b) => b.gflops - a.gflops)[0];
+  const ref = tm.find((r) => r.n === n1)!;
+  line(
+    "1",
+    `f32 matmul ${n1}² (best: ${best.via})`,
+    flops(best.gflops),
+    flops(ref.gflops),
+    best.gflops / ref.gflops,
+    0.5,
+  );
+} else line("1", "f32 matmul n² (no common n)", "—", "—", undefined, 0.5);
+const qgpu = rowsOf(qm).filter(isGpu);
+for (
+  const r of qgpu.filter((r) => r.format === "f32" && r.M > 1 && String(r.shape).startsWith("gpt2"))
+) {
+  const ref = rowsOf(th).find((t) => t.shape === r.shape && t.M === r.M);
+  line(
+    "1",
+    `f32 ${r.shape} M=${r.M}`,
+    flops(r.gflops),
+    ref ? flops(ref.gflops) : "—",
+    ref ? r.gflops / ref.gflops : undefined,
+    0.5,
+  );
+}
+
+// Goal 3: NF4 vs our f32 at training shapes; batch-1 NF4 vs the copy ceiling.
+for (const r of qgpu.filter((r) => r.format.startsWith("nf4") && r.M > 1)) {
+  line(
+    "3",
+    `${r.format} ${r.shape} ${r.M}x${r.N}x${r.K}`,
+    flops(r.gflops),
+    "our f32",
+    r.x_f32,
+    0.9,
+  );
+}
+if (qm?.copy) {
+  console.log(
+    `    copy ceiling: ${
+      f(qm.copy.best_gbps, 1)
+    } GB/s (read + write), ${qm.copy.rows.length} measurements`,
+  );
+}
+for (const r of qgpu.filter((r) => r.format.startsWith("nf4") && r.M === 1)) {
+  line(
+    "3",
+    `${r.format} M=1 ${r.N}x${r.K} (${f(r.weightBytes / 2 ** 20, 1)} MiB)`,
+    gbs(r.gbps),
+    gbs(qm?.copy?.best_gbps),
+    r.copy_fraction,
+    0.6,
+  );
+}
+
+// Goal 4: our GPT-2-small step vs PyTorch + PEFT at the same batch × context.
+const tt = rowsOf(th).filter((r) => r.model && String(r.model).startsWith("GPT-2"));
+for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
+  const refMethod = r.method === "qlora" ? "lora" : r.method;
+  const ref = tt.find((t) =>
+    t.method === refMethod && t.batch === r.batch && t.context === r.context && t.model === r.model
+  );
+  const tag = `${r.method} ${r.batch}x${r.context}${
+    r.model === "GPT-2 small (124 M)" ? "" : " (small model)"
+  }`;
+  line(
+    "4",
+    `step ${tag} vs torch ${refMethod}`,
+    `${Math.round(r.tokens_per_s)} tok/s`,
+    ref ? `${Math.round(ref.tokens_per_s)} tok/s` : "—",
+    ref ? r.tokens_per_s / ref.tokens_per_s : undefined,
+    r.method === "qlora" ? 0.5 : undefined,
+  );
+  console.log(
+    `      ${r.dispatches_per_step} dispatches/step, peak ${
+      f(r.peak_bytes / 2 ** 30)
+    } GiB, ${r.trainable_params} trainable${
+      ref
+        ? `; torch: ${ref.impl}, ${ref.trainable_params} trainable, peak ${
+          f((ref.peak_bytes ?? NaN) / 2 ** 30)
+        } GiB`
+        : ""
+    }`,
+  );
+}
+if (asJson) console.log(JSON.stringify(out, null, 2));
