@@ -14,7 +14,8 @@
  * `--gpt2-small` (adds `gpt2`: the 124 M shape, slow on a CPU), `--gpt2-batch 8x1024` (batch ×
  * context; default 8x1024 on a hardware adapter, 1x32 on a software one or the CPU),
  * `--gpt2-layers 12`, `--gpt2-vocab 50257` (smaller only for smoke tests: lavapipe's buffers stop
- * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`.
+ * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`,
+ * `--attention auto|composed` (composed: no fused attention kernel, for comparison).
  */
 
 import { parseArgs } from "node:util";
@@ -31,6 +32,7 @@ import {
   QuantLinear,
   Rng,
   scope,
+  setAttentionMode,
   sum,
   Tape,
   Tensor,
@@ -49,8 +51,14 @@ const { values } = parseArgs({
     backends: { type: "string", default: "cpu,webgpu" },
     parts: { type: "string", default: "layer,shipped" },
     methods: { type: "string", default: "full,lora,qlora" },
+    attention: { type: "string", default: "auto" },
   },
 });
+if (values.attention !== "auto" && values.attention !== "composed") {
+  console.error(`bench: --attention takes auto or composed, got ${values.attention}`);
+  Deno.exit(2);
+}
+setAttentionMode(values.attention);
 const minMs = Number(values["min-ms"]);
 const parts = values.parts.split(",");
 if (values["gpt2-small"] && !parts.includes("gpt2")) parts.push("gpt2");
