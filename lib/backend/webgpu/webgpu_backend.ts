@@ -202,6 +202,11 @@ export class WebGpuBackend implements Backend {
       v.bn / v.tn <= l.maxComputeWorkgroupSizeX && v.bm / v.tm <= l.maxComputeWorkgroupSizeY;
   }
 
+  /** The name of the forced matmul variant (see {@link forceMatmulVariant}), or null. */
+  get forcedMatmulVariant(): string | null {
+    return this.forcedMatmul?.name ?? null;
+  }
+
   /**
    * Forces one matmul variant for every product (null: back to tuned / heuristic choice). Starts
    * as `LORALAB_MATMUL_VARIANT` when that is set. Throws for an unknown name or one that does not

@@ -47,13 +47,15 @@ export interface MatmulVariant {
 /**
  * The family, all with 256 threads per workgroup: `t64` (64×64 tile, 4×4 per thread, BK 16: the
  * original design, best for small outputs), `t128` (128×128, 8×8 per thread, BK 8), `t128db` (the
- * same, double-buffered), `t128x64` / `t64x128` (rectangular, 8×4 / 4×8 per thread, BK 16, for
+ * same, double-buffered), `t128k16` (128×128 with BK 16: half the barriers, 16.5 KiB of workgroup
+ * memory, so it needs more than WebGPU's default 16 KiB limit), `t128x64` / `t64x128` (rectangular, 8×4 / 4×8 per thread, BK 16, for
  * tall or wide outputs).
  */
 export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
   { name: "t64", bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, doubleBuffer: false },
   { name: "t128", bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, doubleBuffer: false },
   { name: "t128db", bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, doubleBuffer: true },
+  { name: "t128k16", bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, doubleBuffer: false },
   { name: "t128x64", bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, doubleBuffer: false },
   { name: "t64x128", bm: 64, bn: 128, bk: 16, tm: 4, tn: 8, doubleBuffer: false },
 ];
