@@ -17,6 +17,12 @@ export * from "./backend/backend.ts";
 export * from "./backend/device.ts";
 export { CpuBackend } from "./backend/cpu/cpu_backend.ts";
 export { WebGpuBackend } from "./backend/webgpu/webgpu_backend.ts";
+export { MATMUL_VARIANTS, type MatmulVariant } from "./backend/webgpu/kernels/matmul.ts";
+export {
+  DEFAULT_TUNE_SHAPES,
+  type MatmulShape,
+  type MatmulTuneResult,
+} from "./backend/webgpu/matmul_tuning.ts";
 export { GpuEngine, type Kernel } from "./backend/webgpu/engine.ts";
 export * from "./tensor.ts";
 export * from "./rng.ts";

@@ -87,6 +87,13 @@ export interface MatmulParams {
   strideA: number;
   /** Elements between consecutive B matrices (0 = broadcast). */
   strideB: number;
+  /** Factor of the product: `alpha·op(A)·op(B)` (default 1). */
+  alpha?: number;
+  /**
+   * Add the previous contents of the output storage passed to {@link Backend.matmul} (default
+   * false): `out = alpha·op(A)·op(B) + bias + out`.
+   */
+  accumulate?: boolean;
 }
 
 /**
@@ -152,8 +159,19 @@ export interface Backend {
   /** Submits pending work and waits for it (no-op on the CPU). */
   sync(): Promise<void>;
 
-  /** `out = op(A) · op(B) + bias`; out: [batch, M, N], bias: [N] or null. */
-  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage;
+  /**
+   * `out = alpha · op(A) · op(B) + bias (+ out)`; out: [batch, M, N], bias: [N] or null. With
+   * `out` given, the result is written into it (it must hold batch·M·N elements and be none of
+   * a, b, bias) and it is returned; `p.accumulate` adds its previous contents and requires it.
+   * Otherwise a new storage is returned.
+   */
+  matmul(
+    a: Storage,
+    b: Storage,
+    bias: Storage | null,
+    p: MatmulParams,
+    out?: Storage,
+  ): Storage;
   /**
    * Broadcasting binary op. `aStrides`/`bStrides` give each input's element stride per output
    * axis (0 on broadcast axes).

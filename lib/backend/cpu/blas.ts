@@ -193,22 +193,35 @@ export function sgemm(
 
 /**
  * {@link sgemm} over a batch with the CPU backend's {@link MatmulParams} (stride 0 broadcasts an
- * operand); the bias is written into each output row first and accumulated with beta = 1.
- * Throws when BLAS is unavailable.
+ * operand), `alpha` passed through; the bias is written into (or, when accumulating, added to)
+ * each output row first and accumulated with beta = 1. Writes into `out` when given, else into a
+ * new array. Throws when BLAS is unavailable.
  */
 export function matmulBlas(
   a: Float32Array,
   b: Float32Array,
   bias: Float32Array | null,
   p: MatmulParams,
+  out?: Float32Array,
 ): Float32Array {
   const { batch, M, N, K, transA, transB, strideA, strideB } = p;
-  const out = new Float32Array(batch * M * N);
+  const alpha = p.alpha ?? 1, acc = p.accumulate ?? false;
+  if (acc && !out) throw new Error("matmul: accumulate needs an output to add to");
+  const dst = out ?? new Float32Array(batch * M * N);
+  if (dst.length < batch * M * N) {
+    throw new RangeError(
+      `matmul: output of ${dst.length} elements, the product has ${batch * M * N}`,
+    );
+  }
   if (bias) {
     const b0 = bias.subarray(0, N);
-    for (let r = 0; r < batch * M; r++) out.set(b0, r * N);
-  }
-  if (K === 0) return out; // empty sums: only the bias
+    for (let r = 0; r < batch * M; r++) {
+      if (acc) {
+        for (let j = 0; j < N; j++) dst[r * N + j] += b0[j];
+      } else dst.set(b0, r * N);
+    }
+  } else if (out && !acc) dst.fill(0, 0, batch * M * N);
+  if (K === 0) return dst; // empty sums: only the bias (and previous output)
   const lda = transA ? M : K, ldb = transB ? K : N;
   for (let z = 0; z < batch; z++) {
     sgemm(
@@ -217,15 +230,15 @@ export function matmulBlas(
       M,
       N,
       K,
-      1,
+      alpha,
       a.subarray(z * strideA),
       lda,
       b.subarray(z * strideB),
       ldb,
-      bias ? 1 : 0,
-      out.subarray(z * M * N, (z + 1) * M * N),
+      bias || acc ? 1 : 0,
+      dst.subarray(z * M * N, (z + 1) * M * N),
       N,
     );
   }
-  return out;
+  return dst;
 }

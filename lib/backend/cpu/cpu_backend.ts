@@ -119,8 +119,22 @@ export class CpuBackend implements Backend {
   }
 
   /** See {@link Backend.matmul}. */
-  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage {
-    return this.wrap(matmulCpu(this.f32(a), this.f32(b), bias ? this.f32(bias) : null, p));
+  matmul(
+    a: Storage,
+    b: Storage,
+    bias: Storage | null,
+    p: MatmulParams,
+    out?: Storage,
+  ): Storage {
+    if (out && (out === a || out === b || out === bias)) {
+      throw new Error("cpu matmul: the output storage must not be an input");
+    }
+    const bs = bias ? this.f32(bias) : null;
+    if (out) {
+      matmulCpu(this.f32(a), this.f32(b), bs, p, this.f32(out));
+      return out;
+    }
+    return this.wrap(matmulCpu(this.f32(a), this.f32(b), bs, p));
   }
   /** See {@link Backend.binary}. */
   binary(

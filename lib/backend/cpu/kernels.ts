@@ -10,30 +10,52 @@ import { blasAvailable, matmulBlas } from "./blas.ts";
 import { geluGrad } from "./backward.ts";
 
 /**
- * out[b]: [M, N] = op(A[b]) · op(B[b]) (+ bias[N]). Runs through OpenBLAS `sgemm` when it is
- * available (see `blas.ts`; deterministic run to run), else {@link matmulJs}.
+ * out[b]: [M, N] = alpha · op(A[b]) · op(B[b]) (+ bias[N]) (+ out[b] when `p.accumulate`). Runs
+ * through OpenBLAS `sgemm` when it is available (see `blas.ts`; deterministic run to run), else
+ * {@link matmulJs}. With alpha 1 and no accumulation the numerics are those of the plain product.
+ * Writes into `out` when given, else into a new array; returns the array written.
  */
 export function matmulCpu(
   a: Float32Array,
   b: Float32Array,
   bias: Float32Array | null,
   p: MatmulParams,
+  out?: Float32Array,
 ): Float32Array {
-  return blasAvailable() ? matmulBlas(a, b, bias, p) : matmulJs(a, b, bias, p);
+  checkMatmulOut(p, out);
+  return blasAvailable() ? matmulBlas(a, b, bias, p, out) : matmulJs(a, b, bias, p, out);
 }
 
 /**
- * The readable reference and fallback of {@link matmulCpu}: f32 accumulation in i-k-j order, the
- * bias added last.
+ * Throws unless `out` suits a product: present when `p.accumulate`, long enough, `alpha` finite.
+ */
+export function checkMatmulOut(p: MatmulParams, out?: Float32Array): void {
+  const n = p.batch * p.M * p.N;
+  if (p.accumulate && !out) throw new Error("matmul: accumulate needs an output to add to");
+  if (out && out.length < n) {
+    throw new RangeError(`matmul: output of ${out.length} elements, the product has ${n}`);
+  }
+  if (p.alpha !== undefined && !Number.isFinite(p.alpha)) {
+    throw new RangeError(`matmul: alpha must be finite, got ${p.alpha}`);
+  }
+}
+
+/**
+ * The readable reference and fallback of {@link matmulCpu}: f32 accumulation in i-k-j order, then
+ * the factor alpha (when not 1), the bias, and the previous output (when accumulating). Writes
+ * into `out` when given (see `Backend.matmul`), else into a new array.
  */
 export function matmulJs(
   a: Float32Array,
   b: Float32Array,
   bias: Float32Array | null,
   p: MatmulParams,
+  out?: Float32Array,
 ): Float32Array {
   const { batch, M, N, K, transA, transB, strideA, strideB } = p;
-  const out = new Float32Array(batch * M * N);
+  const alpha = p.alpha ?? 1, acc = p.accumulate ?? false;
+  checkMatmulOut(p, out);
+  const dst = out ?? new Float32Array(batch * M * N);
   const row = new Float32Array(N);
   for (let z = 0; z < batch; z++) {
     const a0 = z * strideA, b0 = z * strideB, o0 = z * M * N;
@@ -48,11 +70,13 @@ export function matmulJs(
           for (let j = 0; j < N; j++) row[j] += aik * b[bk + j];
         }
       }
+      if (alpha !== 1) { for (let j = 0; j < N; j++) row[j] *= alpha; }
       if (bias) { for (let j = 0; j < N; j++) row[j] += bias[j]; }
-      out.set(row, o0 + i * N);
+      if (acc) { for (let j = 0; j < N; j++) row[j] += dst[o0 + i * N + j]; }
+      dst.set(row, o0 + i * N);
     }
   }
-  return out;
+  return dst;
 }
 
 /**

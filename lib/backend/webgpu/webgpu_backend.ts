@@ -40,7 +40,25 @@ import {
 } from "./kernels/attention.ts";
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
-import { matmulKernel, TILE } from "./kernels/matmul.ts";
+import {
+  MATMUL_VARIANTS,
+  matmulGroups,
+  matmulKernel,
+  matmulSpec,
+  matmulThreads,
+  type MatmulVariant,
+  matmulVariant,
+  matmulWorkgroupBytes,
+} from "./kernels/matmul.ts";
+import {
+  DEFAULT_TUNE_SHAPES,
+  fullShape,
+  heuristicVariant,
+  matmulBucket,
+  type MatmulShape,
+  type MatmulTuneResult,
+  variantFromEnv,
+} from "./matmul_tuning.ts";
 import { reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/rows.ts";
 
@@ -48,6 +66,17 @@ import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/ro
 export interface GpuStorage extends Storage {
   /** The buffer. */
   readonly buffer: GPUBuffer;
+}
+
+/** Deterministic values in [-1, 1) for timing runs (a 32-bit LCG). */
+function noise(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    out[i] = x / 2 ** 31 - 1;
+  }
+  return out;
 }
 
 function pad(xs: number[], n: number): number[] {
@@ -132,18 +161,160 @@ export class WebGpuBackend implements Backend {
     return this.engine.sync();
   }
 
-  /** See {@link Backend.matmul}. */
-  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage {
-    const o = this.out(p.batch * p.M * p.N);
+  /** See {@link Backend.matmul}; the kernel variant is {@link matmulVariantFor}'s choice. */
+  matmul(
+    a: Storage,
+    b: Storage,
+    bias: Storage | null,
+    p: MatmulParams,
+    out?: Storage,
+  ): Storage {
     if (p.batch > 65535) throw new RangeError(`webgpu matmul: batch ${p.batch} > 65535`);
+    const alpha = p.alpha ?? 1;
+    if (!Number.isFinite(alpha)) {
+      throw new RangeError(`webgpu matmul: alpha must be finite, got ${alpha}`);
+    }
+    if (p.accumulate && !out) {
+      throw new Error("webgpu matmul: accumulate needs an output to add to");
+    }
+    const n = p.batch * p.M * p.N;
+    const inputs = [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy];
+    let o: GpuStorage;
+    if (out) {
+      o = out as GpuStorage;
+      if (inputs.includes(this.buf(o))) {
+        throw new Error("webgpu matmul: the output storage must not be an input");
+      }
+      if (o.buffer.size < n * 4) {
+        throw new RangeError(
+          `webgpu matmul: output of ${o.buffer.size} bytes, the product has ${n}`,
+        );
+      }
+    } else o = this.out(n);
+    const v = this.matmulVariantFor(p);
     this.engine.run(
-      matmulKernel(),
-      [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o.buffer],
-      [p.M, p.N, p.K, +p.transA, +p.transB, p.strideA, p.strideB, bias ? 1 : 0],
-      [Math.ceil(p.N / TILE), Math.ceil(p.M / TILE), p.batch],
+      matmulKernel(v, matmulSpec(p)),
+      [...inputs, o.buffer],
+      [p.M, p.N, p.K, p.strideA, p.strideB, bias ? 1 : 0, f32Bits(alpha), p.accumulate ? 1 : 0],
+      matmulGroups(v, p),
     );
     return o;
   }
+
+  private forcedMatmul: MatmulVariant | null = variantFromEnv();
+  private tunedMatmul = new Map<string, MatmulVariant>();
+
+  /** Whether a variant's workgroup fits this device's limits. */
+  matmulVariantFits(v: MatmulVariant): boolean {
+    const l = this.engine.device.limits;
+    return matmulWorkgroupBytes(v) <= l.maxComputeWorkgroupStorageSize &&
+      matmulThreads(v) <= l.maxComputeInvocationsPerWorkgroup &&
+      v.bn / v.tn <= l.maxComputeWorkgroupSizeX && v.bm / v.tm <= l.maxComputeWorkgroupSizeY;
+  }
+
+  /** The name of the forced matmul variant (see {@link forceMatmulVariant}), or null. */
+  get forcedMatmulVariant(): string | null {
+    return this.forcedMatmul?.name ?? null;
+  }
+
+  /**
+   * Forces one matmul variant for every product (null: back to tuned / heuristic choice). Starts
+   * as `LORALAB_MATMUL_VARIANT` when that is set. Throws for an unknown name or one that does not
+   * fit this device.
+   */
+  forceMatmulVariant(name: string | null): void {
+    if (name === null) {
+      this.forcedMatmul = null;
+      return;
+    }
+    const v = matmulVariant(name);
+    if (!this.matmulVariantFits(v)) {
+      throw new Error(`webgpu matmul: variant ${name} exceeds the limits of ${this.description}`);
+    }
+    this.forcedMatmul = v;
+  }
+
+  /**
+   * The variant a product runs with: the forced one, else the tuned winner of its bucket (see
+   * `matmul_tuning.ts`), else the shape heuristic.
+   */
+  matmulVariantFor(p: MatmulParams): MatmulVariant {
+    if (this.forcedMatmul) {
+      if (!this.matmulVariantFits(this.forcedMatmul)) {
+        throw new Error(
+          `webgpu matmul: forced variant ${this.forcedMatmul.name} exceeds the limits of ` +
+            this.description,
+        );
+      }
+      return this.forcedMatmul;
+    }
+    return this.tunedMatmul.get(matmulBucket(p)) ??
+      heuristicVariant(p, (v) => this.matmulVariantFits(v));
+  }
+
+  /**
+   * Times every variant that fits the device on each shape (default {@link DEFAULT_TUNE_SHAPES})
+   * and records the fastest for the shape's bucket, used by later products of that bucket unless
+   * a variant is forced. On a software adapter (lavapipe) it measures nothing and returns [] unless
+   * `force` is set: CPU timings would mislead. `minMs` is the time spent per variant and shape
+   * (default 50). Returns what it measured.
+   */
+  async tuneMatmul(
+    shapes: readonly MatmulShape[] = DEFAULT_TUNE_SHAPES,
+    opts: { force?: boolean; minMs?: number } = {},
+  ): Promise<MatmulTuneResult[]> {
+    if (this.engine.isSoftware && !opts.force) return [];
+    const minMs = opts.minMs ?? 50;
+    const results: MatmulTuneResult[] = [];
+    for (const s0 of shapes) {
+      const s = fullShape(s0);
+      const p: MatmulParams = {
+        ...s,
+        strideA: s.M * s.K,
+        strideB: s.K * s.N,
+      };
+      const a = this.upload("f32", noise(s.batch * s.M * s.K, 1));
+      const b = this.upload("f32", noise(s.batch * s.K * s.N, 2));
+      const o = this.out(s.batch * s.M * s.N);
+      const ms: Record<string, number> = {};
+      let best: MatmulVariant | null = null;
+      for (const v of MATMUL_VARIANTS) {
+        if (!this.matmulVariantFits(v)) continue;
+        const once = () =>
+          this.engine.run(
+            matmulKernel(v, matmulSpec(p)),
+            [this.buf(a), this.buf(b), this.dummy, o.buffer],
+            [p.M, p.N, p.K, p.strideA, p.strideB, 0, f32Bits(1), 0],
+            matmulGroups(v, p),
+          );
+        once(); // compile and warm up
+        await this.sync();
+        let reps = 0, per = 1;
+        const t0 = performance.now();
+        while (performance.now() - t0 < minMs) {
+          for (let i = 0; i < per; i++) once();
+          await this.sync();
+          reps += per;
+          per = Math.min(per * 2, 64);
+        }
+        ms[v.name] = (performance.now() - t0) / reps;
+        if (!best || ms[v.name] < ms[best.name]) best = v;
+      }
+      this.free(a);
+      this.free(b);
+      this.free(o);
+      const bucket = matmulBucket(p);
+      this.tunedMatmul.set(bucket, best!);
+      results.push({ bucket, shape: s, ms, winner: best!.name });
+    }
+    return results;
+  }
+
+  /** Forgets every tuned winner (products fall back to the heuristic). */
+  clearMatmulTuning(): void {
+    this.tunedMatmul.clear();
+  }
+
   /** See {@link Backend.binary}. */
   binary(
     op: BinaryOp,

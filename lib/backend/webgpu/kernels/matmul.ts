@@ -1,107 +1,392 @@
 /**
- * WGSL tiled matrix product with register blocking (twin of `matmulCpu`).
+ * WGSL tiled matrix products with register blocking (twins of `matmulCpu`), generated from one
+ * parameterised template so that a small family of well-known designs share one code path:
  *
- * A 16×16 workgroup computes a 64×64 output tile; each thread owns a 4×4 block of outputs held
- * in registers (rows ty + 16i, columns tx + 16j, so neighbouring threads touch neighbouring
- * addresses). Each step stages a 64×16 slice of op(A) and a 16×64 slice of op(B) in workgroup
- * memory, loading along whichever axis is contiguous in memory for the given transposition.
- * Out-of-range rows, columns and k are loaded as zero, so any M, N, K works.
+ * - a workgroup of (BN/TN)×(BM/TM) threads computes a BM×BN output tile; each thread owns TM×TN
+ *   outputs held in `vec4` registers: rows `4·(ty + TY·i) + r`, columns `4·(tx + TX·j) + c`, so
+ *   neighbouring threads read neighbouring `vec4`s of workgroup memory (no bank conflicts);
+ * - each step stages a BM×BK slice of op(A) and a BK×BN slice of op(B) in workgroup memory, stored
+ *   k-major (`As[k][m]`, `Bs[k][n]`, rows padded by 4 floats) so the inner loop reads `vec4`s;
+ * - global loads go along whichever axis is contiguous in memory, as `vec4<f32>` when that axis
+ *   (and the batch stride) is a multiple of 4 (`vecA`/`vecB`), else as scalars; out-of-range rows,
+ *   columns and k load as zero, so any M, N, K works;
+ * - `doubleBuffer` variants prefetch the next k-slice into registers while computing the current
+ *   one, with two workgroup buffers (one barrier per step);
+ * - the epilogue computes `out = alpha·acc (+ bias[col]) (+ previous out)`, with `vec4` stores
+ *   when N is a multiple of 4 (`vecO`).
+ *
+ * Transpositions and the `vec*` flags are baked into the code (they pick index arithmetic), so a
+ * pipeline key is `matmul:<variant>:<tA><tB>:<vecA><vecB><vecO>`. The variant is chosen by the
+ * backend (`WebGpuBackend.matmul`: forced, tuned or heuristic).
  *
  * @module
  */
 
+import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
 import { PRELUDE } from "./common.ts";
 
-/** Output tile edge (rows and columns per workgroup). */
-export const TILE = 64;
-/** k-slice staged per step. */
-const BK = 16;
+/** One design of the family: tile sizes and pipelining. */
+export interface MatmulVariant {
+  /** Name used in pipeline keys, `LORALAB_MATMUL_VARIANT` and tuning reports. */
+  readonly name: string;
+  /** Output rows per workgroup. */
+  readonly bm: number;
+  /** Output columns per workgroup. */
+  readonly bn: number;
+  /** k-slice staged per step. */
+  readonly bk: number;
+  /** Output rows per thread (multiple of 4). */
+  readonly tm: number;
+  /** Output columns per thread (multiple of 4). */
+  readonly tn: number;
+  /** Prefetch the next k-slice into registers (two workgroup buffers). */
+  readonly doubleBuffer: boolean;
+}
 
 /**
- * params: M, N, K, transA, transB, strideA, strideB, hasBias.
- * Bindings: A, B, bias (ignored unless hasBias), out. Dispatch: [⌈N/64⌉, ⌈M/64⌉, batch].
+ * The family, all with 256 threads per workgroup: `t64` (64×64 tile, 4×4 per thread, BK 16: the
+ * original design, best for small outputs), `t128` (128×128, 8×8 per thread, BK 8), `t128db` (the
+ * same, double-buffered), `t128k16` (128×128 with BK 16: half the barriers, 16.5 KiB of workgroup
+ * memory, so it needs more than WebGPU's default 16 KiB limit), `t128x64` / `t64x128` (rectangular, 8×4 / 4×8 per thread, BK 16, for
+ * tall or wide outputs).
  */
-export function matmulKernel(): Kernel {
-  return {
-    key: "matmul",
-    code: `${PRELUDE}
-const BM: u32 = ${TILE}u;
-const BN: u32 = ${TILE}u;
-const BK: u32 = ${BK}u;
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read> B: array<f32>;
-@group(0) @binding(3) var<storage, read> Bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> O: array<f32>;
-var<workgroup> As: array<f32, ${TILE * BK}>; // As[k * BM + m]
-var<workgroup> Bs: array<f32, ${TILE * BK}>; // Bs[k * BN + n]
+export const MATMUL_VARIANTS: readonly MatmulVariant[] = [
+  { name: "t64", bm: 64, bn: 64, bk: 16, tm: 4, tn: 4, doubleBuffer: false },
+  { name: "t128", bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, doubleBuffer: false },
+  { name: "t128db", bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, doubleBuffer: true },
+  { name: "t128k16", bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, doubleBuffer: false },
+  { name: "t128x64", bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, doubleBuffer: false },
+  { name: "t64x128", bm: 64, bn: 128, bk: 16, tm: 4, tn: 8, doubleBuffer: false },
+];
 
-@compute @workgroup_size(16, 16, 1)
+/** The variant called `name`; throws naming the valid ones otherwise. */
+export function matmulVariant(name: string): MatmulVariant {
+  const v = MATMUL_VARIANTS.find((x) => x.name === name);
+  if (!v) {
+    const names = MATMUL_VARIANTS.map((x) => x.name).join(", ");
+    throw new Error(`webgpu matmul: unknown variant '${name}' (expected one of ${names})`);
+  }
+  return v;
+}
+
+/** Threads per workgroup of a variant. */
+export function matmulThreads(v: MatmulVariant): number {
+  return (v.bm / v.tm) * (v.bn / v.tn);
+}
+
+/** Workgroup memory a variant uses, in bytes (checked against the device limit). */
+export function matmulWorkgroupBytes(v: MatmulVariant): number {
+  return (v.doubleBuffer ? 2 : 1) * v.bk * (v.bm + 4 + v.bn + 4) * 4;
+}
+
+/** Compile-time choices of one pipeline besides the variant. */
+export interface MatmulSpec {
+  /** A is stored [K, M]. */
+  transA: boolean;
+  /** B is stored [N, K]. */
+  transB: boolean;
+  /** Load A as `vec4` (its contiguous axis and batch stride are multiples of 4). */
+  vecA: boolean;
+  /** Load B as `vec4` (its contiguous axis and batch stride are multiples of 4). */
+  vecB: boolean;
+  /** Store the output (and read bias / previous output) as `vec4` (N is a multiple of 4). */
+  vecO: boolean;
+}
+
+/** The pipeline spec for a product: transpositions plus which operands allow `vec4` access. */
+export function matmulSpec(p: MatmulParams): MatmulSpec {
+  const { M, N, K, transA, transB, strideA, strideB } = p;
+  return {
+    transA,
+    transB,
+    vecA: (transA ? M : K) % 4 === 0 && strideA % 4 === 0,
+    vecB: (transB ? K : N) % 4 === 0 && strideB % 4 === 0,
+    vecO: N % 4 === 0,
+  };
+}
+
+/** Workgroup counts of a product with a variant: [⌈N/BN⌉, ⌈M/BM⌉, batch]. */
+export function matmulGroups(v: MatmulVariant, p: MatmulParams): [number, number, number] {
+  return [Math.ceil(p.N / v.bn), Math.ceil(p.M / v.bm), p.batch];
+}
+
+/** How one operand is staged: memory layout, tile extent and load width. */
+interface Operand {
+  /** "A" or "B" (global binding name; registers are r<X><l>). */
+  x: string;
+  /** Workgroup array. */
+  s: string;
+  /** Floats per k-row of the workgroup array (tile extent + 4 padding). */
+  ss: number;
+  /** Tile extent along m (A) or n (B). */
+  ext: number;
+  /** Memory rows run along k (the tile's m/n axis is contiguous). */
+  kMajor: boolean;
+  /** vec4 global loads. */
+  vec: boolean;
+  /** WGSL: batch offset, tile origin along m/n, size along m/n. */
+  base: string;
+  origin: string;
+  size: string;
+}
+
+/** Loads per thread and memory-tile columns of an operand. */
+function geometry(o: Operand, bk: number, nt: number): { loads: number; mc: number } {
+  const mr = o.kMajor ? bk : o.ext, mc = o.kMajor ? o.ext : bk;
+  const per = o.vec ? 4 : 1;
+  const loads = (mr * mc) / per / nt;
+  if (!Number.isInteger(loads) || loads < 1) {
+    throw new Error(`webgpu matmul: a ${mr}×${mc} tile does not split over ${nt} threads`);
+  }
+  return { loads, mc };
+}
+
+/**
+ * WGSL lines run once per thread: the memory-tile row `qr` and column `qc` of each of its loads
+ * (loop-invariant).
+ */
+function genCoords(o: Operand, bk: number, nt: number): string {
+  const { loads, mc } = geometry(o, bk, nt);
+  const per = o.vec ? 4 : 1;
+  const lines: string[] = [];
+  for (let l = 0; l < loads; l++) {
+    const q = `(tid + ${l * nt}u)`;
+    lines.push(
+      `  let q${o.x}r${l} = ${q} / ${mc / per}u;`,
+      `  let q${o.x}c${l} = (${q} % ${mc / per}u) * ${per}u;`,
+      `  var r${o.x}${l}: ${o.vec ? "vec4<f32>" : "f32"};`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** WGSL that loads the k-slice starting at `k0` from global memory into registers. */
+function genLoad(o: Operand, bk: number, nt: number): string {
+  const { loads } = geometry(o, bk, nt);
+  const lines: string[] = [];
+  for (let l = 0; l < loads; l++) {
+    const r = `q${o.x}r${l}`, c = `q${o.x}c${l}`;
+    // kMajor: memory is [K, size] (row k); otherwise [size, K] (row m/n).
+    const [gr, gc, rows, cols, ld] = o.kMajor
+      ? [`k0 + ${r}`, `${o.origin} + ${c}`, "K", o.size, o.size]
+      : [`${o.origin} + ${r}`, `k0 + ${c}`, o.size, "K", "K"];
+    const idx = o.vec
+      ? `${o.base} / 4u + gr * (${ld} / 4u) + gc / 4u`
+      : `${o.base} + gr * ${ld} + gc`;
+    const zero = o.vec ? "vec4<f32>(0.0)" : "0.0";
+    lines.push(
+      `    { let gr = ${gr}; let gc = ${gc};`,
+      `      if (gr < ${rows} && gc < ${cols}) { r${o.x}${l} = ${o.x}[${idx}]; } ` +
+        `else { r${o.x}${l} = ${zero}; } }`,
+    );
+  }
+  return lines.join("\n");
+}
+
+/** WGSL that stores the registers into workgroup buffer `buf` (an offset in vec4s). */
+function genStore(o: Operand, bk: number, nt: number, buf: string): string {
+  const { loads } = geometry(o, bk, nt);
+  const lines: string[] = [];
+  const q4 = o.ss / 4;
+  for (let l = 0; l < loads; l++) {
+    const r = `q${o.x}r${l}`, c = `q${o.x}c${l}`, reg = `r${o.x}${l}`;
+    if (o.kMajor && o.vec) {
+      // Four consecutive m/n at one k: one vec4 store.
+      lines.push(`    ${o.s}[${buf} + ${r} * ${q4}u + ${c} / 4u] = ${reg};`);
+    } else if (o.vec) {
+      // Four consecutive k at one m/n: four scalar stores.
+      for (let cc = 0; cc < 4; cc++) {
+        lines.push(
+          `    ${o.s}[${buf} + (${c} + ${cc}u) * ${q4}u + ${r} / 4u][${r} % 4u] = ${reg}[${cc}];`,
+        );
+      }
+    } else {
+      const [k, mn] = o.kMajor ? [r, c] : [c, r];
+      lines.push(`    ${o.s}[${buf} + ${k} * ${q4}u + ${mn} / 4u][${mn} % 4u] = ${reg};`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/** WGSL of the unrolled inner product over one staged k-slice. */
+function genCompute(v: MatmulVariant, aBuf: string, bBuf: string): string {
+  const TX = v.bn / v.tn, TY = v.bm / v.tm;
+  const ni = v.tm / 4, nj = v.tn / 4;
+  const sa4 = (v.bm + 4) / 4, sb4 = (v.bn + 4) / 4;
+  const lines: string[] = [];
+  for (let k = 0; k < v.bk; k++) {
+    lines.push("    {");
+    for (let i = 0; i < ni; i++) {
+      lines.push(`      let a${i} = As[${aBuf} + ${k * sa4 + TY * i}u + ty];`);
+    }
+    for (let j = 0; j < nj; j++) {
+      lines.push(`      let b${j} = Bs[${bBuf} + ${k * sb4 + TX * j}u + tx];`);
+    }
+    for (let i = 0; i < ni; i++) {
+      for (let r = 0; r < 4; r++) {
+        for (let j = 0; j < nj; j++) {
+          const c = `c${i * 4 + r}_${j}`;
+          lines.push(`      ${c} = fma(vec4<f32>(a${i}[${r}]), b${j}, ${c});`);
+        }
+      }
+    }
+    lines.push("    }");
+  }
+  return lines.join("\n");
+}
+
+/** WGSL of the epilogue: alpha, bias, accumulate, bounds-checked stores. */
+function genEpilogue(v: MatmulVariant, vecO: boolean): string {
+  const TX = v.bn / v.tn, TY = v.bm / v.tm;
+  const lines: string[] = [];
+  for (let i = 0; i < v.tm / 4; i++) {
+    for (let r = 0; r < 4; r++) {
+      lines.push(`  { let row = row0 + ${4 * TY * i + r}u + 4u * ty;`, `    if (row < M) {`);
+      for (let j = 0; j < v.tn / 4; j++) {
+        const c = `c${i * 4 + r}_${j}`;
+        lines.push(`      { let col = col0 + ${4 * TX * j}u + 4u * tx;`);
+        if (vecO) {
+          lines.push(
+            `        if (col < N) {`,
+            `          var val = alpha * ${c};`,
+            `          if (hasBias) { val += Bias[col / 4u]; }`,
+            `          let o = (o0 + row * N + col) / 4u;`,
+            `          if (accumulate) { val += O[o]; }`,
+            `          O[o] = val;`,
+            `        }`,
+          );
+        } else {
+          for (let cc = 0; cc < 4; cc++) {
+            lines.push(
+              `        if (col + ${cc}u < N) {`,
+              `          var val = alpha * ${c}[${cc}];`,
+              `          if (hasBias) { val += Bias[col + ${cc}u]; }`,
+              `          let o = o0 + row * N + col + ${cc}u;`,
+              `          if (accumulate) { val += O[o]; }`,
+              `          O[o] = val;`,
+              `        }`,
+            );
+          }
+        }
+        lines.push(`      }`);
+      }
+      lines.push(`    } }`);
+    }
+  }
+  return lines.join("\n");
+}
+
+/**
+ * The kernel of one variant and spec. params: M, N, K, strideA, strideB, hasBias, alpha (f32
+ * bits), accumulate. Bindings: A, B, bias (ignored unless hasBias), out (read too when
+ * accumulating). Dispatch: {@link matmulGroups}.
+ */
+export function matmulKernel(v: MatmulVariant, s: MatmulSpec): Kernel {
+  const nt = matmulThreads(v);
+  if (v.tm % 4 || v.tn % 4 || v.bm % v.tm || v.bn % v.tn) {
+    throw new Error(`webgpu matmul: variant ${v.name} has a bad thread tile`);
+  }
+  const TX = v.bn / v.tn;
+  const A: Operand = {
+    x: "A",
+    s: "As",
+    ss: v.bm + 4,
+    ext: v.bm,
+    kMajor: s.transA,
+    vec: s.vecA,
+    base: "a0",
+    origin: "row0",
+    size: "M",
+  };
+  const B: Operand = {
+    x: "B",
+    s: "Bs",
+    ss: v.bn + 4,
+    ext: v.bn,
+    kMajor: !s.transB,
+    vec: s.vecB,
+    base: "b0",
+    origin: "col0",
+    size: "N",
+  };
+  const nbuf = v.doubleBuffer ? 2 : 1;
+  const aSlice = (v.bk * A.ss) / 4, bSlice = (v.bk * B.ss) / 4; // vec4s per buffer
+  const accs: string[] = [];
+  for (let i = 0; i < v.tm; i++) {
+    for (let j = 0; j < v.tn / 4; j++) accs.push(`  var c${i}_${j} = vec4<f32>(0.0);`);
+  }
+  const t = (b: boolean) => (b ? "vec4<f32>" : "f32");
+  const load = (k0: string) =>
+    `  { let k0 = ${k0};\n${genLoad(A, v.bk, nt)}\n${genLoad(B, v.bk, nt)}\n  }`;
+  const store = (buf: string) =>
+    `${genStore(A, v.bk, nt, `${buf} * ${aSlice}u`)}\n${
+      genStore(B, v.bk, nt, `${buf} * ${bSlice}u`)
+    }`;
+  const body = v.doubleBuffer
+    ? `  if (nT > 0u) {
+${load("0u")}
+${store("0u")}
+  }
+  workgroupBarrier();
+  for (var t = 0u; t < nT; t++) {
+    let cur = t & 1u;
+    let more = t + 1u < nT;
+    if (more) {
+${load(`(t + 1u) * ${v.bk}u`)}
+    }
+${genCompute(v, `cur * ${aSlice}u`, `cur * ${bSlice}u`)}
+    if (more) {
+${store("(cur ^ 1u)")}
+    }
+    workgroupBarrier();
+  }`
+    : `  for (var t = 0u; t < nT; t++) {
+${load(`t * ${v.bk}u`)}
+${store("0u")}
+    workgroupBarrier();
+${genCompute(v, "0u", "0u")}
+    workgroupBarrier();
+  }`;
+  const tA = +s.transA, tB = +s.transB, vA = +s.vecA, vB = +s.vecB, vO = +s.vecO;
+  return {
+    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}`,
+    code: `${PRELUDE}
+// variant ${v.name}: ${v.bm}×${v.bn} tile, ${v.tm}×${v.tn} per thread, BK ${v.bk}` +
+      `${
+        v.doubleBuffer ? ", double-buffered" : ""
+      }; transA ${tA} transB ${tB}; vec4 A ${vA} B ${vB} out ${vO}
+@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
+@group(0) @binding(2) var<storage, read> B: array<${t(s.vecB)}>;
+@group(0) @binding(3) var<storage, read> Bias: array<${t(s.vecO)}>;
+@group(0) @binding(4) var<storage, read_write> O: array<${t(s.vecO)}>;
+var<workgroup> As: array<vec4<f32>, ${nbuf * aSlice}>; // As[k][m], rows of ${A.ss} floats
+var<workgroup> Bs: array<vec4<f32>, ${nbuf * bSlice}>; // Bs[k][n], rows of ${B.ss} floats
+
+@compute @workgroup_size(${TX}, ${v.bm / v.tm}, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let M = pu(0u);
   let N = pu(1u);
   let K = pu(2u);
-  let ta = pu(3u) == 1u;
-  let tb = pu(4u) == 1u;
-  let a0 = wg.z * pu(5u);
-  let b0 = wg.z * pu(6u);
-  let row0 = wg.y * BM;
-  let col0 = wg.x * BN;
-  let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
-  for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
+  let a0 = wg.z * pu(3u);
+  let b0 = wg.z * pu(4u);
+  let hasBias = pu(5u) == 1u;
+  let alpha = pf(6u);
+  let accumulate = pu(7u) == 1u;
+  let row0 = wg.y * ${v.bm}u;
+  let col0 = wg.x * ${v.bn}u;
+  let tx = lid.x;
+  let ty = lid.y;
+  let tid = ty * ${TX}u + tx;
+  let nT = (K + ${v.bk - 1}u) / ${v.bk}u;
+${genCoords(A, v.bk, nt)}
+${genCoords(B, v.bk, nt)}
+${accs.join("\n")}
 
-  for (var k0 = 0u; k0 < K; k0 += BK) {
-    // Stage op(A)[row0.., k0..] and op(B)[k0.., col0..]: 1024 elements each, 4 per thread.
-    for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      var m: u32; var ka: u32;
-      if (ta) { ka = e / BM; m = e % BM; } else { m = e / BK; ka = e % BK; }
-      let gm = row0 + m;
-      let gka = k0 + ka;
-      var va = 0.0;
-      if (gm < M && gka < K) {
-        if (ta) { va = A[a0 + gka * M + gm]; } else { va = A[a0 + gm * K + gka]; }
-      }
-      As[ka * BM + m] = va;
-
-      var n: u32; var kb: u32;
-      if (tb) { n = e / BK; kb = e % BK; } else { kb = e / BN; n = e % BN; }
-      let gn = col0 + n;
-      let gkb = k0 + kb;
-      var vb = 0.0;
-      if (gn < N && gkb < K) {
-        if (tb) { vb = B[b0 + gn * K + gkb]; } else { vb = B[b0 + gkb * N + gn]; }
-      }
-      Bs[kb * BN + n] = vb;
-    }
-    workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var ar: array<f32, 4>;
-      var br: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        ar[i] = As[k * BM + lid.y + 16u * i];
-        br[i] = Bs[k * BN + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]); }
-      }
-    }
-    workgroupBarrier();
-  }
+${body}
 
   let o0 = wg.z * M * N;
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y + 16u * i;
-    if (r >= M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let c = col0 + lid.x + 16u * j;
-      if (c >= N) { continue; }
-      var v = acc[i * 4u + j];
-      if (pu(7u) == 1u) { v += Bias[c]; }
-      O[o0 + r * N + c] = v;
-    }
-  }
+${genEpilogue(v, s.vecO)}
 }`,
   };
 }
