@@ -221,6 +221,16 @@ export class Tensor {
     return record(out, [this], (g) => [g.reshape(this.shape)]);
   }
 
+  /**
+   * Another handle on this tensor's storage (refcounted like a reshape view) that no tape
+   * records: for ops that overwrite an input in place and record themselves.
+   */
+  alias(): Tensor {
+    this.storage; // throws if disposed
+    this.ref!.refs++;
+    return new Tensor(this.backend, this.ref!, this.shape, this.dtype);
+  }
+
   /** Releases the device memory (once every view sharing it is disposed). Idempotent. */
   dispose(): void {
     if (!this.ref) return;

@@ -6,6 +6,7 @@
 
 import { record } from "../autograd/tape.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
+import { add, scale } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
@@ -127,4 +128,74 @@ function sumToRank(g: Tensor, like: Tensor): Tensor {
   if (g.ndim === like.ndim) return g;
   const [r, c] = g.shape.slice(-2);
   return sum(g.reshape([-1, r, c]), 0);
+}
+
+/**
+ * `y + alpha · h · wᵀ` (a LoRA update on a base layer's output), with y: [..., N], h: [..., r],
+ * w: [N, r]. On a GPU this is one matmul dispatch that accumulates into y's storage in place
+ * (and two, with alpha folded in, backwards), instead of matmul + scale + add: **y's values are
+ * overwritten**, so y must be a fresh output that nothing reads afterwards (a linear layer's
+ * backward only needs its output's gradient, which passes through unchanged). On the CPU backend
+ * it is composed exactly as `add(y, scale(matmul(h, w, { transB: true }), alpha))`, keeping the
+ * CPU numerics of earlier releases.
+ */
+export function addMatmulInPlace(y: Tensor, h: Tensor, w: Tensor, alpha: number): Tensor {
+  sameBackend("addMatmulInPlace", y, h, w);
+  for (const [n, t] of [["y", y], ["h", h], ["w", w]] as const) {
+    needDtype("addMatmulInPlace", t, "f32", n);
+  }
+  const N = y.shape[y.ndim - 1], r = h.shape[h.ndim - 1];
+  if (w.ndim !== 2 || w.shape[0] !== N || w.shape[1] !== r || y.size / N !== h.size / r) {
+    throw new RangeError(
+      `addMatmulInPlace: y ${fmtShape(y.shape)}, h ${fmtShape(h.shape)} and w ${
+        fmtShape(w.shape)
+      } do not fit y + h·wᵀ`,
+    );
+  }
+  const dev = y.backend;
+  if (dev.kind === "cpu") return add(y, scale(matmul(h, w, { transB: true }), alpha));
+  const rows = y.size / N;
+  const mm = (M: number, n: number, K: number, transA: boolean, transB: boolean) => ({
+    batch: 1,
+    M,
+    N: n,
+    K,
+    transA,
+    transB,
+    strideA: 0,
+    strideB: 0,
+    alpha,
+  });
+  const out = y.alias();
+  dev.matmul(
+    h.storage,
+    w.storage,
+    null,
+    { ...mm(rows, N, r, false, true), accumulate: true },
+    out.storage,
+  );
+  return record(out, [y, h, w], (g, needs) => {
+    const gs = g.storage;
+    return [
+      needs[0] ? g : null,
+      // dh = alpha · g · w: [rows, N] · [N, r]
+      needs[1]
+        ? new Tensor(
+          dev,
+          dev.matmul(gs, w.storage, null, mm(rows, r, N, false, false)),
+          h.shape,
+          "f32",
+        )
+        : null,
+      // dw = alpha · gᵀ · h: [N, rows] · [rows, r]
+      needs[2]
+        ? new Tensor(
+          dev,
+          dev.matmul(gs, h.storage, null, mm(N, r, rows, true, false)),
+          [N, r],
+          "f32",
+        )
+        : null,
+    ];
+  });
 }

@@ -11,7 +11,7 @@
  */
 
 import type { Linear, LinearLike } from "../nn/linear.ts";
-import { add, dropout, matmul, scale, sub } from "../ops/mod.ts";
+import { add, addMatmulInPlace, dropout, matmul, scale, sub } from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
 import { Tensor } from "../tensor.ts";
 import { toDevice } from "../quant/device_weight.ts";
@@ -85,8 +85,7 @@ export class LoraLinear implements LinearLike {
     if (this.merged) return y;
     const p = this.training ? this.opts.dropout ?? 0 : 0;
     const h = matmul(dropout(x, p, this.dropoutRng), this.loraA, { transB: true }); // [..., r]
-    const u = matmul(h, this.loraB, { transB: true }); // [..., out]
-    return add(y, scale(u, this.scaling));
+    return addMatmulInPlace(y, h, this.loraB, this.scaling); // y + s·h·Bᵀ: [..., out]
   }
 
   /** `lora_A.weight`, `lora_B.weight` (trainable) and the base's parameters (frozen). */

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import {
   add,
+  addMatmulInPlace,
   type Backend,
   broadcastTo,
   causalSelfAttention,
@@ -252,6 +253,19 @@ check("narrow", {
     Array.from({ length: 12 }, (_, i) => {
       const [x, y, z] = unravel(i, [2, 3, 2]);
       return a[ravel([x, y + 2, z], [2, 6, 2])];
+    }),
+});
+
+// ---- y + α·h·wᵀ in place (the LoRA update; fused on WebGPU) ----
+check("addMatmulInPlace (y [2,3,5] + 0.7·h·wᵀ)", {
+  shapes: [[2, 3, 5], [2, 3, 4], [5, 4]],
+  op: (_d, [y, h, w]) => addMatmulInPlace(y, h, w, 0.7),
+  ref: ([y, h, w]) =>
+    y.map((v, i) => {
+      const row = Math.floor(i / 5), n = i % 5;
+      let acc = 0;
+      for (let k = 0; k < 4; k++) acc += h[row * 4 + k] * w[n * 4 + k];
+      return v + 0.7 * acc;
     }),
 });
 

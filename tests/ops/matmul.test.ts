@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpu, matmul, Rng, Tensor } from "../../lib/mod.ts";
+import { addMatmulInPlace, cpu, matmul, Rng, Tensor } from "../../lib/mod.ts";
 import { assertClose, bothBackends, gpu, randData, randInt, t, U32 } from "../harness.ts";
 import { matmulRef } from "../ref.ts";
 
@@ -97,4 +97,39 @@ Deno.test("matmul: shape errors name the problem", () => {
     /bias \[5\] should be \[4\]/,
   );
   assert.throws(() => matmul(Tensor.zeros([3]), b), /at least 2 dims/);
+});
+
+bothBackends("addMatmulInPlace: y + α·h·wᵀ against float64; shapes are checked", async (dev) => {
+  const rng = new Rng(91);
+  for (const [B, T, N, r] of [[1, 1, 1, 1], [3, 70, 130, 8], [2, 65, 64, 16]]) {
+    const rows = B * T;
+    const y = randData(rng, rows * N), h = randData(rng, rows * r), w = randData(rng, N * r);
+    const alpha = 1.7;
+    const want: number[] = [], tol: number[] = [];
+    for (let i = 0; i < rows; i++) {
+      for (let n = 0; n < N; n++) {
+        let acc = 0, mag = 0;
+        for (let k = 0; k < r; k++) {
+          acc += h[i * r + k] * w[n * r + k];
+          mag += Math.abs(h[i * r + k] * w[n * r + k]);
+        }
+        want.push(y[i * N + n] + alpha * acc);
+        // f32 dot product of length r, scaled, plus one rounding of the sum (and of the scale
+        // step when composed): 2·(r + 3)·u·(α·Σ|hw| + |y|).
+        tol.push(2 * (r + 3) * U32 * (alpha * mag + Math.abs(y[i * N + n])) + 1e-30);
+      }
+    }
+    const out = addMatmulInPlace(
+      t(dev, y, [B, T, N]),
+      t(dev, h, [B, T, r]),
+      t(dev, w, [N, r]),
+      alpha,
+    );
+    assert.deepEqual(out.shape, [B, T, N]);
+    assertClose(await out.toArray(), want, tol, `addMatmulInPlace ${B}x${T}x${N} r${r}`);
+  }
+  assert.throws(
+    () => addMatmulInPlace(t(dev, [1, 2], [1, 2]), t(dev, [1], [1, 1]), t(dev, [1, 2], [1, 2]), 1),
+    /do not fit/,
+  );
 });
