@@ -31,6 +31,7 @@ import {
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import { matmulKernel, TILE } from "./kernels/matmul.ts";
+import { F16_TILE, type MatmulDtypeParams, matmulF16Kernel } from "./kernels/matmul_f16.ts";
 import { reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/rows.ts";
 
@@ -122,10 +123,30 @@ export class WebGpuBackend implements Backend {
     return this.engine.sync();
   }
 
-  /** See {@link Backend.matmul}. */
-  matmul(a: Storage, b: Storage, bias: Storage | null, p: MatmulParams): Storage {
-    const o = this.out(p.batch * p.M * p.N);
+  /**
+   * See {@link Backend.matmul}. With `p.dtype === "f16"` (A, B and bias all f16) it runs the f16
+   * kernel, accumulating in `p.accumulate` (default f32) and writing `p.outDtype` (default f16).
+   */
+  matmul(
+    a: Storage,
+    b: Storage,
+    bias: Storage | null,
+    p: MatmulParams | MatmulDtypeParams,
+  ): Storage {
     if (p.batch > 65535) throw new RangeError(`webgpu matmul: batch ${p.batch} > 65535`);
+    if ("dtype" in p && p.dtype === "f16") {
+      this.need16("f16");
+      const out = p.outDtype ?? "f16";
+      const o = this.out(p.batch * p.M * p.N, out);
+      this.engine.run(
+        matmulF16Kernel(p.accumulate ?? "f32", out),
+        [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o.buffer],
+        [p.M, p.N, p.K, +p.transA, +p.transB, p.strideA, p.strideB, bias ? 1 : 0],
+        [Math.ceil(p.N / F16_TILE), Math.ceil(p.M / F16_TILE), p.batch],
+      );
+      return o;
+    }
+    const o = this.out(p.batch * p.M * p.N);
     this.engine.run(
       matmulKernel(),
       [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o.buffer],
