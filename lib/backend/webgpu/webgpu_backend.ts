@@ -31,7 +31,7 @@ import {
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import { matmulKernel, TILE } from "./kernels/matmul.ts";
-import { F16_TILE, type MatmulDtypeParams, matmulF16Kernel } from "./kernels/matmul_f16.ts";
+import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
 import { reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/rows.ts";
 
@@ -131,10 +131,15 @@ export class WebGpuBackend implements Backend {
     a: Storage,
     b: Storage,
     bias: Storage | null,
-    p: MatmulParams | MatmulDtypeParams,
+    // The fields of MatmulDtypeParams (kernels/matmul_f16.ts), spelled out for the public docs.
+    p: MatmulParams & {
+      dtype?: "f32" | "f16";
+      accumulate?: "f32" | "f16";
+      outDtype?: "f16" | "f32";
+    },
   ): Storage {
     if (p.batch > 65535) throw new RangeError(`webgpu matmul: batch ${p.batch} > 65535`);
-    if ("dtype" in p && p.dtype === "f16") {
+    if (p.dtype === "f16") {
       this.need16("f16");
       const out = p.outDtype ?? "f16";
       const o = this.out(p.batch * p.M * p.N, out);
