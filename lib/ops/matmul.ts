@@ -38,7 +38,7 @@ export interface MatmulOptions {
  * Operands are both f32, or both f16 (then the bias too; see {@link MatmulOptions.accumulate}
  * and {@link MatmulOptions.outDtype}). f16 runs the WGSL f16 kernel on WebGPU (which needs
  * `shader-f16`) and its plain-TypeScript twin on the CPU backend (exact twin, slow loops); f16
- * products are not differentiable (f16 tensors never require gradients).
+ * products are not differentiable (backward through one throws).
  *
  * @example
  * ```ts
@@ -81,8 +81,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
   const inputs = bias ? [a, b, bias] : [a, b];
   if (dtype === "f16") {
-    // f16 tensors never require gradients (Tape.watch takes f32 only; cast is not
-    // differentiable), so there is nothing to record.
     const out = opts.outDtype ?? "f16";
     const p = {
       batch,
@@ -94,7 +92,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       strideA: batchA.length ? M * Ka : 0,
       strideB: batchB.length ? Ka * N : 0,
     };
-    return new Tensor(dev, matmulF16(a, b, bias, p, opts.accumulate ?? "f32", out), outShape, out);
+    const s = matmulF16(a, b, bias, p, opts.accumulate ?? "f32", out);
+    // Recorded so that a gradient path through it fails loudly instead of being cut silently.
+    return record(new Tensor(dev, s, outShape, out), inputs, () => {
+      throw new Error(`autograd: matmul of f16 operands is not differentiable (cast to f32)`);
+    });
   }
   if (batchA.length && !batchB.length && !transA) {
     const s = dev.matmul(a.storage, b.storage, bs, {
