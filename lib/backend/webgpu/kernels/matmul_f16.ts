@@ -10,7 +10,9 @@
  * - `acc: "f32"` (default): each f16 is widened to f32 (exact) and every product is exact in f32
  *   (11 + 11 significant bits), so each `fma` is one f32 rounding of the running sum.
  * - `acc: "f16"`: products and running sums in f16 (half the registers and workgroup memory; on
- *   some GPUs twice the arithmetic rate), each step rounded to f16 (unit roundoff 2^-11).
+ *   some GPUs twice the arithmetic rate), each step rounded to f16 (unit roundoff 2^-11). WGSL
+ *   lets an f16 `fma` round the product first or not: lavapipe does (as the twin), a GPU with a
+ *   fused f16 fma does not; both stay within the same error bound.
  *
  * Each thread sums k = 0, 1, … K-1 in order, then adds the bias, then converts to the output type
  * (`out: "f16"` default, or `"f32"`), exactly as the CPU twin does.
