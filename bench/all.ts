@@ -1,6 +1,7 @@
 /**
  * `deno task bench`: runs every benchmark in one process tree, one after the other, so their
- * ratios come from the same run: bench/matmul.ts, bench/qmatmul.ts, bench/train_step.ts.
+ * ratios come from the same run: bench/matmul.ts, bench/matmul_f16.ts, bench/qmatmul.ts,
+ * bench/train_step.ts.
  * `--json` makes each print JSON (one object per benchmark, as a JSON array); any other flag is an
  * error (run a single benchmark directly for its own flags).
  */
@@ -15,7 +16,7 @@ if (unknown.length) {
 }
 const perms = ["--allow-read", "--allow-env", "--allow-ffi=/usr/lib"];
 const outputs: unknown[] = [];
-for (const name of ["matmul", "qmatmul", "train_step"]) {
+for (const name of ["matmul", "matmul_f16", "qmatmul", "train_step"]) {
   const p = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

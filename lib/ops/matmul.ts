@@ -5,6 +5,10 @@
  */
 
 import { record } from "../autograd/tape.ts";
+import type { MatmulParams, Storage } from "../backend/backend.ts";
+import type { CpuStorage } from "../backend/cpu/cpu_backend.ts";
+import { matmulF16Cpu } from "../backend/cpu/matmul_f16.ts";
+import type { MatmulDtypeParams } from "../backend/webgpu/kernels/matmul_f16.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
 import { add, scale } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
@@ -16,14 +20,26 @@ export interface MatmulOptions {
   transA?: boolean;
   /** Use the transpose of `b`'s last two dims (`x · Wᵀ` for a [out, in] weight). */
   transB?: boolean;
-  /** Bias [N] added to every output row. */
+  /** Bias [N] added to every output row (same dtype as the operands). */
   bias?: Tensor;
+  /**
+   * f16 operands only: accumulate in f32 (default: exact products, one f32 rounding per step) or
+   * in f16 (faster on some GPUs, each partial sum rounded to f16: much less accurate).
+   */
+  accumulate?: "f32" | "f16";
+  /** f16 operands only: output dtype, f16 (default) or f32. */
+  outDtype?: "f16" | "f32";
 }
 
 /**
  * `op(a) · op(b) (+ bias)`. a: [..., M, K] (or [..., K, M] with transA), b: [..., K, N] (or
  * [..., N, K] with transB). Batch dims must be equal, or one operand must be 2-D (it is then
  * shared by every batch). Result: [...batch, M, N].
+ *
+ * Operands are both f32, or both f16 (then the bias too; see {@link MatmulOptions.accumulate}
+ * and {@link MatmulOptions.outDtype}). f16 runs the WGSL f16 kernel on WebGPU (which needs
+ * `shader-f16`) and its plain-TypeScript twin on the CPU backend (exact twin, slow loops); f16
+ * products are not differentiable (backward through one throws).
  *
  * @example
  * ```ts
@@ -34,10 +50,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const bias = opts.bias;
   sameBackend("matmul", a, b, ...(bias ? [bias] : []));
-  needDtype("matmul", a, "f32", "a");
-  needDtype("matmul", b, "f32", "b");
   const sa = `${fmtShape(a.shape)}${transA ? "ᵀ" : ""}`;
   const sb = `${fmtShape(b.shape)}${transB ? "ᵀ" : ""}`;
+  const dtype = checkDtypes(a, b, bias, opts, `matmul: ${sa} @ ${sb}`);
   if (a.ndim < 2 || b.ndim < 2) {
     throw new RangeError(`matmul: ${sa} @ ${sb}: operands need at least 2 dims`);
   }
@@ -56,7 +71,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     batchShape = batchA;
   } else batchShape = batchA.length ? batchA : batchB;
   if (bias) {
-    needDtype("matmul", bias, "f32", "bias");
     if (bias.ndim !== 1 || bias.shape[0] !== N) {
       throw new RangeError(`matmul: bias ${fmtShape(bias.shape)} should be [${N}]`);
     }
@@ -67,6 +81,24 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const bs = bias ? bias.storage : null;
   // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
   const inputs = bias ? [a, b, bias] : [a, b];
+  if (dtype === "f16") {
+    const out = opts.outDtype ?? "f16";
+    const p = {
+      batch,
+      M,
+      N,
+      K: Ka,
+      transA,
+      transB,
+      strideA: batchA.length ? M * Ka : 0,
+      strideB: batchB.length ? Ka * N : 0,
+    };
+    const s = matmulF16(a, b, bias, p, opts.accumulate ?? "f32", out);
+    // Recorded so that a gradient path through it fails loudly instead of being cut silently.
+    return record(new Tensor(dev, s, outShape, out), inputs, () => {
+      throw new Error(`autograd: matmul of f16 operands is not differentiable (cast to f32)`);
+    });
+  }
   if (batchA.length && !batchB.length && !transA) {
     const s = dev.matmul(a.storage, b.storage, bs, {
       batch: 1,
@@ -121,6 +153,65 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         : null,
       needs[2] ? sum(g.reshape([-1, N]), 0) : null,
     ]));
+}
+
+/**
+ * Checks the operands' dtypes (f32, f32 or f16, f16; the bias the same) and the f16-only
+ * options; returns the operands' dtype.
+ */
+function checkDtypes(
+  a: Tensor,
+  b: Tensor,
+  bias: Tensor | undefined,
+  opts: MatmulOptions,
+  what: string,
+): "f32" | "f16" {
+  if (a.dtype !== b.dtype) {
+    throw new TypeError(
+      `${what}: a is ${a.dtype} but b is ${b.dtype}; both operands need the same dtype ` +
+        `(f32 or f16; cast one)`,
+    );
+  }
+  if (a.dtype !== "f32" && a.dtype !== "f16") {
+    throw new TypeError(`${what}: operands are ${a.dtype}; matmul takes f32 or f16`);
+  }
+  if (bias && bias.dtype !== a.dtype) {
+    throw new TypeError(`${what}: bias is ${bias.dtype} but the operands are ${a.dtype}`);
+  }
+  if (a.dtype === "f32" && (opts.accumulate !== undefined || opts.outDtype !== undefined)) {
+    throw new TypeError(
+      `${what}: accumulate and outDtype apply to f16 operands only (these are f32)`,
+    );
+  }
+  if (opts.accumulate !== undefined && opts.accumulate !== "f32" && opts.accumulate !== "f16") {
+    throw new TypeError(`${what}: accumulate must be "f32" or "f16", got ${opts.accumulate}`);
+  }
+  if (opts.outDtype !== undefined && opts.outDtype !== "f32" && opts.outDtype !== "f16") {
+    throw new TypeError(`${what}: outDtype must be "f16" or "f32", got ${opts.outDtype}`);
+  }
+  return a.dtype;
+}
+
+/** The f16 product on the operands' backend: the WGSL kernel, or its CPU twin. */
+function matmulF16(
+  a: Tensor,
+  b: Tensor,
+  bias: Tensor | undefined,
+  p: MatmulParams,
+  accumulate: "f32" | "f16",
+  outDtype: "f16" | "f32",
+): Storage {
+  const dev = a.backend;
+  if (dev.kind === "cpu") {
+    const data = (t: Tensor) => (t.storage as CpuStorage).data as Float16Array;
+    const out = matmulF16Cpu(data(a), data(b), bias ? data(bias) : null, p, {
+      accumulate,
+      out: outDtype,
+    });
+    return { backendId: dev.id, data: out } as CpuStorage;
+  }
+  const q: MatmulDtypeParams = { ...p, dtype: "f16", accumDtype: accumulate, outDtype };
+  return dev.matmul(a.storage, b.storage, bias ? bias.storage : null, q);
 }
 
 /** Sums a batched gradient [..., r, c] over its batch dims when the operand was a shared 2-D one. */

@@ -59,6 +59,7 @@ import {
   type MatmulTuneResult,
   variantFromEnv,
 } from "./matmul_tuning.ts";
+import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
 import { reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/rows.ts";
 
@@ -161,15 +162,40 @@ export class WebGpuBackend implements Backend {
     return this.engine.sync();
   }
 
-  /** See {@link Backend.matmul}; the kernel variant is {@link matmulVariantFor}'s choice. */
+  /**
+   * See {@link Backend.matmul}; the f32 kernel variant is {@link matmulVariantFor}'s choice. With
+   * `p.dtype === "f16"` (A, B and bias all f16) it runs the f16 kernel instead, accumulating in
+   * `p.accumDtype` (default f32) and writing `p.outDtype` (default f16); `out`, `alpha` and
+   * `accumulate` are f32-only.
+   */
   matmul(
     a: Storage,
     b: Storage,
     bias: Storage | null,
-    p: MatmulParams,
+    // The fields of MatmulDtypeParams (kernels/matmul_f16.ts), spelled out for the public docs.
+    p: MatmulParams & {
+      dtype?: "f32" | "f16";
+      accumDtype?: "f32" | "f16";
+      outDtype?: "f16" | "f32";
+    },
     out?: Storage,
   ): Storage {
     if (p.batch > 65535) throw new RangeError(`webgpu matmul: batch ${p.batch} > 65535`);
+    if (p.dtype === "f16") {
+      if (out || p.accumulate || (p.alpha ?? 1) !== 1) {
+        throw new Error("webgpu matmul: out, alpha and accumulate are f32-only");
+      }
+      this.need16("f16");
+      const od = p.outDtype ?? "f16";
+      const o16 = this.out(p.batch * p.M * p.N, od);
+      this.engine.run(
+        matmulF16Kernel(p.accumDtype ?? "f32", od),
+        [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o16.buffer],
+        [p.M, p.N, p.K, +p.transA, +p.transB, p.strideA, p.strideB, bias ? 1 : 0],
+        [Math.ceil(p.N / F16_TILE), Math.ceil(p.M / F16_TILE), p.batch],
+      );
+      return o16;
+    }
     const alpha = p.alpha ?? 1;
     if (!Number.isFinite(alpha)) {
       throw new RangeError(`webgpu matmul: alpha must be finite, got ${alpha}`);
