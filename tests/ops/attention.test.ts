@@ -143,7 +143,7 @@ Deno.test(
     const [B, T, nh, hd] = [1, 6, 2, 3], C = nh * hd;
     const mk = () => Tensor.fromArray(randData(rng, B * T * C), [B, T, C], { device: dev });
     const [q, k, v] = [mk(), mk(), mk()];
-    const grads = async () => {
+    const grads = () => {
       const tape = new Tape();
       tape.watch(q, k, v);
       const loss = tape.run(() => sum(causalSelfAttention(q, k, v, nh).reshape([B * T * C]), 0));
