@@ -328,3 +328,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "matmul variants: bit-identical results (tuning never changes numbers); shapes are recorded",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dev = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(404);
+    // Every variant accumulates each output over k = 0, 1, … with fma, whatever its tiling, so
+    // the results agree to the last bit; exact resume relies on it when tuning picks a variant.
+    for (
+      const [M, N, K, tA, tB] of [[130, 97, 301, false, true], [64, 200, 129, true, false]] as const
+    ) {
+      const a = dev.upload("f32", new Float32Array(randData(rng, M * K)));
+      const b = dev.upload("f32", new Float32Array(randData(rng, K * N)));
+      const p: MatmulParams = { batch: 1, M, N, K, transA: tA, transB: tB, strideA: 0, strideB: 0 };
+      const outs: Float32Array[] = [];
+      for (const v of MATMUL_VARIANTS) {
+        if (!dev.matmulVariantFits(v)) continue;
+        dev.forceMatmulVariant(v.name);
+        const o = dev.matmul(a, b, null, p);
+        outs.push((await dev.read(o, "f32", M * N)) as Float32Array);
+        dev.free(o);
+      }
+      dev.forceMatmulVariant(null);
+      assert.ok(outs.length >= 2);
+      for (const o of outs) assert.deepEqual(o, outs[0]);
+      dev.free(a);
+      dev.free(b);
+    }
+    const seen = dev.seenMatmulShapes();
+    assert.ok(seen.some((s) => s.M === 130 && s.N === 97 && s.K === 301 && s.transB));
+  },
+});

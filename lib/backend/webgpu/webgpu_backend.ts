@@ -265,6 +265,17 @@ export class WebGpuBackend implements Backend {
    * `matmul_tuning.ts`), else the shape heuristic.
    */
   matmulVariantFor(p: MatmulParams): MatmulVariant {
+    const bucket = matmulBucket(p);
+    if (!this.seenMatmul.has(bucket)) {
+      this.seenMatmul.set(bucket, {
+        M: p.M,
+        N: p.N,
+        K: p.K,
+        batch: p.batch,
+        transA: p.transA,
+        transB: p.transB,
+      });
+    }
     if (this.forcedMatmul) {
       if (!this.matmulVariantFits(this.forcedMatmul)) {
         throw new Error(
@@ -274,8 +285,20 @@ export class WebGpuBackend implements Backend {
       }
       return this.forcedMatmul;
     }
-    return this.tunedMatmul.get(matmulBucket(p)) ??
+    return this.tunedMatmul.get(bucket) ??
       heuristicVariant(p, (v) => this.matmulVariantFits(v));
+  }
+
+  private seenMatmul = new Map<string, MatmulShape>();
+
+  /**
+   * One shape of every tuning bucket this backend has multiplied so far (first seen), e.g. after a
+   * training step: `await tuneMatmul(seenMatmulShapes())` then tunes exactly the products a run
+   * makes. Every variant accumulates each output over k in the same order with fma, so their
+   * results are bit-identical and tuning never changes a run's numbers (tested).
+   */
+  seenMatmulShapes(): MatmulShape[] {
+    return [...this.seenMatmul.values()];
   }
 
   /**
