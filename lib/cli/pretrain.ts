@@ -21,7 +21,7 @@ import { saveModel } from "../io/model_files.ts";
 import { generate } from "../nn/generate.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import { AdamW } from "../optim/optimizers.ts";
-import { clipGradNorm, cosineSchedule } from "../optim/schedule.ts";
+import { clipGradNorm, clipGradNormOnDevice, cosineSchedule } from "../optim/schedule.ts";
 import { Tape } from "../autograd/tape.ts";
 import { scope, Tensor } from "../tensor.ts";
 import { evaluate, natsToBits, unigramBits } from "../train/eval.ts";
@@ -134,9 +134,16 @@ for (let step = 1; step <= steps; step++) {
     tape.watch(...params.values());
     const l = tape.run(() => model.loss(x, y));
     const grads = tape.backward(l);
-    await clipGradNorm(grads, 1.0);
-    opt.update(grads, rate);
-    return await l.item();
+    if (dev.kind === "cpu") {
+      await clipGradNorm(grads, 1.0); // the shipped model's numerics
+      opt.update(grads, rate);
+      return await l.item();
+    }
+    // On a GPU: clip inside the optimizer kernels and wait once, for loss and norm together.
+    const clip = clipGradNormOnDevice(grads, 1.0);
+    opt.update(grads, rate, clip);
+    const [lv, [norm]] = await Promise.all([l.item(), clip.toArray()]);
+    return Number.isFinite(norm) ? lv : NaN;
   });
   if (!Number.isFinite(loss)) {
     console.error(`pretrain: loss is ${loss} at step ${step}; stopping (nothing written)`);
