@@ -8,15 +8,15 @@
  */
 
 import type { CpuStorage } from "../backend/cpu/cpu_backend.ts";
-import { groups1d } from "../backend/webgpu/engine.ts";
+import type { MatmulParams } from "../backend/backend.ts";
+import { f32Bits, groups1d } from "../backend/webgpu/engine.ts";
+import { matmulGroups, matmulKernel, matmulSpec } from "../backend/webgpu/kernels/matmul.ts";
 import {
   MV_ROWS,
   MV_WG_ROWS,
   MVT_WG_COLS,
   qDequantKernel,
   qMatvecKernel,
-  QTILE,
-  qTiledKernel,
   type QWeightSpec,
 } from "../backend/webgpu/kernels/qmatmul.ts";
 import { type GpuStorage, WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
@@ -122,7 +122,8 @@ export function qmatmul(x: Tensor, w: DeviceWeight, opts: QmatmulOptions = {}): 
     );
     return new Tensor(dev, { backendId: dev.id, data } as CpuStorage, outShape, "f32");
   }
-  const engine = gpuOf(x, "qmatmul").engine;
+  const gpu = gpuOf(x, "qmatmul");
+  const engine = gpu.engine;
   const xb = (x.storage as GpuStorage).buffer;
   const out = engine.alloc(Math.max(1, M * outs) * 4);
   const bufs = [xb, bias ? (bias.storage as GpuStorage).buffer : xb, out, ...w.gpuBuffers()];
@@ -135,13 +136,29 @@ export function qmatmul(x: Tensor, w: DeviceWeight, opts: QmatmulOptions = {}): 
       engine.run(k, bufs, [rows, outs, inner, K, bias ? 1 : 0, x0], [groups, 1, 1]);
     }
   } else if (M > 0) {
-    const gx = Math.ceil(outs / QTILE), gy = Math.ceil(M / QTILE);
-    if (gx > 65535 || gy > 65535) throw new RangeError(`${what}: too large for one dispatch`);
-    engine.run(qTiledKernel(spec(w), transW), bufs, [M, outs, inner, K, bias ? 1 : 0], [
-      gx,
-      gy,
-      1,
-    ]);
+    // The f32 matmul's tiled variants with W de-quantized as its k-slices are staged: y = x · Wᵀ
+    // is op(B) = Wᵀ for a B stored [N, K] (transB); y = x · W reads W [N, K] as a [K', N'] B.
+    const p: MatmulParams = {
+      batch: 1,
+      M,
+      N: outs,
+      K: inner,
+      transA: false,
+      transB: !transW,
+      strideA: 0,
+      strideB: 0,
+    };
+    const v = gpu.matmulVariantFor(p);
+    const groups = matmulGroups(v, p);
+    if (groups[0] > 65535 || groups[1] > 65535) {
+      throw new RangeError(`${what}: too large for one dispatch`);
+    }
+    engine.run(
+      matmulKernel(v, matmulSpec(p), spec(w)),
+      bufs,
+      [M, outs, inner, 0, 0, bias ? 1 : 0, f32Bits(1), 0],
+      groups,
+    );
   }
   return new Tensor(dev, { backendId: dev.id, buffer: out } as GpuStorage, outShape, "f32");
 }

@@ -22,7 +22,7 @@ export function dequantizeCpu(layout: PackedLayout, arrays: PackedArrays): Float
 }
 
 /**
- * y = x · Wᵀ (+ bias), or with `transW` y = x · W (+ bias). Twin of `qTiledKernel` and
+ * y = x · Wᵀ (+ bias), or with `transW` y = x · W (+ bias). Twin of the tiled matmul variants with a weight decoder (kernels/matmul.ts) and
  * `qMatvecKernel`. Products are summed in float64 (JS numbers) and rounded to f32 once.
  *
  * @param x Float32Array [M, K] ([M, N] with transW)

@@ -4,7 +4,14 @@
 // format × double quantization × transW × bias, on random shapes that include 1 row and sizes
 // that are not multiples of the 64×64 tile, the 8-column word or the absmax block.
 import assert from "node:assert/strict";
-import { type Backend, quant, Rng, Tensor } from "../../lib/mod.ts";
+import {
+  type Backend,
+  MATMUL_VARIANTS,
+  quant,
+  Rng,
+  Tensor,
+  type WebGpuBackend,
+} from "../../lib/mod.ts";
 import { assertClose, bothBackends, gpu, randData } from "../harness.ts";
 import { qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
 
@@ -84,6 +91,57 @@ Deno.test("qmatmul: webgpu equals the cpu twin (nf4+dq, int8-row, f16)", {
     }
   }
 });
+
+Deno.test(
+  "qmatmul tiled: the f32 matmul variants with the weight decoders (vec4 and scalar loads)",
+  {
+    sanitizeResources: false,
+    sanitizeOps: false,
+  },
+  async () => {
+    const g = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(8);
+    // K = 132 (a multiple of 4: wload4) and 77 (scalar wval); N = 131 and 129 straddle the tiles.
+    const shapes: [number, number, number][] = [[70, 131, 132], [9, 129, 77]];
+    try {
+      // Every variant with the 4-bit decoder (double quantization); two with int8 and f16 (their
+      // wload4 / wval differ; the tile geometry is the same code as for nf4). ~70 pipelines.
+      const plan: [string, string[]][] = [
+        ["nf4+dq", MATMUL_VARIANTS.map((m) => m.name)],
+        ["int8-row", ["t64", "t128"]],
+        ["f16", ["t64", "t128db"]],
+      ];
+      for (const [name, names] of plan) {
+        const v = VARIANTS.find((x) => x.name === name)!;
+        for (const [M, N, K] of shapes) {
+          const q = randomWeight(rng, v, N, K);
+          const w = toDevice(g, q);
+          for (const transW of [false, true]) {
+            const inner = transW ? N : K, outs = transW ? K : N;
+            const x = Float32Array.from(randData(rng, M * inner));
+            const bias = Float32Array.from(randData(rng, outs));
+            const ref = qmatmulRef(q, x, M, bias, transW);
+            const xt = Tensor.fromArray(x, [M, inner], { device: g });
+            const bt = Tensor.fromArray(bias, [outs], { device: g });
+            for (const mv of MATMUL_VARIANTS.filter((m) => names.includes(m.name))) {
+              if (!g.matmulVariantFits(mv)) continue;
+              g.forceMatmulVariant(mv.name);
+              const y = qmatmul(xt, w, { transW, bias: bt, path: "tiled" });
+              const what = `${v.name} ${mv.name} M${M} N${N} K${K} transW ${transW}`;
+              assertClose(await y.toArray(), ref.out, ref.tol, what);
+              y.dispose();
+            }
+            xt.dispose();
+            bt.dispose();
+          }
+          w.dispose();
+        }
+      }
+    } finally {
+      g.forceMatmulVariant(null);
+    }
+  },
+);
 
 function quant_cpu(): Backend {
   return Tensor.zeros([1]).backend; // the CPU backend (Tensor's default device)

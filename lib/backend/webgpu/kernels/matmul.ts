@@ -24,6 +24,7 @@
 
 import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
+import { decodeWgsl, type QWeightSpec, specKey as qSpecKey } from "./qmatmul.ts";
 import { PRELUDE } from "./common.ts";
 
 /** One design of the family: tile sizes and pipelining. */
@@ -125,6 +126,8 @@ interface Operand {
   kMajor: boolean;
   /** vec4 global loads. */
   vec: boolean;
+  /** B only: read a packed frozen weight through `wval` / `wload4` (see qmatmul.ts). */
+  packed?: boolean;
   /** WGSL: batch offset, tile origin along m/n, size along m/n. */
   base: string;
   origin: string;
@@ -174,10 +177,12 @@ function genLoad(o: Operand, bk: number, nt: number): string {
     const idx = o.vec
       ? `${o.base} / 4u + gr * (${ld} / 4u) + gc / 4u`
       : `${o.base} + gr * ${ld} + gc`;
+    // A packed weight W is one [rows, cols] matrix: element (gr, gc) is flat gr·ld + gc, row gr.
+    const read = o.packed ? `${o.vec ? "wload4" : "wval"}(gr * ${ld} + gc, gr)` : `${o.x}[${idx}]`;
     const zero = o.vec ? "vec4<f32>(0.0)" : "0.0";
     lines.push(
       `    { let gr = ${gr}; let gc = ${gc};`,
-      `      if (gr < ${rows} && gc < ${cols}) { r${o.x}${l} = ${o.x}[${idx}]; } ` +
+      `      if (gr < ${rows} && gc < ${cols}) { r${o.x}${l} = ${read}; } ` +
         `else { r${o.x}${l} = ${zero}; } }`,
     );
   }
@@ -281,8 +286,12 @@ function genEpilogue(v: MatmulVariant, vecO: boolean): string {
  * The kernel of one variant and spec. params: M, N, K, strideA, strideB, hasBias, alpha (f32
  * bits), accumulate. Bindings: A, B, bias (ignored unless hasBias), out (read too when
  * accumulating). Dispatch: {@link matmulGroups}.
+ *
+ * With `q`, B is a packed frozen weight (f16, int8, NF4, FP4, …) de-quantized as the k-slices
+ * are staged, so each decoded weight serves every row of the tile (the fused QLoRA product).
+ * Then batch must be 1 and the bindings are A, bias, out, then the weight's (`decodeWgsl`).
  */
-export function matmulKernel(v: MatmulVariant, s: MatmulSpec): Kernel {
+export function matmulKernel(v: MatmulVariant, s: MatmulSpec, q?: QWeightSpec): Kernel {
   const nt = matmulThreads(v);
   if (v.tm % 4 || v.tn % 4 || v.bm % v.tm || v.bn % v.tn) {
     throw new Error(`webgpu matmul: variant ${v.name} has a bad thread tile`);
@@ -306,6 +315,7 @@ export function matmulKernel(v: MatmulVariant, s: MatmulSpec): Kernel {
     ext: v.bn,
     kMajor: !s.transB,
     vec: s.vecB,
+    packed: q !== undefined,
     base: "b0",
     origin: "col0",
     size: "N",
@@ -349,17 +359,23 @@ ${genCompute(v, "0u", "0u")}
     workgroupBarrier();
   }`;
   const tA = +s.transA, tB = +s.transB, vA = +s.vecA, vB = +s.vecB, vO = +s.vecO;
+  const bindings = q
+    ? `@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
+@group(0) @binding(2) var<storage, read> Bias: array<${t(s.vecO)}>;
+@group(0) @binding(3) var<storage, read_write> O: array<${t(s.vecO)}>;
+${decodeWgsl(q, 4)}`
+    : `@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
+@group(0) @binding(2) var<storage, read> B: array<${t(s.vecB)}>;
+@group(0) @binding(3) var<storage, read> Bias: array<${t(s.vecO)}>;
+@group(0) @binding(4) var<storage, read_write> O: array<${t(s.vecO)}>;`;
   return {
-    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}`,
+    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${qSpecKey(q)}` : ""}`,
     code: `${PRELUDE}
 // variant ${v.name}: ${v.bm}×${v.bn} tile, ${v.tm}×${v.tn} per thread, BK ${v.bk}` +
       `${
         v.doubleBuffer ? ", double-buffered" : ""
       }; transA ${tA} transB ${tB}; vec4 A ${vA} B ${vB} out ${vO}
-@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
-@group(0) @binding(2) var<storage, read> B: array<${t(s.vecB)}>;
-@group(0) @binding(3) var<storage, read> Bias: array<${t(s.vecO)}>;
-@group(0) @binding(4) var<storage, read_write> O: array<${t(s.vecO)}>;
+${bindings}
 var<workgroup> As: array<vec4<f32>, ${nbuf * aSlice}>; // As[k][m], rows of ${A.ss} floats
 var<workgroup> Bs: array<vec4<f32>, ${nbuf * bSlice}>; // Bs[k][n], rows of ${B.ss} floats
 

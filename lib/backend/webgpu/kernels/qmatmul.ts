@@ -9,9 +9,9 @@
  * same order. The code table, the block sizes and the transposition are baked into the source,
  * and into the pipeline key.
  *
- * - `qTiledKernel`: 64×64 output tiles, 16×16 threads with 4×4 outputs each in registers, as the
- *   f32 `matmul`; the 16×64 slice of op(W) is de-quantized into workgroup memory at each step and
- *   used by all 64 rows of the tile. For training batches.
+ * - Training batches use the f32 matmul's tiled variants (`kernels/matmul.ts` with a
+ *   `QWeightSpec`): each k-slice of op(W) is de-quantized once into workgroup memory (`wval`, or
+ *   `wload4` for four weights of a row at once) and used by every row of the tile.
  * - `qMatvecKernel`: few rows (≤ {@link MV_ROWS} per dispatch), for generation. Without
  *   transposition a workgroup owns 8 rows of W, 32 threads per row stride over K eight weights at
  *   a time and reduce in workgroup memory. Transposed (y = x · W, the backward dX = dY · W), a
@@ -37,8 +37,6 @@ export interface QWeightSpec {
 
 /** x rows handled by one matrix-vector dispatch. */
 export const MV_ROWS = 4;
-/** Output tile edge of the tiled kernel. */
-export const QTILE = 64;
 /** W rows per workgroup of the untransposed matrix-vector kernel. */
 export const MV_WG_ROWS = 8;
 /** W columns per workgroup of the transposed matrix-vector kernel. */
@@ -50,7 +48,8 @@ export function weightBindings(s: QWeightSpec): number {
   return s.format === "f32" || s.format === "f16" || s.format === "bf16" ? 1 : 2;
 }
 
-function specKey(s: QWeightSpec): string {
+/** The part of a pipeline key that names a weight format. */
+export function specKey(s: QWeightSpec): string {
   return `${s.format}:b${s.blockSize}:dq${s.dqBlockSize}`;
 }
 
@@ -72,6 +71,9 @@ fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   var o: array<f32, 8>;
   for (var j = 0u; j < 8u; j++) { o[j] = bitcast<f32>(QW[i0 + j]); }
   return o;
+}
+fn wload4(i0: u32, n: u32) -> vec4<f32> {
+  return bitcast<vec4<f32>>(vec4(QW[i0], QW[i0 + 1u], QW[i0 + 2u], QW[i0 + 3u]));
 }`;
     case "f16":
     case "bf16": {
@@ -98,6 +100,11 @@ fn wload8(i0: u32, n: u32) -> array<f32, 8> {
     o[2u * j + 1u] = h2f(w >> 16u);
   }
   return o;
+}
+fn wload4(i0: u32, n: u32) -> vec4<f32> {
+  let w0 = QW[i0 >> 1u];
+  let w1 = QW[(i0 >> 1u) + 1u];
+  return vec4(h2f(w0 & 0xffffu), h2f(w0 >> 16u), h2f(w1 & 0xffffu), h2f(w1 >> 16u));
 }`;
     }
     case "int8":
@@ -112,6 +119,12 @@ fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   let a = ${a};
   for (var j = 0u; j < 8u; j++) { o[j] = sbyte(QW[(i0 >> 2u) + j / 4u], j & 3u) * a / 127.0; }
   return o;
+}
+fn wload4(i0: u32, n: u32) -> vec4<f32> {
+  let w = QW[i0 >> 2u];
+  let a = ${a};
+  return vec4(sbyte(w, 0u) * a / 127.0, sbyte(w, 1u) * a / 127.0, sbyte(w, 2u) * a / 127.0,
+              sbyte(w, 3u) * a / 127.0);
 }`;
     }
     case "nf4":
@@ -139,6 +152,12 @@ fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   let a = amax(i0 / ${s.blockSize}u);
   for (var j = 0u; j < 8u; j++) { o[j] = CODE[(w >> (4u * j)) & 15u] * a; }
   return o;
+}
+fn wload4(i0: u32, n: u32) -> vec4<f32> {
+  let w = QW[i0 >> 3u] >> ((i0 & 7u) * 4u); // i0 is a multiple of 4: one half of a word
+  let a = amax(i0 / ${s.blockSize}u);
+  return vec4(CODE[w & 15u] * a, CODE[(w >> 4u) & 15u] * a, CODE[(w >> 8u) & 15u] * a,
+              CODE[(w >> 12u) & 15u] * a);
 }`;
     }
   }
@@ -158,89 +177,6 @@ ${MAIN_1D} {
   let i = gidx(gid, nwg);
   if (i >= pu(0u)) { return; }
   O[i] = wval(i, i / pu(1u));
-}`,
-  };
-}
-
-/**
- * Tiled `y = x · op(W) (+ bias)`, op(W) = Wᵀ (y: [M, N]) or, with `transW`, W (y: [M, K]).
- * params: M, outputs, inner, K (W's row length), hasBias.
- * Bindings: x [M, inner], bias [outputs] (read only when hasBias), y, then the weight's.
- * Dispatch: [⌈outputs / 64⌉, ⌈M / 64⌉, 1].
- */
-export function qTiledKernel(s: QWeightSpec, transW: boolean): Kernel {
-  // The 16×64 slice of op(W) at (k0, col0): Bs[kb * 64 + c] = op(W)[k0 + kb, col0 + c], read
-  // along W's rows (contiguous) in both cases.
-  const loadB = transW
-    ? `let kb = e / BN; let c = e % BN;
-      let wr = k0 + kb; let wc = col0 + c; // W[wr, wc]: row = inner index, column = output
-      var vb = 0.0;
-      if (wr < KI && wc < NO) { vb = wval(wr * WK + wc, wr); }`
-    : `let c = e / BK; let kb = e % BK;
-      let wr = col0 + c; let wc = k0 + kb; // W[wr, wc]: row = output, column = inner index
-      var vb = 0.0;
-      if (wr < NO && wc < KI) { vb = wval(wr * WK + wc, wr); }`;
-  return {
-    key: `qtiled:${specKey(s)}:t${+transW}`,
-    code: `${PRELUDE}
-const BM: u32 = ${QTILE}u;
-const BN: u32 = ${QTILE}u;
-const BK: u32 = 16u;
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> Bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
-${decodeWgsl(s, 4)}
-var<workgroup> As: array<f32, ${QTILE * 16}>; // As[k * BM + m] = x[row0 + m, k0 + k]
-var<workgroup> Bs: array<f32, ${QTILE * 16}>; // Bs[k * BN + c] = op(W)[k0 + k, col0 + c]
-
-@compute @workgroup_size(16, 16, 1)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(0u);
-  let NO = pu(1u);
-  let KI = pu(2u);
-  let WK = pu(3u);
-  let row0 = wg.y * BM;
-  let col0 = wg.x * BN;
-  let tid = lid.y * 16u + lid.x;
-  var acc: array<f32, 16>;
-  for (var i = 0u; i < 16u; i++) { acc[i] = 0.0; }
-
-  for (var k0 = 0u; k0 < KI; k0 += BK) {
-    for (var l = 0u; l < 4u; l++) {
-      let e = tid + l * 256u;
-      let m = e / BK; let ka = e % BK;
-      var va = 0.0;
-      if (row0 + m < M && k0 + ka < KI) { va = X[(row0 + m) * KI + k0 + ka]; }
-      As[ka * BM + m] = va;
-      ${loadB}
-      Bs[kb * BN + c] = vb;
-    }
-    workgroupBarrier();
-    for (var k = 0u; k < BK; k++) {
-      var ar: array<f32, 4>;
-      var br: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) {
-        ar[i] = As[k * BM + lid.y + 16u * i];
-        br[i] = Bs[k * BN + lid.x + 16u * i];
-      }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i * 4u + j] = fma(ar[i], br[j], acc[i * 4u + j]); }
-      }
-    }
-    workgroupBarrier();
-  }
-
-  for (var i = 0u; i < 4u; i++) {
-    let r = row0 + lid.y + 16u * i;
-    if (r >= M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let c = col0 + lid.x + 16u * j;
-      if (c >= NO) { continue; }
-      var v = acc[i * 4u + j];
-      if (pu(4u) == 1u) { v += Bias[c]; }
-      O[r * NO + c] = v;
-    }
-  }
 }`,
   };
 }
