@@ -61,7 +61,7 @@ import {
 } from "./matmul_tuning.ts";
 import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
 import { reduceKernel } from "./kernels/reduce.ts";
-import { crossEntropyKernel, layerNormKernel, softmaxKernel } from "./kernels/rows.ts";
+import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from "./kernels/rows.ts";
 
 /** WebGPU storage: a pooled GPUBuffer (possibly larger than the tensor). */
 export interface GpuStorage extends Storage {
@@ -410,7 +410,7 @@ export class WebGpuBackend implements Backend {
       softmaxKernel(),
       [this.buf(a), o.buffer],
       [rows, cols, +log, +causal],
-      groups1d(rows),
+      rowGroups(rows),
     );
     return o;
   }
@@ -428,7 +428,7 @@ export class WebGpuBackend implements Backend {
       layerNormKernel(),
       [this.buf(x), this.buf(gamma), this.buf(beta), o.buffer],
       [rows, cols, f32Bits(eps)],
-      groups1d(rows),
+      rowGroups(rows),
     );
     return o;
   }
@@ -450,7 +450,7 @@ export class WebGpuBackend implements Backend {
       crossEntropyKernel(),
       [this.buf(logits), this.buf(targets), o.buffer],
       [rows, V],
-      groups1d(rows),
+      rowGroups(rows),
     );
     return o;
   }
@@ -491,7 +491,7 @@ export class WebGpuBackend implements Backend {
       layerNormBackwardRows(),
       [this.buf(x), this.buf(gamma), this.buf(dy), dx.buffer, stats.buffer],
       [rows, cols, f32Bits(eps)],
-      groups1d(rows),
+      rowGroups(rows),
     );
     this.engine.run(
       layerNormBackwardCols(),
@@ -526,7 +526,7 @@ export class WebGpuBackend implements Backend {
       crossEntropyBackwardKernel(),
       [this.buf(logits), this.buf(targets), this.buf(g), o.buffer],
       [rows, V],
-      groups1d(rows),
+      rowGroups(rows),
     );
     return o;
   }

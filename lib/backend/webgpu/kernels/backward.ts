@@ -6,10 +6,12 @@
 
 import type { Kernel } from "../engine.ts";
 import { MAIN_1D, PRELUDE } from "./common.ts";
+import { ROW_MAIN } from "./rows.ts";
 
 /**
- * LayerNorm backward, pass 1 (one thread per row): dx, and each row's mean and rstd into S.
- * params: rows, cols, eps. Bindings: X, G (gamma), DY, DX, S [rows, 2].
+ * LayerNorm backward, pass 1 (a workgroup per row, see `rows.ts`): dx, and each row's mean and
+ * rstd into S. params: rows, cols, eps. Bindings: X, G (gamma), DY, DX, S [rows, 2].
+ * Dispatch: `rowGroups(rows)`.
  */
 export function layerNormBackwardRows(): Kernel {
   return {
@@ -20,33 +22,36 @@ export function layerNormBackwardRows(): Kernel {
 @group(0) @binding(3) var<storage, read> DY: array<f32>;
 @group(0) @binding(4) var<storage, read_write> DX: array<f32>;
 @group(0) @binding(5) var<storage, read_write> S: array<f32>;
-${MAIN_1D} {
-  let r = gidx(gid, nwg);
+${ROW_MAIN} {
+  let r = wg.y * nwg.x + wg.x;
+  let lid = lidv.x;
   let rows = pu(0u);
   let cols = pu(1u);
   if (r >= rows) { return; }
   let o = r * cols;
-  var mean: f32 = 0.0;
-  for (var c = 0u; c < cols; c++) { mean += X[o + c]; }
-  mean = mean / f32(cols);
+  var s: f32 = 0.0;
+  for (var c = lid; c < cols; c += WG) { s += X[o + c]; }
+  let mean = wgSum(s, lid) / f32(cols);
   var v: f32 = 0.0;
-  for (var c = 0u; c < cols; c++) { let d = X[o + c] - mean; v += d * d; }
-  let rstd = 1.0 / sqrt(v / f32(cols) + pf(2u));
+  for (var c = lid; c < cols; c += WG) { let d = X[o + c] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(wgSum(v, lid) / f32(cols) + pf(2u));
   var m1: f32 = 0.0;
   var m2: f32 = 0.0;
-  for (var c = 0u; c < cols; c++) {
+  for (var c = lid; c < cols; c += WG) {
     let dxh = DY[o + c] * G[c];
     m1 += dxh;
     m2 += dxh * (X[o + c] - mean) * rstd;
   }
-  m1 = m1 / f32(cols);
-  m2 = m2 / f32(cols);
-  for (var c = 0u; c < cols; c++) {
+  m1 = wgSum(m1, lid) / f32(cols);
+  m2 = wgSum(m2, lid) / f32(cols);
+  for (var c = lid; c < cols; c += WG) {
     let xh = (X[o + c] - mean) * rstd;
     DX[o + c] = rstd * (DY[o + c] * G[c] - m1 - xh * m2);
   }
-  S[2u * r] = mean;
-  S[2u * r + 1u] = rstd;
+  if (lid == 0u) {
+    S[2u * r] = mean;
+    S[2u * r + 1u] = rstd;
+  }
 }`,
   };
 }
@@ -111,8 +116,8 @@ ${MAIN_1D} {
 }
 
 /**
- * Cross-entropy backward, one thread per row. params: rows, V.
- * Bindings: L (logits), T (i32 targets), G [rows], O [rows, V].
+ * Cross-entropy backward, a workgroup per row (see `rows.ts`). params: rows, V.
+ * Bindings: L (logits), T (i32 targets), G [rows], O [rows, V]. Dispatch: `rowGroups(rows)`.
  */
 export function crossEntropyBackwardKernel(): Kernel {
   return {
@@ -122,20 +127,24 @@ export function crossEntropyBackwardKernel(): Kernel {
 @group(0) @binding(2) var<storage, read> T: array<i32>;
 @group(0) @binding(3) var<storage, read> G: array<f32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
-${MAIN_1D} {
-  let r = gidx(gid, nwg);
+${ROW_MAIN} {
+  let r = wg.y * nwg.x + wg.x;
+  let lid = lidv.x;
   let rows = pu(0u);
   let V = pu(1u);
   if (r >= rows) { return; }
   let o = r * V;
   var mx: f32 = neg_inf();
-  for (var c = 0u; c < V; c++) { mx = max(mx, L[o + c]); }
+  for (var c = lid; c < V; c += WG) { mx = max(mx, L[o + c]); }
+  mx = wgMax(mx, lid);
   var sum: f32 = 0.0;
-  for (var c = 0u; c < V; c++) { sum += exp(L[o + c] - mx); }
+  for (var c = lid; c < V; c += WG) { sum += exp(L[o + c] - mx); }
+  sum = wgSum(sum, lid);
   let t = T[r];
-  for (var c = 0u; c < V; c++) {
+  let g = G[r];
+  for (var c = lid; c < V; c += WG) {
     let p = exp(L[o + c] - mx) / sum;
-    O[o + c] = (p - select(0.0, 1.0, i32(c) == t)) * G[r];
+    O[o + c] = (p - select(0.0, 1.0, i32(c) == t)) * g;
   }
 }`,
   };

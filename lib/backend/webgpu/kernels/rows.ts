@@ -1,22 +1,76 @@
 /**
- * WGSL row kernels: softmax / log-softmax (optionally causal), LayerNorm and cross-entropy.
- * One thread per row; twins of `softmaxCpu`, `layerNormCpu` and `crossEntropyCpu`.
+ * WGSL row kernels: softmax / log-softmax (optionally causal), LayerNorm and cross-entropy; twins
+ * of `softmaxCpu`, `layerNormCpu` and `crossEntropyCpu`.
+ *
+ * One workgroup of {@link ROW_WG} threads per row (rows fold into y past 65,535, see
+ * {@link rowGroups}): the threads stride over the row's columns together (neighbouring threads
+ * read neighbouring addresses) and combine their partial max / sums by a tree reduction in
+ * workgroup memory. A thread per row would leave a big GPU nearly idle at 8,192 rows and read
+ * 50,257-wide logit rows with no coalescing.
  *
  * @module
  */
 
 import type { Kernel } from "../engine.ts";
-import { MAIN_1D, PRELUDE } from "./common.ts";
+import { PRELUDE } from "./common.ts";
 
-/** params: rows, cols, log, causal. */
+/** Threads per row. */
+export const ROW_WG = 64;
+
+/** Workgroup grid for `rows` rows: [x, y, 1] with x·y ≥ rows and x ≤ 65,535. */
+export function rowGroups(rows: number): [number, number, number] {
+  const x = Math.max(1, Math.min(rows, 65535));
+  return [x, Math.ceil(rows / x), 1];
+}
+
+/**
+ * Entry point and reductions of a row kernel: `row` is this workgroup's row, `lid` the thread;
+ * `wgSum` / `wgMax` combine one value per thread (call them from every thread: they hold
+ * barriers). The caller returns early only on a whole-workgroup condition (r ≥ rows).
+ */
+export const ROW_MAIN = /* wgsl */ `
+const WG: u32 = ${ROW_WG}u;
+var<workgroup> red: array<f32, ${ROW_WG}>;
+fn wgSum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+fn wgMax(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WG / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_id) lidv: vec3<u32>)`;
+
+/** The row index and thread id, at the top of a {@link ROW_MAIN} body. */
+const ROW_IDS = `
+  let r = wg.y * nwg.x + wg.x;
+  let lid = lidv.x;`;
+
+/** params: rows, cols, log, causal. Dispatch: {@link rowGroups}(rows). */
 export function softmaxKernel(): Kernel {
   return {
     key: "softmax",
     code: `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
-${MAIN_1D} {
-  let r = gidx(gid, nwg);
+${ROW_MAIN} {
+${ROW_IDS}
   let rows = pu(0u);
   let cols = pu(1u);
   let isLog = pu(2u) == 1u;
@@ -25,11 +79,13 @@ ${MAIN_1D} {
   if (pu(3u) == 1u) { last = r % cols; }
   let o = r * cols;
   var mx: f32 = neg_inf();
-  for (var c = 0u; c <= last; c++) { mx = max(mx, A[o + c]); }
+  for (var c = lid; c <= last; c += WG) { mx = max(mx, A[o + c]); }
+  mx = wgMax(mx, lid);
   var sum: f32 = 0.0;
-  for (var c = 0u; c <= last; c++) { sum += exp(A[o + c] - mx); }
+  for (var c = lid; c <= last; c += WG) { sum += exp(A[o + c] - mx); }
+  sum = wgSum(sum, lid);
   let lse = log(sum);
-  for (var c = 0u; c < cols; c++) {
+  for (var c = lid; c < cols; c += WG) {
     if (c > last) {
       O[o + c] = select(0.0, neg_inf(), isLog);
     } else if (isLog) {
@@ -42,7 +98,7 @@ ${MAIN_1D} {
   };
 }
 
-/** params: rows, cols, eps (f32 bits). Bindings: x, gamma, beta, out. */
+/** params: rows, cols, eps (f32 bits). Bindings: x, gamma, beta, out. Dispatch: rowGroups. */
 export function layerNormKernel(): Kernel {
   return {
     key: "layernorm",
@@ -51,24 +107,27 @@ export function layerNormKernel(): Kernel {
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read> Bt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
-${MAIN_1D} {
-  let r = gidx(gid, nwg);
+${ROW_MAIN} {
+${ROW_IDS}
   let rows = pu(0u);
   let cols = pu(1u);
   if (r >= rows) { return; }
   let o = r * cols;
-  var mean: f32 = 0.0;
-  for (var c = 0u; c < cols; c++) { mean += X[o + c]; }
-  mean = mean / f32(cols);
+  var s: f32 = 0.0;
+  for (var c = lid; c < cols; c += WG) { s += X[o + c]; }
+  let mean = wgSum(s, lid) / f32(cols);
   var v: f32 = 0.0;
-  for (var c = 0u; c < cols; c++) { let d = X[o + c] - mean; v += d * d; }
-  let rstd = 1.0 / sqrt(v / f32(cols) + pf(2u));
-  for (var c = 0u; c < cols; c++) { O[o + c] = (X[o + c] - mean) * rstd * G[c] + Bt[c]; }
+  for (var c = lid; c < cols; c += WG) { let d = X[o + c] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(wgSum(v, lid) / f32(cols) + pf(2u));
+  for (var c = lid; c < cols; c += WG) { O[o + c] = (X[o + c] - mean) * rstd * G[c] + Bt[c]; }
 }`,
   };
 }
 
-/** params: rows, V. Bindings: logits, targets (i32), out. A target outside [0, V) gives NaN. */
+/**
+ * params: rows, V. Bindings: logits, targets (i32), out. A target outside [0, V) gives NaN.
+ * Dispatch: rowGroups.
+ */
 export function crossEntropyKernel(): Kernel {
   return {
     key: "cross_entropy",
@@ -76,19 +135,22 @@ export function crossEntropyKernel(): Kernel {
 @group(0) @binding(1) var<storage, read> L: array<f32>;
 @group(0) @binding(2) var<storage, read> T: array<i32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
-${MAIN_1D} {
-  let r = gidx(gid, nwg);
+${ROW_MAIN} {
+${ROW_IDS}
   let rows = pu(0u);
   let V = pu(1u);
   if (r >= rows) { return; }
-  let t = T[r];
-  if (t < 0 || u32(t) >= V) { O[r] = nan(); return; }
   let o = r * V;
   var mx: f32 = neg_inf();
-  for (var c = 0u; c < V; c++) { mx = max(mx, L[o + c]); }
+  for (var c = lid; c < V; c += WG) { mx = max(mx, L[o + c]); }
+  mx = wgMax(mx, lid);
   var sum: f32 = 0.0;
-  for (var c = 0u; c < V; c++) { sum += exp(L[o + c] - mx); }
-  O[r] = log(sum) + mx - L[o + u32(t)];
+  for (var c = lid; c < V; c += WG) { sum += exp(L[o + c] - mx); }
+  sum = wgSum(sum, lid);
+  if (lid == 0u) {
+    let t = T[r];
+    if (t < 0 || u32(t) >= V) { O[r] = nan(); } else { O[r] = log(sum) + mx - L[o + u32(t)]; }
+  }
 }`,
   };
 }
