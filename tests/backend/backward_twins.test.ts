@@ -2,6 +2,7 @@
 // are not multiples of the 256-thread workgroup, and 1). Same float32 formulas in the same
 // summation order; differences come from GPU exp/sqrt/division (a few ULP), so 1e-5 relative +
 // 1e-6 absolute.
+import assert from "node:assert/strict";
 import { type Backend, cpu, Rng, type Storage } from "../../lib/mod.ts";
 import { assertClose, gpu, randData, randInt } from "../harness.ts";
 
@@ -66,6 +67,26 @@ Deno.test("twins: embeddingBackward, crossEntropyBackward, unnarrow", opts, asyn
     );
   }
 });
+
+Deno.test(
+  "embeddingBackward: the GPU's counting sort sums in position order, bit for bit",
+  opts,
+  async () => {
+    const g = await gpu();
+    const rng = new Rng(63);
+    // Few ids, many positions: long buckets whose sums depend on the order of addition.
+    for (const [n, V, C] of [[1000, 13, 5], [3, 300, 2], [700, 1, 3]]) {
+      const ids = Array.from({ length: n }, () => rng.int(V));
+      const dy = randData(rng, n * C);
+      const [cpuOut, gpuOut] = await Promise.all(
+        [cpu, g].map((d) =>
+          d.read(d.embeddingBackward(upI(d, ids), up(d, dy), n, V, C), "f32", V * C)
+        ),
+      );
+      assert.deepEqual(gpuOut, cpuOut, `n${n} V${V} C${C}`);
+    }
+  },
+);
 
 Deno.test("twins: geluGrad and step", opts, async () => {
   const rng = new Rng(63);

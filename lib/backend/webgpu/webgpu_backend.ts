@@ -25,7 +25,7 @@ import {
   adamwKernel,
   clipFactorKernel,
   crossEntropyBackwardKernel,
-  embeddingBackwardKernel,
+  embeddingBackwardKernels,
   layerNormBackwardCols,
   layerNormBackwardRows,
   sgdKernel,
@@ -502,15 +502,20 @@ export class WebGpuBackend implements Backend {
     this.free(stats);
     return { dx, dgamma, dbeta };
   }
-  /** See {@link Backend.embeddingBackward}. */
+  /** See {@link Backend.embeddingBackward}: a counting sort by id, then sums per entry. */
   embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage {
     const o = this.out(V * C);
-    this.engine.run(
-      embeddingBackwardKernel(),
-      [this.buf(ids), this.buf(dy), o.buffer],
-      [n, V, C],
-      groups1d(V * C),
-    );
+    const k = embeddingBackwardKernels();
+    const cnt = this.out(V, "i32"),
+      off = this.out(V + 1, "i32"),
+      pos = this.out(Math.max(1, n), "i32");
+    const p = [n, V, C];
+    this.engine.run(k.zero, [cnt.buffer], p, groups1d(V));
+    this.engine.run(k.count, [this.buf(ids), cnt.buffer], p, groups1d(n));
+    this.engine.run(k.scan, [cnt.buffer, off.buffer], p, [1, 1, 1]);
+    this.engine.run(k.scatter, [this.buf(ids), off.buffer, pos.buffer], p, groups1d(n));
+    this.engine.run(k.gather, [off.buffer, pos.buffer, this.buf(dy), o.buffer], p, groups1d(V * C));
+    for (const b of [cnt, off, pos]) this.free(b);
     return o;
   }
   /** See {@link Backend.crossEntropyBackward}. */

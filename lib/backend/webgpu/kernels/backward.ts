@@ -88,30 +88,106 @@ ${MAIN_1D} {
 }
 
 /**
- * Embedding backward, one thread per table entry (v, c), summing matching positions in order
- * (deterministic, no atomics). params: n, V, C. Bindings: I (i32), DY, O [V, C].
+ * Embedding backward as a deterministic counting sort (no float atomics), four kernels:
+ * `emb_count` (u32 atomic count per id; zeroed by `emb_zero`), `emb_scan` (exclusive offsets,
+ * one workgroup), `emb_scatter` (position k goes to slot OFF[id] + #{j < k : I[j] = id}, so each
+ * bucket lists its positions in increasing order) and `emb_gather` (one thread per (v, c) sums
+ * its bucket's rows of dy in that order: the same order, hence the same bits, as the CPU twin).
+ * Work n·C + V·C + n²/2 comparisons instead of the V·C·n of scanning every position per entry.
+ * Ids outside [0, V) are skipped. params (all): n, V, C.
  */
-export function embeddingBackwardKernel(): Kernel {
+export function embeddingBackwardKernels(): Record<
+  "zero" | "count" | "scan" | "scatter" | "gather",
+  Kernel
+> {
   return {
-    key: "embedding_bwd",
-    code: `${PRELUDE}
-@group(0) @binding(1) var<storage, read> I: array<i32>;
-@group(0) @binding(2) var<storage, read> DY: array<f32>;
-@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+    // Bindings: CNT (rw). Dispatch: groups1d(V).
+    zero: {
+      key: "emb_zero",
+      code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read_write> CNT: array<u32>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  let n = pu(0u);
+  if (i < pu(1u)) { CNT[i] = 0u; }
+}`,
+    },
+    // Bindings: I, CNT (rw, atomic). Dispatch: groups1d(n).
+    count: {
+      key: "emb_count",
+      code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read_write> CNT: array<atomic<u32>>;
+${MAIN_1D} {
+  let k = gidx(gid, nwg);
+  if (k >= pu(0u)) { return; }
+  let v = I[k];
+  if (v >= 0 && u32(v) < pu(1u)) { atomicAdd(&CNT[u32(v)], 1u); }
+}`,
+    },
+    // Bindings: CNT, OFF [V + 1] (rw). Dispatch: [1, 1, 1].
+    scan: {
+      key: "emb_scan",
+      code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> CNT: array<u32>;
+@group(0) @binding(2) var<storage, read_write> OFF: array<u32>;
+var<workgroup> part: array<u32, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let V = pu(1u);
+  let chunk = (V + 255u) / 256u;
+  let lo = min(V, lid.x * chunk);
+  let hi = min(V, lo + chunk);
+  var s = 0u;
+  for (var i = lo; i < hi; i++) { s += CNT[i]; }
+  part[lid.x] = s;
+  workgroupBarrier();
+  if (lid.x == 0u) {
+    var run = 0u;
+    for (var t = 0u; t < 256u; t++) { let c = part[t]; part[t] = run; run += c; }
+    OFF[V] = run;
+  }
+  workgroupBarrier();
+  var run = part[lid.x];
+  for (var i = lo; i < hi; i++) { OFF[i] = run; run += CNT[i]; }
+}`,
+    },
+    // Bindings: I, OFF, POS [n] (rw). Dispatch: groups1d(n).
+    scatter: {
+      key: "emb_scatter",
+      code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> I: array<i32>;
+@group(0) @binding(2) var<storage, read> OFF: array<u32>;
+@group(0) @binding(3) var<storage, read_write> POS: array<u32>;
+${MAIN_1D} {
+  let k = gidx(gid, nwg);
+  if (k >= pu(0u)) { return; }
+  let v = I[k];
+  if (v < 0 || u32(v) >= pu(1u)) { return; }
+  var rank = 0u;
+  for (var j = 0u; j < k; j++) { if (I[j] == v) { rank++; } }
+  POS[OFF[u32(v)] + rank] = k;
+}`,
+    },
+    // Bindings: OFF, POS, DY, O [V, C] (rw). Dispatch: groups1d(V·C).
+    gather: {
+      key: "emb_gather",
+      code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> OFF: array<u32>;
+@group(0) @binding(2) var<storage, read> POS: array<u32>;
+@group(0) @binding(3) var<storage, read> DY: array<f32>;
+@group(0) @binding(4) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
   let V = pu(1u);
   let C = pu(2u);
   if (i >= V * C) { return; }
-  let v = i32(i / C);
+  let v = i / C;
   let c = i % C;
   var acc: f32 = 0.0;
-  for (var k = 0u; k < n; k++) {
-    if (I[k] == v) { acc += DY[k * C + c]; }
-  }
+  for (var s = OFF[v]; s < OFF[v + 1u]; s++) { acc += DY[POS[s] * C + c]; }
   O[i] = acc;
 }`,
+    },
   };
 }
 
