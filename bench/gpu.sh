@@ -5,7 +5,8 @@
 #      and 1), 4096³, and a 16384×8192 matrix–vector product (weights larger than the L2 cache);
 #   2. matmul: the f32 matmul table (bench/matmul.ts), 4096 when OpenBLAS exists for its CPU column;
 #   3. torch: bench/torch_compare.py --device cuda (TF32 off; matmuls, GPT-2 + PEFT anchor);
-#   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each);
+#   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each),
+#      then qlora with the composed attention if budget is left;
 #   5. summary: bench/gpu_summary.ts prints each goal's ratio (also saved as summary.txt).
 # Every JSON and log goes to "$OUT" (else ./bench-out). Start it in the repository root, on the
 # GPU machine after `source .gpu/enter.sh` (node_modules/ must travel with the checkout).
@@ -103,6 +104,10 @@ part train-2-lora 50 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --
   --methods lora "${TS[@]}"
 part train-3-full 60 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
   --methods full "${TS[@]}"
+# Only when budget is left: is the fused attention (thread per query row) faster than the
+# composed one (tuned batched matmuls + row softmax) at T = 1024 on this GPU?
+part train-4-qlora-composed 45 "${RUN[@]}" bench/train_step.ts --json --backends webgpu \
+  --parts gpt2 --methods qlora --attention composed "${TS[@]}"
 
 echo "== total $((SECONDS - START)) s; files in $OUT"
 "${DENO[@]}" run --allow-read bench/gpu_summary.ts "$OUT" 2>&1 | tee "$OUT/summary.txt"

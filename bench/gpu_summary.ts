@@ -154,7 +154,7 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
   );
   const tag = `${r.method} ${r.batch}x${r.context}${
     r.model === "GPT-2 small (124 M)" ? "" : " (small model)"
-  }`;
+  }${r.attention === "composed" ? " composed attn" : ""}`;
   line(
     "4",
     `step ${tag} vs torch ${refMethod}`,

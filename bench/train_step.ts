@@ -94,9 +94,15 @@ for (const b of backendNames) {
   }
 }
 
-/** Repeats `fn` (after one warm-up) until minMs has passed; mean ms per call. */
-async function time(fn: () => Promise<void>): Promise<number> {
+/**
+ * Repeats `fn` (after one warm-up, then `afterWarmup`) until minMs has passed; mean ms per call.
+ */
+async function time(
+  fn: () => Promise<void>,
+  afterWarmup?: () => Promise<unknown>,
+): Promise<number> {
   await fn();
+  await afterWarmup?.();
   let reps = 0;
   const t0 = performance.now();
   do {
@@ -123,6 +129,8 @@ interface Row {
   dispatches_per_step?: number;
   top_kernels?: Record<string, number>;
   peak_bytes?: number;
+  matmul_shapes_tuned?: number;
+  attention?: string;
 }
 const rows: Row[] = [];
 
@@ -198,6 +206,12 @@ for (const dev of backends) {
       });
       let dispatches = 0;
       let byKernel = new Map<string, number>();
+      let tuned = 0;
+      // As `deno task train` does: on a hardware GPU, time the matmul variants on the products of
+      // the warm-up step (bit-identical results; speed only).
+      const tune = dev instanceof WebGpuBackend && !dev.engine.isSoftware
+        ? async () => (tuned = (await dev.tuneMatmul(dev.seenMatmulShapes())).length)
+        : undefined;
       const ms = await time(() =>
         scope(async () => {
           const d0 = engine?.dispatches ?? 0;
@@ -213,8 +227,7 @@ for (const dev of backends) {
               [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
             );
           }
-        })
-      );
+        }), tune);
       const top = [...byKernel].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, 12);
       rows.push({
         bench: `train step ${name} ${method} ${B}x${T}`,
@@ -224,6 +237,7 @@ for (const dev of backends) {
         tokens_per_s: (B * T) / (ms / 1000),
         model: name,
         method,
+        attention: values.attention,
         batch: B,
         context: T,
         targets: method === "full" ? ["all parameters"] : pm.config.targets,
@@ -232,6 +246,7 @@ for (const dev of backends) {
         total_params: counts.total,
         ...(engine
           ? {
+            matmul_shapes_tuned: tuned,
             dispatches_per_step: dispatches,
             top_kernels: Object.fromEntries(top),
             peak_bytes: engine.peakBytes,
