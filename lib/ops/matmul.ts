@@ -81,18 +81,18 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const bs = bias ? bias.storage : null;
   // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
   const inputs = bias ? [a, b, bias] : [a, b];
+  const p: MatmulParams = {
+    batch,
+    M,
+    N,
+    K: Ka,
+    transA,
+    transB,
+    strideA: batchA.length ? M * Ka : 0,
+    strideB: batchB.length ? Ka * N : 0,
+  };
   if (dtype === "f16") {
     const out = opts.outDtype ?? "f16";
-    const p = {
-      batch,
-      M,
-      N,
-      K: Ka,
-      transA,
-      transB,
-      strideA: batchA.length ? M * Ka : 0,
-      strideB: batchB.length ? Ka * N : 0,
-    };
     const s = matmulF16(a, b, bias, p, opts.accumulate ?? "f32", out);
     // Recorded so that a gradient path through it fails loudly instead of being cut silently.
     return record(new Tensor(dev, s, outShape, out), inputs, () => {
@@ -123,16 +123,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         ];
       }));
   }
-  const s = dev.matmul(a.storage, b.storage, bs, {
-    batch,
-    M,
-    N,
-    K: Ka,
-    transA,
-    transB,
-    strideA: batchA.length ? M * Ka : 0,
-    strideB: batchB.length ? Ka * N : 0,
-  });
+  const s = dev.matmul(a.storage, b.storage, bs, p);
   return record(new Tensor(dev, s, outShape, "f32"), inputs, (g, needs) =>
     scope(() => [
       needs[0]

@@ -36,6 +36,23 @@ export function attTile(hd: number): number {
   return Math.max(1, Math.min(32, Math.floor(1024 / hd)));
 }
 
+// Stages key/value rows k0 … k0+BK-1 of head h into Ks / Vs (zeros past T); every thread calls it.
+const STAGE_KV = /* wgsl */ `
+fn stageKV(k0: u32, b: u32, h: u32, T: u32, t: u32) {
+  for (var e = t; e < BK * HD; e += R) {
+    let j = k0 + e / HD;
+    var kv = 0.0;
+    var vv = 0.0;
+    if (j < T) {
+      let base = rowBase(b, j, T, h) + e % HD;
+      kv = K[pu(4u) + base];
+      vv = V[pu(5u) + base];
+    }
+    Ks[e] = kv;
+    Vs[e] = vv;
+  }
+}`;
+
 // params (all kernels): B, T, nh, qOff, kOff, vOff, rowStride, scale (f32 bits)
 const HEAD = (hd: number) =>
   `${PRELUDE}
@@ -60,6 +77,7 @@ export function attentionForwardKernel(hd: number): Kernel {
 @group(0) @binding(5) var<storage, read_write> L: array<f32>;
 var<workgroup> Ks: array<f32, ${attTile(hd) * hd}>; // Ks[jj * HD + d]
 var<workgroup> Vs: array<f32, ${attTile(hd) * hd}>;
+${STAGE_KV}
 
 @compute @workgroup_size(${ATT_ROWS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -80,18 +98,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var l: f32 = 0.0;
   let kEnd = min(T, wg.x * R + R); // keys any row of this block may see
   for (var k0 = 0u; k0 < kEnd; k0 += BK) {
-    for (var e = lid.x; e < BK * HD; e += R) {
-      let j = k0 + e / HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (j < T) {
-        let base = rowBase(b, j, T, h) + e % HD;
-        kv = K[pu(4u) + base];
-        vv = V[pu(5u) + base];
-      }
-      Ks[e] = kv;
-      Vs[e] = vv;
-    }
+    stageKV(k0, b, h, T, lid.x);
     workgroupBarrier();
     if (valid && k0 <= i) {
       let n = min(BK, i + 1u - k0); // keys of this tile at or before i
@@ -144,6 +151,7 @@ export function attentionBackwardQKernel(hd: number): Kernel {
 @group(0) @binding(8) var<storage, read_write> Dv: array<f32>;
 var<workgroup> Ks: array<f32, ${attTile(hd) * hd}>;
 var<workgroup> Vs: array<f32, ${attTile(hd) * hd}>;
+${STAGE_KV}
 
 @compute @workgroup_size(${ATT_ROWS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -174,18 +182,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   }
   let kEnd = min(T, wg.x * R + R);
   for (var k0 = 0u; k0 < kEnd; k0 += BK) {
-    for (var e = lid.x; e < BK * HD; e += R) {
-      let j = k0 + e / HD;
-      var kv = 0.0;
-      var vv = 0.0;
-      if (j < T) {
-        let base = rowBase(b, j, T, h) + e % HD;
-        kv = K[pu(4u) + base];
-        vv = V[pu(5u) + base];
-      }
-      Ks[e] = kv;
-      Vs[e] = vv;
-    }
+    stageKV(k0, b, h, T, lid.x);
     workgroupBarrier();
     if (valid && k0 <= i) {
       let n = min(BK, i + 1u - k0);
