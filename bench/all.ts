@@ -16,7 +16,7 @@ if (unknown.length) {
 }
 const perms = ["--allow-read", "--allow-env", "--allow-ffi=/usr/lib"];
 const outputs: unknown[] = [];
-for (const name of ["matmul", "matmul_f16", "qmatmul", "train_step"]) {
+for (const name of ["matmul", "matmul_f16", "qmatmul", "attention", "train_step"]) {
   const p = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -2,7 +2,8 @@
  * One-screen summary of issue 8's GPU goals from the JSON files bench/gpu.sh writes into one
  * folder (each may be missing: its goal then says so): `matmul.json` (bench/matmul.ts),
  * `qmatmul.json` (bench/qmatmul.ts --copy --gpt2-m …), `torch.json` (bench/torch_compare.py) and
- * `train*.json` (bench/train_step.ts --parts gpt2, one file per method). Every ratio compares rows of the same run.
+ * `train*.json` (bench/train_step.ts --parts gpt2, one file per method) and `attention.json`
+ * (bench/attention.ts: composed / fused time, above 1 when the fused kernels are faster). Every ratio compares rows of the same run.
  *
  * Usage: `deno run --allow-read bench/gpu_summary.ts OUT_DIR` (`--json` prints the ratios as JSON).
  */
@@ -173,6 +174,20 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
         } GiB`
         : ""
     }`,
+  );
+}
+// Attention: fused kernels vs composed ops, same run (not a goal; decides the default per GPU).
+const at = load("attention.json");
+for (const r of rowsOf(at).filter((r) => r.mode === "fused")) {
+  const c = rowsOf(at).find((x) =>
+    x.mode === "composed" && x.shape === r.shape && x.pass === r.pass
+  );
+  line(
+    "-",
+    `attention ${r.shape} ${r.pass}`,
+    `${f(r.ms, 3)} ms fused`,
+    c ? `${f(c.ms, 3)} ms comp.` : "—",
+    c ? c.ms / r.ms : undefined,
   );
 }
 if (asJson) console.log(JSON.stringify(out, null, 2));
