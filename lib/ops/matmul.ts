@@ -10,7 +10,6 @@ import type { CpuStorage } from "../backend/cpu/cpu_backend.ts";
 import { matmulF16Cpu } from "../backend/cpu/matmul_f16.ts";
 import type { MatmulDtypeParams } from "../backend/webgpu/kernels/matmul_f16.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
-import { add, scale } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
@@ -214,12 +213,11 @@ function sumToRank(g: Tensor, like: Tensor): Tensor {
 
 /**
  * `y + alpha · h · wᵀ` (a LoRA update on a base layer's output), with y: [..., N], h: [..., r],
- * w: [N, r]. On a GPU this is one matmul dispatch that accumulates into y's storage in place
- * (and two, with alpha folded in, backwards), instead of matmul + scale + add: **y's values are
+ * w: [N, r]: one matmul that accumulates into y's storage in place (`alpha` and `accumulate` of
+ * the backend matmul: a WGSL dispatch, or OpenBLAS `sgemm` with β = 1 on the CPU), and two with
+ * alpha folded in backwards, instead of matmul + scale + add and their backwards. **y's values are
  * overwritten**, so y must be a fresh output that nothing reads afterwards (a linear layer's
- * backward only needs its output's gradient, which passes through unchanged). On the CPU backend
- * it is composed exactly as `add(y, scale(matmul(h, w, { transB: true }), alpha))`, keeping the
- * CPU numerics of earlier releases.
+ * backward only needs its output's gradient, which passes through unchanged).
  */
 export function addMatmulInPlace(y: Tensor, h: Tensor, w: Tensor, alpha: number): Tensor {
   sameBackend("addMatmulInPlace", y, h, w);
@@ -235,7 +233,6 @@ export function addMatmulInPlace(y: Tensor, h: Tensor, w: Tensor, alpha: number)
     );
   }
   const dev = y.backend;
-  if (dev.kind === "cpu") return add(y, scale(matmul(h, w, { transB: true }), alpha));
   const rows = y.size / N;
   const mm = (M: number, n: number, K: number, transA: boolean, transB: boolean) => ({
     batch: 1,
