@@ -213,7 +213,10 @@ export interface Backend {
   cast(a: Storage, from: DType, to: DType, n: number): Storage;
 
   // ---- backward passes and optimizer steps ----
-  /** LayerNorm backward: x, dy: [rows, cols] → dx [rows, cols], dgamma [cols], dbeta [cols]. */
+  /**
+   * LayerNorm backward: x, dy: [rows, cols] → dx [rows, cols], dgamma [cols], dbeta [cols]. With
+   * `params` false (frozen γ and β, as in LoRA) dgamma and dbeta are null and not computed.
+   */
   layerNormBackward(
     x: Storage,
     gamma: Storage,
@@ -221,7 +224,8 @@ export interface Backend {
     rows: number,
     cols: number,
     eps: number,
-  ): { dx: Storage; dgamma: Storage; dbeta: Storage };
+    params?: boolean,
+  ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null };
   /** Embedding backward: dtable [V, C] = Σ over positions n with ids[n] = v of dy[n, :]. */
   embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage;
   /** Cross-entropy backward: dlogits[r] = (softmax(logits[r]) - onehot(t_r)) · g[r]. */

@@ -79,12 +79,21 @@ export function layerNorm(x: Tensor, gamma: Tensor, beta: Tensor, eps = 1e-5): T
   const s = x.backend.layerNorm(x.storage, gamma.storage, beta.storage, rows, C, eps);
   const out = new Tensor(x.backend, s, x.shape, "f32");
   return record(out, [x, gamma, beta], (g, needs) => {
-    const r = x.backend.layerNormBackward(x.storage, gamma.storage, g.storage, rows, C, eps);
+    // Frozen γ and β (LoRA, QLoRA) skip their column sums.
+    const params = needs[1] || needs[2];
+    const r = x.backend.layerNormBackward(
+      x.storage,
+      gamma.storage,
+      g.storage,
+      rows,
+      C,
+      eps,
+      params,
+    );
     const dx = new Tensor(x.backend, r.dx, x.shape, "f32");
-    const dg = new Tensor(x.backend, r.dgamma, [C], "f32");
-    const db = new Tensor(x.backend, r.dbeta, [C], "f32");
-    const grads = [dx, dg, db];
-    grads.forEach((t, i) => !needs[i] && t.dispose());
+    const wrap = (s: typeof r.dgamma) => (s ? new Tensor(x.backend, s, [C], "f32") : null);
+    const grads = [dx, wrap(r.dgamma), wrap(r.dbeta)];
+    grads.forEach((t, i) => !needs[i] && t?.dispose());
     return grads.map((t, i) => (needs[i] ? t : null));
   });
 }

@@ -36,10 +36,21 @@ Deno.test("twins: layerNormBackward", opts, async () => {
     await both(
       (d) => {
         const r = d.layerNormBackward(up(d, x), up(d, gm), up(d, dy), rows, cols, 1e-5);
-        return [r.dx, r.dgamma, r.dbeta];
+        return [r.dx, r.dgamma!, r.dbeta!];
       },
       [rows * cols, cols, cols],
       `layerNormBackward ${rows}x${cols}`,
+    );
+    // Frozen γ, β: the same dx, no parameter gradients.
+    await both(
+      (d) => {
+        const r = d.layerNormBackward(up(d, x), up(d, gm), up(d, dy), rows, cols, 1e-5, false);
+        assert.equal(r.dgamma, null);
+        assert.equal(r.dbeta, null);
+        return [r.dx];
+      },
+      [rows * cols],
+      `layerNormBackward ${rows}x${cols} (frozen params)`,
     );
   }
 });

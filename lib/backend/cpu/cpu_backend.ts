@@ -198,8 +198,10 @@ export class CpuBackend implements Backend {
     rows: number,
     cols: number,
     eps: number,
-  ): { dx: Storage; dgamma: Storage; dbeta: Storage } {
+    params = true,
+  ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null } {
     const r = layerNormBackwardCpu(this.f32(x), this.f32(gamma), this.f32(dy), rows, cols, eps);
+    if (!params) return { dx: this.wrap(r.dx), dgamma: null, dbeta: null };
     return { dx: this.wrap(r.dx), dgamma: this.wrap(r.dgamma), dbeta: this.wrap(r.dbeta) };
   }
   /** See {@link Backend.embeddingBackward}. */

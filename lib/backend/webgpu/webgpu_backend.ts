@@ -484,15 +484,20 @@ export class WebGpuBackend implements Backend {
     rows: number,
     cols: number,
     eps: number,
-  ): { dx: Storage; dgamma: Storage; dbeta: Storage } {
+    params = true,
+  ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null } {
     const dx = this.out(rows * cols), stats = this.out(2 * rows);
-    const dgamma = this.out(cols), dbeta = this.out(cols);
     this.engine.run(
       layerNormBackwardRows(),
       [this.buf(x), this.buf(gamma), this.buf(dy), dx.buffer, stats.buffer],
       [rows, cols, f32Bits(eps)],
       rowGroups(rows),
     );
+    if (!params) {
+      this.free(stats);
+      return { dx, dgamma: null, dbeta: null };
+    }
+    const dgamma = this.out(cols), dbeta = this.out(cols);
     this.engine.run(
       layerNormBackwardCols(),
       [this.buf(x), this.buf(dy), stats.buffer, dgamma.buffer, dbeta.buffer],
