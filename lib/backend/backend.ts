@@ -8,6 +8,22 @@
  * @module
  */
 
+/** One tensor of a multi-tensor AdamW step ({@link Backend.adamwMany}). */
+export interface AdamItem {
+  /** Parameter (updated in place). */
+  p: Storage;
+  /** Gradient. */
+  g: Storage;
+  /** First moment (updated in place). */
+  m: Storage;
+  /** Second moment (updated in place). */
+  v: Storage;
+  /** Elements. */
+  n: number;
+  /** Decoupled weight decay of this tensor. */
+  weightDecay: number;
+}
+
 /** Partial sums per tensor in {@link Backend.sumSquares} (workgroups of the WGSL kernel). */
 export const NORM_PARTIALS = 32;
 
@@ -276,6 +292,11 @@ export interface Backend {
     h: AdamParams,
     gscale?: Storage | null,
   ): void;
+  /**
+   * Optional: one AdamW step on several tensors with few dispatches (the same arithmetic per
+   * element as {@link Backend.adamw}; each item's own weight decay, `h.weightDecay` unused).
+   */
+  adamwMany?(items: AdamItem[], h: AdamParams, gscale?: Storage | null): void;
   /** One SGD-with-momentum step, updating p and buf in place (`gscale` as for adamw). */
   sgd(
     p: Storage,

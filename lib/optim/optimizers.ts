@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { AdamItem } from "../backend/backend.ts";
 import type { Tensor } from "../tensor.ts";
 import { Tensor as T } from "../tensor.ts";
 
@@ -66,26 +67,37 @@ export class AdamW {
   update(grads: Map<Tensor, Tensor>, lr = this.opts.lr, clip?: Tensor): void {
     this.step++;
     const [b1, b2] = this.opts.betas;
+    const h = {
+      lr,
+      beta1: b1,
+      beta2: b2,
+      eps: this.opts.eps,
+      weightDecay: 0,
+      biasCorrection1: 1 - b1 ** this.step,
+      biasCorrection2: 1 - b2 ** this.step,
+    };
+    const items: AdamItem[] = [];
     for (const [name, p] of this.params) {
       const g = grads.get(p);
       if (!g) continue;
-      p.backend.adamw(
-        p.storage,
-        g.storage,
-        this.m.get(name)!.storage,
-        this.v.get(name)!.storage,
-        p.size,
-        {
-          lr,
-          beta1: b1,
-          beta2: b2,
-          eps: this.opts.eps,
-          weightDecay: this.opts.decay(name, p) ? this.opts.weightDecay : 0,
-          biasCorrection1: 1 - b1 ** this.step,
-          biasCorrection2: 1 - b2 ** this.step,
-        },
-        clip?.storage,
-      );
+      items.push({
+        p: p.storage,
+        g: g.storage,
+        m: this.m.get(name)!.storage,
+        v: this.v.get(name)!.storage,
+        n: p.size,
+        weightDecay: this.opts.decay(name, p) ? this.opts.weightDecay : 0,
+      });
+    }
+    const dev = [...this.params.values()][0]?.backend;
+    if (!dev) return;
+    if (dev.adamwMany && items.length > 1) {
+      // A few dispatches for all tensors (WebGPU), same arithmetic per element.
+      dev.adamwMany(items, h, clip?.storage);
+      return;
+    }
+    for (const it of items) {
+      dev.adamw(it.p, it.g, it.m, it.v, it.n, { ...h, weightDecay: it.weightDecay }, clip?.storage);
     }
   }
 

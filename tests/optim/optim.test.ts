@@ -13,7 +13,7 @@ import {
   Tape,
   Tensor,
 } from "../../lib/mod.ts";
-import { assertClose, bothBackends, randData } from "../harness.ts";
+import { assertClose, bothBackends, gpu, randData, randInt } from "../harness.ts";
 
 // Reference: PyTorch's AdamW update in float64, written out.
 function adamwRef(
@@ -160,6 +160,42 @@ bothBackends(
     assert.throws(() => clipGradNormOnDevice(new Map(), 0), /must be > 0/);
   },
 );
+
+Deno.test({
+  name: "AdamW on WebGPU: the multi-tensor kernel equals one dispatch per tensor, bit for bit",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dev = await gpu();
+    const rng = new Rng(75);
+    // 17 tensors (more than one dispatch holds), 1-D ones without weight decay, sizes not
+    // multiples of 256; three steps with clipping by a device-side factor.
+    const shapes = Array.from(
+      { length: 17 },
+      (_, i) => i % 3 === 0 ? [randInt(rng, 1, 300)] : [randInt(rng, 1, 40), randInt(rng, 1, 40)],
+    );
+    const data = shapes.map((s) => randData(rng, s.reduce((a, b) => a * b, 1)));
+    const mk = () => data.map((d, i) => Tensor.fromArray(d, shapes[i], { device: dev }));
+    const many = mk(), single = mk();
+    const optMany = new AdamW(new Map(many.map((p, i) => [`p${i}`, p])), { lr: 0.05 });
+    const optOne = single.map((p, i) => new AdamW(new Map([[`p${i}`, p]]), { lr: 0.05 }));
+    for (let step = 0; step < 3; step++) {
+      const gs = data.map((d, i) => randData(rng, d.length).map((x) => x * (i + 1)));
+      const gMany = new Map(
+        many.map((p, i) => [p, Tensor.fromArray(gs[i], shapes[i], { device: dev })]),
+      );
+      const gOne = new Map(
+        single.map((p, i) => [p, Tensor.fromArray(gs[i], shapes[i], { device: dev })]),
+      );
+      const clip = clipGradNormOnDevice(gMany, 3);
+      optMany.update(gMany, 0.05, clip);
+      optOne.forEach((o, i) => o.update(new Map([[single[i], gOne.get(single[i])!]]), 0.05, clip));
+    }
+    for (let i = 0; i < many.length; i++) {
+      assert.deepEqual(await many[i].toArray(), await single[i].toArray(), `tensor ${i}`);
+    }
+  },
+});
 
 bothBackends("gradient accumulation over two half-batches equals the full batch", async (dev) => {
   const rng = new Rng(73);

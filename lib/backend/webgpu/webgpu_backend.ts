@@ -5,6 +5,7 @@
  */
 
 import {
+  type AdamItem,
   type AdamParams,
   type AttentionParams,
   type Backend,
@@ -22,7 +23,9 @@ import {
 } from "../backend.ts";
 import { f32Bits, type GpuEngine, groups1d } from "./engine.ts";
 import {
+  ADAMW_MANY_MAX,
   adamwKernel,
+  adamwManyKernel,
   clipFactorKernel,
   crossEntropyBackwardKernel,
   embeddingBackwardKernels,
@@ -626,6 +629,36 @@ export class WebGpuBackend implements Backend {
       [n, ...f.map(f32Bits), gscale ? 1 : 0],
       groups1d(n),
     );
+  }
+  /**
+   * See {@link Backend.adamwMany}: up to {@link ADAMW_MANY_MAX} tensors per dispatch (fewer when
+   * the device binds fewer than 4 per tensor + 1 storage buffers).
+   */
+  adamwMany(items: AdamItem[], h: AdamParams, gscale?: Storage | null): void {
+    const lim = this.engine.device.limits.maxStorageBuffersPerShaderStage;
+    const per = Math.min(ADAMW_MANY_MAX, Math.floor((lim - 1) / 4));
+    if (per < 2) {
+      for (const it of items) {
+        this.adamw(it.p, it.g, it.m, it.v, it.n, { ...h, weightDecay: it.weightDecay }, gscale);
+      }
+      return;
+    }
+    const head = [h.lr, h.beta1, h.beta2, h.eps, h.biasCorrection1, h.biasCorrection2].map(f32Bits);
+    for (let c = 0; c < items.length; c += per) {
+      const chunk = items.slice(c, c + per);
+      const offs = [0];
+      for (const it of chunk) offs.push(offs[offs.length - 1] + it.n);
+      const bufs = [gscale ? this.buf(gscale) : this.dummy];
+      for (const it of chunk) {
+        bufs.push(this.buf(it.p), this.buf(it.g), this.buf(it.m), this.buf(it.v));
+      }
+      this.engine.run(
+        adamwManyKernel(chunk.length),
+        bufs,
+        [...head, gscale ? 1 : 0, ...offs, ...chunk.map((it) => f32Bits(it.weightDecay))],
+        groups1d(offs[offs.length - 1]),
+      );
+    }
   }
   /** See {@link Backend.sgd}. */
   sgd(

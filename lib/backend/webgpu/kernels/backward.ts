@@ -284,6 +284,57 @@ ${MAIN_1D} {
   };
 }
 
+/** Parameter words before the per-tensor offsets in {@link adamwManyKernel}. */
+const MANY_HEAD = 7;
+/** Most tensors one {@link adamwManyKernel} dispatch takes (its offsets and decays fill the 32 words). */
+export const ADAMW_MANY_MAX = 12;
+
+/**
+ * AdamW on `k` tensors in one dispatch over their concatenated elements, with the arithmetic of
+ * {@link adamwKernel} per element (bit-identical). params: lr, beta1, beta2, eps, bc1, bc2 (bits),
+ * scaled, then k + 1 element offsets (the last is the total), then k weight decays (bits).
+ * Bindings: S ([norm, factor]), then P, G, M, V of each tensor. Dispatch: groups1d(total).
+ */
+export function adamwManyKernel(k: number): Kernel {
+  if (!(k >= 1 && k <= ADAMW_MANY_MAX)) throw new RangeError(`adamwMany: ${k} tensors`);
+  const decl: string[] = [], body: string[] = [];
+  for (let t = 0; t < k; t++) {
+    const b = 2 + 4 * t;
+    decl.push(
+      `@group(0) @binding(${b}) var<storage, read_write> P${t}: array<f32>;`,
+      `@group(0) @binding(${b + 1}) var<storage, read> G${t}: array<f32>;`,
+      `@group(0) @binding(${b + 2}) var<storage, read_write> M${t}: array<f32>;`,
+      `@group(0) @binding(${b + 3}) var<storage, read_write> V${t}: array<f32>;`,
+    );
+    body.push(`  ${t ? "else " : ""}if (i < pu(${MANY_HEAD + t + 1}u)) {
+    let j = i - pu(${MANY_HEAD + t}u);
+    var g = G${t}[j];
+    if (scaled) { g *= S[1]; }
+    let m = b1 * M${t}[j] + (1.0 - b1) * g;
+    let v = b2 * V${t}[j] + (1.0 - b2) * g * g;
+    M${t}[j] = m;
+    V${t}[j] = v;
+    let pd = P${t}[j] - lr * pf(${MANY_HEAD + k + 1 + t}u) * P${t}[j];
+    P${t}[j] = pd - lr * ((m / pf(4u)) / (sqrt(v / pf(5u)) + pf(3u)));
+  }`);
+  }
+  return {
+    key: `adamw_many:${k}`,
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+${decl.join("\n")}
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(${MANY_HEAD + k}u)) { return; }
+  let lr = pf(0u);
+  let b1 = pf(1u);
+  let b2 = pf(2u);
+  let scaled = pu(6u) == 1u;
+${body.join("\n")}
+}`,
+  };
+}
+
 /**
  * SGD with momentum in place. params: n, lr, momentum, wd, scaled. Bindings: P (rw), G, B (rw),
  * S (as in {@link adamwKernel}).
