@@ -71,3 +71,43 @@ Deno.test(
     }
   },
 );
+
+Deno.test(
+  "long-axis reductions (chunked on WebGPU) match the CPU: sum, mean, max, LayerNorm γ/β",
+  opts,
+  async () => {
+    const g = await gpu();
+    const rng = new Rng(6);
+    // [outer, len, inner] with len ≥ 2048 takes the two-stage path; 5000 is not a multiple of the
+    // 256-row chunks' count.
+    for (const [outer, len, inner] of [[1, 5000, 7], [3, 2100, 2], [2, 4096, 1]]) {
+      const x = randData(rng, outer * len * inner);
+      for (const op of ["sum", "mean", "max"] as const) {
+        const [got, want] = await Promise.all([g, cpu].map((d) =>
+          d.read(
+            d.reduce(op, d.upload("f32", Float32Array.from(x)), outer, len, inner),
+            "f32",
+            outer * inner,
+          )
+        ));
+        // Float32 sums of n N(0,1) terms in two orders differ by about u·√(Σ_k k) ≈ u·n/√2 (2e-4
+        // at n = 5000); we allow 1e-6·n (25× that) for sums, 1e-6 for means; max is exact.
+        const t = op === "sum" ? 1e-6 * len : op === "mean" ? 1e-6 : 0;
+        assertClose(got, want, t, `${op} over ${len} (${outer}×${len}×${inner})`);
+      }
+    }
+    const [rows, cols] = [3000, 5];
+    const x = randData(rng, rows * cols), gm = randData(rng, cols), dy = randData(rng, rows * cols);
+    const [rg, rc] = [g, cpu].map((d) => {
+      const up = (a: number[]) => d.upload("f32", Float32Array.from(a));
+      return d.layerNormBackward(up(x), up(gm), up(dy), rows, cols, 1e-5);
+    });
+    for (const k of ["dgamma", "dbeta"] as const) {
+      const [got, want] = await Promise.all([
+        g.read(rg[k]!, "f32", cols),
+        cpu.read(rc[k]!, "f32", cols),
+      ]);
+      assertClose(got, want, 1e-6 * rows, `layerNorm ${k} over ${rows} rows`);
+    }
+  },
+);

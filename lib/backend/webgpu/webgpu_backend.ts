@@ -63,7 +63,7 @@ import {
   variantFromEnv,
 } from "./matmul_tuning.ts";
 import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
-import { reduceKernel } from "./kernels/reduce.ts";
+import { reduceChunks, reduceKernel, reducePartKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from "./kernels/rows.ts";
 
 /** WebGPU storage: a pooled GPUBuffer (possibly larger than the tensor). */
@@ -398,12 +398,32 @@ export class WebGpuBackend implements Backend {
   /** See {@link Backend.reduce}. */
   reduce(op: ReduceOp, a: Storage, outer: number, len: number, inner: number): Storage {
     const o = this.out(outer * inner);
+    const S = reduceChunks(len, outer * inner);
+    if (S === 1) {
+      this.engine.run(
+        reduceKernel(op),
+        [this.buf(a), o.buffer],
+        [outer, len, inner, len],
+        groups1d(outer * inner),
+      );
+      return o;
+    }
+    // Long axis, few outputs: chunks first (every thread busy), then the chunks.
+    const chunk = Math.ceil(len / S);
+    const part = this.out(outer * S * inner);
+    this.engine.run(
+      reducePartKernel(op === "max" ? "max" : "sum"),
+      [this.buf(a), part.buffer],
+      [outer, len, inner, chunk, S],
+      groups1d(outer * S * inner),
+    );
     this.engine.run(
       reduceKernel(op),
-      [this.buf(a), o.buffer],
-      [outer, len, inner],
+      [part.buffer, o.buffer],
+      [outer, S, inner, len],
       groups1d(outer * inner),
     );
+    this.free(part);
     return o;
   }
   /** See {@link Backend.softmax}. */
@@ -500,14 +520,20 @@ export class WebGpuBackend implements Backend {
       this.free(stats);
       return { dx, dgamma: null, dbeta: null };
     }
-    const dgamma = this.out(cols), dbeta = this.out(cols);
+    // Column sums over many rows run in chunks of rows, then sum the chunks (see reduce()).
+    const S = reduceChunks(rows, cols), chunk = Math.ceil(rows / S);
+    const pg = this.out(S * cols), pb = this.out(S * cols);
     this.engine.run(
       layerNormBackwardCols(),
-      [this.buf(x), this.buf(dy), stats.buffer, dgamma.buffer, dbeta.buffer],
-      [rows, cols],
-      groups1d(cols),
+      [this.buf(x), this.buf(dy), stats.buffer, pg.buffer, pb.buffer],
+      [rows, cols, chunk, S],
+      groups1d(S * cols),
     );
     this.free(stats);
+    if (S === 1) return { dx, dgamma: pg, dbeta: pb };
+    const dgamma = this.reduce("sum", pg, 1, S, cols), dbeta = this.reduce("sum", pb, 1, S, cols);
+    this.free(pg);
+    this.free(pb);
     return { dx, dgamma, dbeta };
   }
   /** See {@link Backend.embeddingBackward}: a counting sort by id, then sums per entry. */

@@ -57,8 +57,10 @@ ${ROW_MAIN} {
 }
 
 /**
- * LayerNorm backward, pass 2 (one thread per column): dgamma = Σ dy·xhat, dbeta = Σ dy.
- * params: rows, cols. Bindings: X, DY, S, DG, DB.
+ * LayerNorm backward, pass 2 (one thread per column and chunk of rows): partial dgamma = Σ dy·xhat
+ * and dbeta = Σ dy over rows [s·chunk, (s+1)·chunk) into DG[s, c], DB[s, c] (the final sums when
+ * there is one chunk). params: rows, cols, chunk, chunks. Bindings: X, DY, S (stats), DG, DB.
+ * Dispatch: groups1d(chunks · cols).
  */
 export function layerNormBackwardCols(): Kernel {
   return {
@@ -70,19 +72,22 @@ export function layerNormBackwardCols(): Kernel {
 @group(0) @binding(4) var<storage, read_write> DG: array<f32>;
 @group(0) @binding(5) var<storage, read_write> DB: array<f32>;
 ${MAIN_1D} {
-  let c = gidx(gid, nwg);
+  let i = gidx(gid, nwg);
   let rows = pu(0u);
   let cols = pu(1u);
-  if (c >= cols) { return; }
+  let chunk = pu(2u);
+  if (i >= pu(3u) * cols) { return; }
+  let c = i % cols;
+  let s = i / cols;
   var dg: f32 = 0.0;
   var db: f32 = 0.0;
-  for (var r = 0u; r < rows; r++) {
+  for (var r = s * chunk; r < min(rows, (s + 1u) * chunk); r++) {
     let dy = DY[r * cols + c];
     dg += dy * ((X[r * cols + c] - S[2u * r]) * S[2u * r + 1u]);
     db += dy;
   }
-  DG[c] = dg;
-  DB[c] = db;
+  DG[i] = dg;
+  DB[i] = db;
 }`,
   };
 }

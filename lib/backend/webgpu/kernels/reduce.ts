@@ -1,6 +1,9 @@
 /**
  * WGSL reduction over the middle axis of an [outer, len, inner] view (twin of `reduceCpu`).
- * One thread per output element, accumulating in f32 in index order like the CPU twin.
+ * One thread per output element, accumulating in f32 in index order like the CPU twin. A long
+ * axis with few outputs (a bias gradient: 768 sums of 8,192 rows) would leave a GPU nearly idle,
+ * so the backend splits it: {@link reducePartKernel} reduces chunks of the axis into
+ * [outer, chunks, inner], then {@link reduceKernel} reduces the chunks.
  *
  * @module
  */
@@ -9,11 +12,11 @@ import type { ReduceOp } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
 import { MAIN_1D, PRELUDE } from "./common.ts";
 
-/** params: outer, len, inner. */
+/** params: outer, len, inner, divisor of a mean (the original axis length). */
 export function reduceKernel(op: ReduceOp): Kernel {
   const init = op === "max" ? "neg_inf()" : "0.0";
   const step = op === "max" ? "acc = max(acc, x);" : "acc += x;";
-  const fin = op === "mean" ? "acc / f32(len)" : "acc";
+  const fin = op === "mean" ? "acc / f32(pu(3u))" : "acc";
   return {
     key: `reduce:${op}`,
     code: `${PRELUDE}
@@ -35,4 +38,44 @@ ${MAIN_1D} {
   O[i] = ${fin};
 }`,
   };
+}
+
+/**
+ * Chunked first stage: out[o, s, j] = reduce of a[o, l, j] over l in [s·chunk, (s+1)·chunk)
+ * (sum for sum and mean, max for max). params: outer, len, inner, chunk, chunks.
+ * Dispatch: groups1d(outer · chunks · inner).
+ */
+export function reducePartKernel(op: "sum" | "max"): Kernel {
+  const init = op === "max" ? "neg_inf()" : "0.0";
+  const step = op === "max" ? "acc = max(acc, x);" : "acc += x;";
+  return {
+    key: `reduce_part:${op}`,
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  let outer = pu(0u);
+  let len = pu(1u);
+  let inner = pu(2u);
+  let chunk = pu(3u);
+  let S = pu(4u);
+  if (i >= outer * S * inner) { return; }
+  let j = i % inner;
+  let s = (i / inner) % S;
+  let o = i / (inner * S);
+  var acc: f32 = ${init};
+  for (var l = s * chunk; l < min(len, (s + 1u) * chunk); l++) {
+    let x = A[(o * len + l) * inner + j];
+    ${step}
+  }
+  O[i] = acc;
+}`,
+  };
+}
+
+/** Chunks for a reduction of `len` with `outputs` results: 1 (one pass) unless the axis is long. */
+export function reduceChunks(len: number, outputs: number): number {
+  if (len < 2048 || outputs > 65536) return 1;
+  return Math.min(256, Math.ceil(len / 256));
 }
