@@ -63,7 +63,7 @@ import {
   variantFromEnv,
 } from "./matmul_tuning.ts";
 import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
-import { reduceChunks, reduceKernel, reducePartKernel } from "./kernels/reduce.ts";
+import { reduceChunks, reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from "./kernels/rows.ts";
 
 /** WebGPU storage: a pooled GPUBuffer (possibly larger than the tensor). */
@@ -403,24 +403,23 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         reduceKernel(op),
         [this.buf(a), o.buffer],
-        [outer, len, inner, len],
+        [outer, len, inner, len, 1, len],
         groups1d(outer * inner),
       );
       return o;
     }
     // Long axis, few outputs: chunks first (every thread busy), then the chunks.
-    const chunk = Math.ceil(len / S);
     const part = this.out(outer * S * inner);
     this.engine.run(
-      reducePartKernel(op === "max" ? "max" : "sum"),
+      reduceKernel(op === "max" ? "max" : "sum"),
       [this.buf(a), part.buffer],
-      [outer, len, inner, chunk, S],
+      [outer, len, inner, Math.ceil(len / S), S, 1],
       groups1d(outer * S * inner),
     );
     this.engine.run(
       reduceKernel(op),
       [part.buffer, o.buffer],
-      [outer, S, inner, len],
+      [outer, S, inner, S, 1, len],
       groups1d(outer * inner),
     );
     this.free(part);

@@ -2,8 +2,8 @@
  * WGSL reduction over the middle axis of an [outer, len, inner] view (twin of `reduceCpu`).
  * One thread per output element, accumulating in f32 in index order like the CPU twin. A long
  * axis with few outputs (a bias gradient: 768 sums of 8,192 rows) would leave a GPU nearly idle,
- * so the backend splits it: {@link reducePartKernel} reduces chunks of the axis into
- * [outer, chunks, inner], then {@link reduceKernel} reduces the chunks.
+ * so the backend splits it: chunks of the axis into [outer, chunks, inner], then the chunks
+ * (both passes are {@link reduceKernel}).
  *
  * @module
  */
@@ -12,44 +12,18 @@ import type { ReduceOp } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
 import { MAIN_1D, PRELUDE } from "./common.ts";
 
-/** params: outer, len, inner, divisor of a mean (the original axis length). */
+/**
+ * out[o, s, j] = reduce of a[o, l, j] over l in [s·chunk, min(len, (s+1)·chunk)); a mean divides
+ * by `div` (the original axis length). One pass: chunk = len, chunks = 1. Two passes: `sum` (or
+ * `max`) into [outer, chunks, inner], then the op over the chunks with chunk = chunks.
+ * params: outer, len, inner, chunk, chunks, div. Dispatch: groups1d(outer · chunks · inner).
+ */
 export function reduceKernel(op: ReduceOp): Kernel {
   const init = op === "max" ? "neg_inf()" : "0.0";
   const step = op === "max" ? "acc = max(acc, x);" : "acc += x;";
-  const fin = op === "mean" ? "acc / f32(pu(3u))" : "acc";
+  const fin = op === "mean" ? "acc / f32(pu(5u))" : "acc";
   return {
     key: `reduce:${op}`,
-    code: `${PRELUDE}
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read_write> O: array<f32>;
-${MAIN_1D} {
-  let i = gidx(gid, nwg);
-  let outer = pu(0u);
-  let len = pu(1u);
-  let inner = pu(2u);
-  if (i >= outer * inner) { return; }
-  let o = i / inner;
-  let j = i % inner;
-  var acc: f32 = ${init};
-  for (var l = 0u; l < len; l++) {
-    let x = A[(o * len + l) * inner + j];
-    ${step}
-  }
-  O[i] = ${fin};
-}`,
-  };
-}
-
-/**
- * Chunked first stage: out[o, s, j] = reduce of a[o, l, j] over l in [s·chunk, (s+1)·chunk)
- * (sum for sum and mean, max for max). params: outer, len, inner, chunk, chunks.
- * Dispatch: groups1d(outer · chunks · inner).
- */
-export function reducePartKernel(op: "sum" | "max"): Kernel {
-  const init = op === "max" ? "neg_inf()" : "0.0";
-  const step = op === "max" ? "acc = max(acc, x);" : "acc += x;";
-  return {
-    key: `reduce_part:${op}`,
     code: `${PRELUDE}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
@@ -69,7 +43,7 @@ ${MAIN_1D} {
     let x = A[(o * len + l) * inner + j];
     ${step}
   }
-  O[i] = acc;
+  O[i] = ${fin};
 }`,
   };
 }
