@@ -9,9 +9,14 @@ import { evalBatches } from "../data/batch.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { scope, Tensor } from "../tensor.ts";
 
+/** Batches whose losses stay on the device between read-backs in {@link evaluate}. */
+const READ_EVERY = 32;
+
 /**
  * Mean next-token cross-entropy (nats/token) of `model` on `tokens`, over non-overlapping
  * windows of `seqLen`, `batchSize` rows at a time, at most `maxBatches` batches (default all).
+ * Losses are read back {@link READ_EVERY} batches at a time (one GPU wait each, not one per
+ * batch) and summed in batch order, so the result does not depend on the grouping.
  */
 export async function evaluate(
   model: CausalLM,
@@ -21,15 +26,29 @@ export async function evaluate(
   maxBatches = Infinity,
 ): Promise<number> {
   let total = 0, count = 0, batches = 0;
-  for (const b of evalBatches(tokens, batchSize, seqLen)) {
-    if (batches++ >= maxBatches) break;
-    const rows = b.x.length / seqLen;
-    total += await scope(async () => {
-      const x = Tensor.fromArray(b.x, [rows, seqLen], { device: model.device, dtype: "i32" });
-      const y = Tensor.fromArray(b.y, [rows, seqLen], { device: model.device, dtype: "i32" });
-      return (await model.loss(x, y).item()) * rows * seqLen;
-    });
-    count += rows * seqLen;
+  const pending: { loss: Tensor; weight: number }[] = [];
+  const drain = async () => {
+    const values = await Promise.all(pending.map((p) => p.loss.item()));
+    values.forEach((v, i) => total += v * pending[i].weight);
+    for (const p of pending) p.loss.dispose();
+    pending.length = 0;
+  };
+  try {
+    for (const b of evalBatches(tokens, batchSize, seqLen)) {
+      if (batches++ >= maxBatches) break;
+      const rows = b.x.length / seqLen;
+      const loss = scope(() => {
+        const x = Tensor.fromArray(b.x, [rows, seqLen], { device: model.device, dtype: "i32" });
+        const y = Tensor.fromArray(b.y, [rows, seqLen], { device: model.device, dtype: "i32" });
+        return model.loss(x, y);
+      });
+      pending.push({ loss, weight: rows * seqLen });
+      count += rows * seqLen;
+      if (pending.length >= READ_EVERY) await drain();
+    }
+    await drain();
+  } finally {
+    for (const p of pending) p.loss.dispose();
   }
   if (count === 0) throw new Error("evaluate: the validation stream is shorter than one window");
   return total / count;
