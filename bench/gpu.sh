@@ -5,6 +5,7 @@
 #      and 1), 4096³, and a 16384×8192 matrix–vector product (weights larger than the L2 cache);
 #   2. matmul: the f32 matmul table (bench/matmul.ts), 4096 when OpenBLAS exists for its CPU column;
 #      attention: fused vs composed causal attention at the shipped and GPT-2 shapes;
+#      matmul_f16: f16 storage with f32 / f16 accumulation vs f32, speed and error (goal 2);
 #   3. torch: bench/torch_compare.py --device cuda (TF32 off; matmuls, GPT-2 + PEFT anchor);
 #   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each),
 #      then qlora with the composed attention if budget is left;
@@ -79,6 +80,7 @@ if ((QUICK)); then
   MM=(--sizes 64,128 --min-ms 20 --js-max 128)
   TS=(--min-ms 1 --gpt2-batch 1x16 --gpt2-layers 1 --gpt2-vocab 1024)
   AT=(--min-ms 20 --shapes 1x2x64x32)
+  MF=(--sizes 64,128 --min-ms 20)
   PT=(--min-s 0.05 --sizes 64,128 --gpt2-batch 1x16 --gpt2-m 16 --gpt2-layers 1
     --gpt2-vocab 1024)
 else
@@ -89,12 +91,14 @@ else
   fi
   TS=(--min-ms 2000 --gpt2-batch 8x1024)
   AT=(--min-ms 200)
+  MF=(--sizes 1024,4096 --min-ms 200)
   PT=(--min-s 0.5 --gpt2-batch 8x1024)
 fi
 
 part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"
 part matmul 70 "${RUN[@]}" bench/matmul.ts --json "${MM[@]}"
 part attention 35 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"
+part matmul_f16 30 "${RUN[@]}" bench/matmul_f16.ts --json "${MF[@]}"
 if ((CUDA)); then
   part torch 100 "$PY" bench/torch_compare.py --device cuda "${PT[@]}"
 elif ((QUICK)) && [ -n "$PY" ]; then

@@ -20,6 +20,7 @@
 import { parseArgs } from "node:util";
 import { type Backend, cast, getDevice, matmul, Rng, Tensor } from "../lib/mod.ts";
 import type { WebGpuBackend } from "../lib/backend/webgpu/webgpu_backend.ts";
+import { timePerCall } from "./timing.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -77,28 +78,18 @@ const sizes = sizesArg ?? [128, 256, 512, 1024, 2048, ...(software ? [] : [4096]
 
 /**
  * Milliseconds per call: one warm-up call (pipeline compile, pool fill) whose output goes to
- * `check`, then repeats until minMs has passed.
+ * `check`, then the slope of k vs 2k calls per GPU wait (bench/timing.ts), so the ≈ 11 ms
+ * submit-and-wait is not counted per call.
  */
 async function time(
   d: Backend,
   fn: () => Tensor,
   check: (out: ArrayLike<number>) => void,
 ): Promise<number> {
-  const once = async () => {
-    const y = fn();
-    await d.sync();
-    y.dispose();
-  };
   const y = fn();
   check(await y.toArray());
   y.dispose();
-  let reps = 0;
-  const t0 = performance.now();
-  do {
-    await once();
-    reps++;
-  } while (performance.now() - t0 < minMs);
-  return (performance.now() - t0) / reps;
+  return (await timePerCall(() => fn().dispose(), () => d.sync(), minMs)).ms;
 }
 
 /** Random output positions (all of them when n² ≤ 4096) and their float64 values. */
