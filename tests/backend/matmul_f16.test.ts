@@ -13,7 +13,15 @@
 //   error), plus ≤ 2^-25 absolute per rounding in the f16 subnormal range (2K+1 of them).
 //   Allowed: 1.25·(K+1)·u16·S + (2K+2)·2^-25 (γ_n ≤ 1.25·n·u while n·u ≤ 0.2: K ≤ 400 here).
 import assert from "node:assert/strict";
-import { type Backend, cpu, matmul, Rng, Tensor } from "../../lib/mod.ts";
+import {
+  type Backend,
+  cpu,
+  matmul,
+  MATMUL_VARIANTS,
+  Rng,
+  Tensor,
+  type WebGpuBackend,
+} from "../../lib/mod.ts";
 import { matmulF16Cpu } from "../../lib/backend/cpu/matmul_f16.ts";
 import type { MatmulParams } from "../../lib/backend/backend.ts";
 import { assertClose, bothBackends, gpu, randInt } from "../harness.ts";
@@ -204,4 +212,43 @@ Deno.test("matmul: dtype errors name both dtypes", () => {
     () => matmul(f16([2, 3]), f16([3, 4]), { accumulate: "f8" as "f16" }),
     /accumulate must be "f32" or "f16", got f8/,
   );
+});
+
+Deno.test({
+  name: "matmul f16 (acc f32) on every f32 matmul variant equals the CPU twin bit for bit",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const g = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(41);
+    // Products of f16 values are exact in f32 and every variant sums k in order with fma, as the
+    // twin does: equal to the last bit. Cases [M, N, K, transA, transB, output]: vec4 loads and
+    // stores with an f16 output, then scalar ones with an f32 output.
+    const cases = [[70, 132, 68, false, true, "f16"], [9, 129, 77, true, false, "f32"]] as const;
+    try {
+      for (const [M, N, K, transA, transB, out] of cases) {
+        const a = randF16(rng, M * K), b = randF16(rng, K * N), bias = randF16(rng, N);
+        const p: MatmulParams = { batch: 1, M, N, K, transA, transB, strideA: 0, strideB: 0 };
+        const f16 = (x: number[]) => Float16Array.from(x);
+        const want = matmulF16Cpu(f16(a), f16(b), f16(bias), p, { accumulate: "f32", out });
+        const h = { device: g, dtype: "f16" as const };
+        for (const v of MATMUL_VARIANTS) {
+          if (!g.matmulVariantFits(v)) continue;
+          g.forceMatmulVariant(v.name);
+          const y = matmul(
+            Tensor.fromArray(a, transA ? [K, M] : [M, K], h),
+            Tensor.fromArray(b, transB ? [N, K] : [K, N], h),
+            { transA, transB, bias: Tensor.fromArray(bias, [N], h), outDtype: out },
+          );
+          assert.deepEqual(
+            Array.from(await y.toArray()),
+            Array.from(want),
+            `${v.name} M${M} N${N} K${K} tA${transA} tB${transB} out ${out}`,
+          );
+        }
+      }
+    } finally {
+      g.forceMatmulVariant(null);
+    }
+  },
 });

@@ -191,9 +191,21 @@ export class WebGpuBackend implements Backend {
       this.need16("f16");
       const od = p.outDtype ?? "f16";
       const o16 = this.out(p.batch * p.M * p.N, od);
+      const inputs = [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o16.buffer];
+      if ((p.accumDtype ?? "f32") === "f32") {
+        // f32 accumulation: the f32 variants with f16 loads (same sums, same bits as the twin).
+        const v = this.matmulVariantFor(p);
+        this.engine.run(
+          matmulKernel(v, matmulSpec(p), undefined, { out: od }),
+          inputs,
+          [p.M, p.N, p.K, p.strideA, p.strideB, bias ? 1 : 0, f32Bits(1), 0],
+          matmulGroups(v, p),
+        );
+        return o16;
+      }
       this.engine.run(
-        matmulF16Kernel(p.accumDtype ?? "f32", od),
-        [this.buf(a), this.buf(b), bias ? this.buf(bias) : this.dummy, o16.buffer],
+        matmulF16Kernel("f16", od),
+        inputs,
         [p.M, p.N, p.K, +p.transA, +p.transB, p.strideA, p.strideB, bias ? 1 : 0],
         [Math.ceil(p.N / F16_TILE), Math.ceil(p.M / F16_TILE), p.batch],
       );

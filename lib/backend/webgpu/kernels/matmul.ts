@@ -128,6 +128,8 @@ interface Operand {
   vec: boolean;
   /** B only: read a packed frozen weight through `wval` / `wload4` (see qmatmul.ts). */
   packed?: boolean;
+  /** Stored as f16 (widened to f32 as it is loaded; exact). */
+  half?: boolean;
   /** WGSL: batch offset, tile origin along m/n, size along m/n. */
   base: string;
   origin: string;
@@ -178,7 +180,11 @@ function genLoad(o: Operand, bk: number, nt: number): string {
       ? `${o.base} / 4u + gr * (${ld} / 4u) + gc / 4u`
       : `${o.base} + gr * ${ld} + gc`;
     // A packed weight W is one [rows, cols] matrix: element (gr, gc) is flat gr·ld + gc, row gr.
-    const read = o.packed ? `${o.vec ? "wload4" : "wval"}(gr * ${ld} + gc, gr)` : `${o.x}[${idx}]`;
+    const read = o.packed
+      ? `${o.vec ? "wload4" : "wval"}(gr * ${ld} + gc, gr)`
+      : o.half
+      ? `${o.vec ? "vec4<f32>" : "f32"}(${o.x}[${idx}])`
+      : `${o.x}[${idx}]`;
     const zero = o.vec ? "vec4<f32>(0.0)" : "0.0";
     lines.push(
       `    { let gr = ${gr}; let gc = ${gc};`,
@@ -241,9 +247,16 @@ function genCompute(v: MatmulVariant, aBuf: string, bBuf: string): string {
   return lines.join("\n");
 }
 
-/** WGSL of the epilogue: alpha, bias, accumulate, bounds-checked stores. */
-function genEpilogue(v: MatmulVariant, vecO: boolean): string {
+/**
+ * WGSL of the epilogue: alpha, bias, accumulate, bounds-checked stores. With `half`, bias and
+ * output are f16 (read widened, the f32 result rounded to f16 when stored).
+ */
+function genEpilogue(v: MatmulVariant, vecO: boolean, half = { bias: false, out: false }): string {
   const TX = v.bn / v.tn, TY = v.bm / v.tm;
+  const f = vecO ? "vec4<f32>" : "f32", h = vecO ? "vec4<f16>" : "f16";
+  const rdB = (x: string) => (half.bias ? `${f}(${x})` : x);
+  const rdO = (x: string) => (half.out ? `${f}(${x})` : x);
+  const wrO = (x: string) => (half.out ? `${h}(${x})` : x);
   const lines: string[] = [];
   for (let i = 0; i < v.tm / 4; i++) {
     for (let r = 0; r < 4; r++) {
@@ -255,10 +268,10 @@ function genEpilogue(v: MatmulVariant, vecO: boolean): string {
           lines.push(
             `        if (col < N) {`,
             `          var val = alpha * ${c};`,
-            `          if (hasBias) { val += Bias[col / 4u]; }`,
+            `          if (hasBias) { val += ${rdB("Bias[col / 4u]")}; }`,
             `          let o = (o0 + row * N + col) / 4u;`,
-            `          if (accumulate) { val += O[o]; }`,
-            `          O[o] = val;`,
+            `          if (accumulate) { val += ${rdO("O[o]")}; }`,
+            `          O[o] = ${wrO("val")};`,
             `        }`,
           );
         } else {
@@ -266,10 +279,10 @@ function genEpilogue(v: MatmulVariant, vecO: boolean): string {
             lines.push(
               `        if (col + ${cc}u < N) {`,
               `          var val = alpha * ${c}[${cc}];`,
-              `          if (hasBias) { val += Bias[col + ${cc}u]; }`,
+              `          if (hasBias) { val += ${rdB(`Bias[col + ${cc}u]`)}; }`,
               `          let o = o0 + row * N + col + ${cc}u;`,
-              `          if (accumulate) { val += O[o]; }`,
-              `          O[o] = val;`,
+              `          if (accumulate) { val += ${rdO("O[o]")}; }`,
+              `          O[o] = ${wrO("val")};`,
               `        }`,
             );
           }
@@ -290,8 +303,18 @@ function genEpilogue(v: MatmulVariant, vecO: boolean): string {
  * With `q`, B is a packed frozen weight (f16, int8, NF4, FP4, …) de-quantized as the k-slices
  * are staged, so each decoded weight serves every row of the tile (the fused QLoRA product).
  * Then batch must be 1 and the bindings are A, bias, out, then the weight's (`decodeWgsl`).
+ *
+ * With `half`, A, B and the bias are f16 tensors (`enable f16;`, needs `shader-f16`) widened to
+ * f32 as they are staged: products of f16 values are exact in f32, so each `fma` is one f32
+ * rounding, in k order, as `matmulF16Cpu` with f32 accumulation; the output is f16 or f32.
  */
-export function matmulKernel(v: MatmulVariant, s: MatmulSpec, q?: QWeightSpec): Kernel {
+export function matmulKernel(
+  v: MatmulVariant,
+  s: MatmulSpec,
+  q?: QWeightSpec,
+  half?: { out: "f16" | "f32" },
+): Kernel {
+  if (q && half) throw new Error("webgpu matmul: a packed weight with f16 operands");
   const nt = matmulThreads(v);
   if (v.tm % 4 || v.tn % 4 || v.bm % v.tm || v.bn % v.tn) {
     throw new Error(`webgpu matmul: variant ${v.name} has a bad thread tile`);
@@ -304,6 +327,7 @@ export function matmulKernel(v: MatmulVariant, s: MatmulSpec, q?: QWeightSpec): 
     ext: v.bm,
     kMajor: s.transA,
     vec: s.vecA,
+    half: half !== undefined,
     base: "a0",
     origin: "row0",
     size: "M",
@@ -316,6 +340,7 @@ export function matmulKernel(v: MatmulVariant, s: MatmulSpec, q?: QWeightSpec): 
     kMajor: !s.transB,
     vec: s.vecB,
     packed: q !== undefined,
+    half: half !== undefined,
     base: "b0",
     origin: "col0",
     size: "N",
@@ -327,6 +352,7 @@ export function matmulKernel(v: MatmulVariant, s: MatmulSpec, q?: QWeightSpec): 
     for (let j = 0; j < v.tn / 4; j++) accs.push(`  var c${i}_${j} = vec4<f32>(0.0);`);
   }
   const t = (b: boolean) => (b ? "vec4<f32>" : "f32");
+  const h = (b: boolean) => (b ? "vec4<f16>" : "f16");
   const load = (k0: string) =>
     `  { let k0 = ${k0};\n${genLoad(A, v.bk, nt)}\n${genLoad(B, v.bk, nt)}\n  }`;
   const store = (buf: string) =>
@@ -364,13 +390,22 @@ ${genCompute(v, "0u", "0u")}
 @group(0) @binding(2) var<storage, read> Bias: array<${t(s.vecO)}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${t(s.vecO)}>;
 ${decodeWgsl(q, 4)}`
+    : half
+    ? `@group(0) @binding(1) var<storage, read> A: array<${h(s.vecA)}>;
+@group(0) @binding(2) var<storage, read> B: array<${h(s.vecB)}>;
+@group(0) @binding(3) var<storage, read> Bias: array<${h(s.vecO)}>;
+@group(0) @binding(4) var<storage, read_write> O: array<${
+      half.out === "f16" ? h(s.vecO) : t(s.vecO)
+    }>;`
     : `@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
 @group(0) @binding(2) var<storage, read> B: array<${t(s.vecB)}>;
 @group(0) @binding(3) var<storage, read> Bias: array<${t(s.vecO)}>;
 @group(0) @binding(4) var<storage, read_write> O: array<${t(s.vecO)}>;`;
   return {
-    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${qSpecKey(q)}` : ""}`,
-    code: `${PRELUDE}
+    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${qSpecKey(q)}` : ""}${
+      half ? `:h${half.out}` : ""
+    }`,
+    code: `${half ? "enable f16;\n" : ""}${PRELUDE}
 // variant ${v.name}: ${v.bm}×${v.bn} tile, ${v.tm}×${v.tn} per thread, BK ${v.bk}` +
       `${
         v.doubleBuffer ? ", double-buffered" : ""
@@ -402,7 +437,7 @@ ${accs.join("\n")}
 ${body}
 
   let o0 = wg.z * M * N;
-${genEpilogue(v, s.vecO)}
+${genEpilogue(v, s.vecO, { bias: half !== undefined, out: half?.out === "f16" })}
 }`,
   };
 }

@@ -2,10 +2,11 @@
  * WGSL tiled matrix product of f16 tensors (`enable f16;`, needs the device feature
  * `shader-f16`). Twin of `matmulF16Cpu` (lib/backend/cpu/matmul_f16.ts).
  *
- * Same tiling as the f32 `matmul`: a 16×16 workgroup computes a 64×64 output tile, each thread a
- * 4×4 register block, with 64×16 slices of op(A) and 16×64 slices of op(B) staged in workgroup
- * memory. A, B and the bias are f16 in storage; the staged slices and the accumulators hold the
- * accumulation type:
+ * The backend runs f32 accumulation (the default) on the f32 matmul's tiled variants with f16
+ * loads (`kernels/matmul.ts`, `half`), and f16 accumulation here. This kernel: a 16×16
+ * workgroup computes a 64×64 output tile, each thread a 4×4 register block, with 64×16 slices of
+ * op(A) and 16×64 slices of op(B) staged in workgroup memory. A, B and the bias are f16 in
+ * storage; the staged slices and the accumulators hold the accumulation type:
  *
  * - `acc: "f32"` (default): each f16 is widened to f32 (exact) and every product is exact in f32
  *   (11 + 11 significant bits), so each `fma` is one f32 rounding of the running sum.
