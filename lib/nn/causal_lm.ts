@@ -49,6 +49,16 @@ export interface OutputWeight {
   tied: boolean;
 }
 
+/** Keys and values of the positions generated so far, per block: [B, length, C] each. */
+export interface KVCache {
+  /** Keys, one tensor per block. */
+  k: Tensor[];
+  /** Values, one tensor per block. */
+  v: Tensor[];
+  /** Positions held. */
+  length: number;
+}
+
 /** A decoder-only causal language model. */
 export interface CausalLM {
   /** Hugging Face `model_type`: `"gpt2"` or `"llama"`. */
@@ -77,6 +87,11 @@ export interface CausalLM {
   blockIndex(name: string): number;
   /** ids: i32 [B, T] → logits [B, T, vocabSize]. */
   forward(ids: Tensor): Tensor;
+  /**
+   * Optional: logits of new positions given a {@link KVCache} of earlier ones (the prompt
+   * without a cache, then one token at a time); `generate` uses it while the context fits.
+   */
+  forwardCached?(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache };
   /** Mean next-token cross-entropy (nats/token): ids, targets i32 [B, T] → scalar. */
   loss(ids: Tensor, targets: Tensor): Tensor;
   /** Every tensor parameter by Hugging Face name (quantized weights are not tensors). */

@@ -7,7 +7,7 @@
 import { scope, Tensor } from "../tensor.ts";
 import { narrow } from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
-import type { CausalLM } from "./causal_lm.ts";
+import type { CausalLM, KVCache } from "./causal_lm.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
@@ -48,18 +48,40 @@ export async function generate(
   const rng = new Rng(opts.seed ?? 0);
   const ctx = [...prompt], out: number[] = [];
   const V = Math.min(model.vocabSize, opts.vocabSize ?? Infinity);
-  for (let i = 0; i < maxTokens; i++) {
-    const window = ctx.slice(-model.contextLength);
-    const T = window.length;
-    const logits = await scope(async () => {
-      const ids = Tensor.fromArray(Int32Array.from(window), [1, T], { device: model.device });
-      const last = narrow(model.forward(ids), 1, T - 1, 1); // [1, 1, V]
-      return Array.from(await last.toArray());
-    });
-    const next = sample(logits.slice(0, V), temperature, topK, rng);
-    out.push(next);
-    ctx.push(next);
-    if (next === opts.stopToken) break;
+  // With a key/value cache (GPT) each new token costs one position, not the whole window, while
+  // the sequence fits the context; past it the window slides (every position moves), so the
+  // window is re-read each step as without a cache.
+  let cache: KVCache | null = null;
+  const dropCache = () => {
+    for (const t of cache ? [...cache.k, ...cache.v] : []) t.dispose();
+    cache = null;
+  };
+  try {
+    for (let i = 0; i < maxTokens; i++) {
+      const useCache = model.forwardCached !== undefined && ctx.length <= model.contextLength;
+      if (!useCache) dropCache();
+      const feed = useCache && cache ? ctx.slice(-1) : ctx.slice(-model.contextLength);
+      const T = feed.length;
+      const logits = await scope(async () => {
+        const ids = Tensor.fromArray(Int32Array.from(feed), [1, T], { device: model.device });
+        let all: Tensor;
+        if (useCache) {
+          const r = model.forwardCached!(ids, cache);
+          for (const t of [...r.cache.k, ...r.cache.v]) t.keep();
+          dropCache();
+          cache = r.cache;
+          all = r.logits;
+        } else all = model.forward(ids);
+        const last = narrow(all, 1, T - 1, 1); // [1, 1, V]
+        return Array.from(await last.toArray());
+      });
+      const next = sample(logits.slice(0, V), temperature, topK, rng);
+      out.push(next);
+      ctx.push(next);
+      if (next === opts.stopToken) break;
+    }
+  } finally {
+    dropCache();
   }
   return out;
 }

@@ -10,14 +10,27 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { add, causalSelfAttentionQkv, crossEntropy, embedding, gelu, matmul } from "../ops/mod.ts";
+import {
+  add,
+  causalSelfAttentionQkv,
+  concat,
+  crossEntropy,
+  embedding,
+  gelu,
+  matmul,
+  narrow,
+  permute,
+  scale,
+  softmax,
+} from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
-import { fmtShape, Tensor } from "../tensor.ts";
+import { fmtShape, scope, Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./linear.ts";
 import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type KVCache,
   type OutputWeight,
   type PeftLayout,
 } from "./causal_lm.ts";
@@ -73,6 +86,20 @@ export interface BlockParts {
   mlp: { c_fc: LinearLike; c_proj: LinearLike };
 }
 
+/**
+ * One query position against all keys (no mask: every cached key is in its past): q: [B, 1, C],
+ * k, v: [B, Tk, C] → [B, 1, C], softmax(q_h k_hᵀ / √hd) v_h per head.
+ */
+function attendAll(q: Tensor, k: Tensor, v: Tensor, nh: number): Tensor {
+  const [B, Tk, C] = k.shape, hd = C / nh;
+  return scope(() => {
+    const heads = (t: Tensor, T: number) => permute(t.reshape([B, T, nh, hd]), [0, 2, 1, 3]);
+    const att = scale(matmul(heads(q, 1), heads(k, Tk), { transB: true }), 1 / Math.sqrt(hd));
+    const y = matmul(softmax(att), heads(v, Tk)); // [B, nh, 1, hd]
+    return permute(y, [0, 2, 1, 3]).reshape([B, 1, C]);
+  });
+}
+
 /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */
 export class Block {
   /** Pre-attention LayerNorm. */
@@ -120,6 +147,39 @@ export class Block {
   forward(x: Tensor): Tensor {
     const qkv = this.attn.c_attn.forward(this.ln_1.forward(x)); // [B, T, 3C]
     const y = causalSelfAttentionQkv(qkv, this.config.n_head); // [B, T, C]
+    return this.afterAttention(x, y);
+  }
+
+  /**
+   * With cached keys and values of earlier positions (generation): x: [B, Tn, C] → [B, Tn, C]
+   * and this block's keys and values of all positions so far, [B, Tp + Tn, C] each. Without a
+   * cache this is {@link Block.forward} (causal over x); with one, x must be a single new
+   * position (Tn = 1), which attends to every cached key and itself.
+   */
+  forwardCached(x: Tensor, past: { k: Tensor; v: Tensor } | null): {
+    y: Tensor;
+    k: Tensor;
+    v: Tensor;
+  } {
+    const C = this.config.n_embd, nh = this.config.n_head;
+    const qkv = this.attn.c_attn.forward(this.ln_1.forward(x)); // [B, Tn, 3C]
+    const kNew = narrow(qkv, 2, C, C), vNew = narrow(qkv, 2, 2 * C, C);
+    if (!past) {
+      const y = causalSelfAttentionQkv(qkv, nh);
+      return { y: this.afterAttention(x, y), k: kNew, v: vNew };
+    }
+    if (x.shape[1] !== 1) {
+      throw new RangeError(
+        `Block.forwardCached: ${x.shape[1]} new positions with a cache (1 only)`,
+      );
+    }
+    const k = concat(past.k, kNew, 1), v = concat(past.v, vNew, 1); // [B, Tp + 1, C]
+    const y = attendAll(narrow(qkv, 2, 0, C), k, v, nh);
+    return { y: this.afterAttention(x, y), k, v };
+  }
+
+  /** The block after its attention: projection, adapters, residual, and the MLP. */
+  private afterAttention(x: Tensor, y: Tensor): Tensor {
     let a = this.attn.c_proj.forward(y);
     if (this.adapters.attn) a = this.adapters.attn.forward(a);
     x = add(x, a);
@@ -368,6 +428,39 @@ export class GPT implements CausalLM {
     for (const b of this.h) x = b.forward(x);
     x = this.ln_f.forward(x);
     return matmul(x, this.wte, { transB: true }); // [B, T, V]
+  }
+
+  /**
+   * Logits of new positions given the keys and values of earlier ones (generation without
+   * re-reading the whole window): ids: i32 [B, Tn] at positions cache.length … → logits
+   * [B, Tn, V] and the cache extended by them. Without a cache (the prompt) it is {@link forward};
+   * with one, Tn must be 1. The returned cache's tensors are new; the caller disposes the old.
+   */
+  forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
+    const Tn = ids.shape[1], p0 = cache?.length ?? 0;
+    if (ids.ndim !== 2 || ids.dtype !== "i32") {
+      throw new RangeError(`GPT.forwardCached: ids must be i32 [B, T], got ${fmtShape(ids.shape)}`);
+    }
+    if (p0 + Tn > this.config.n_positions) {
+      throw new RangeError(
+        `GPT.forwardCached: positions up to ${
+          p0 + Tn
+        } exceed n_positions ${this.config.n_positions}`,
+      );
+    }
+    const pos = Tensor.fromArray(Int32Array.from({ length: Tn }, (_, i) => p0 + i), [Tn], {
+      device: this.device,
+    });
+    let x = add(embedding(ids, this.wte), embedding(pos, this.wpe)); // [B, Tn, C]
+    const next: KVCache = { k: [], v: [], length: p0 + Tn };
+    this.h.forEach((b, i) => {
+      const r = b.forwardCached(x, cache ? { k: cache.k[i], v: cache.v[i] } : null);
+      x = r.y;
+      next.k.push(r.k);
+      next.v.push(r.v);
+    });
+    x = this.ln_f.forward(x);
+    return { logits: matmul(x, this.wte, { transB: true }), cache: next };
   }
 
   /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */

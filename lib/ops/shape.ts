@@ -7,7 +7,7 @@
 import type { DType } from "../backend/backend.ts";
 import { record } from "../autograd/tape.ts";
 import { fmtShape, numel, Tensor } from "../tensor.ts";
-import { contiguousStrides, normAxis } from "./util.ts";
+import { contiguousStrides, needDtype, normAxis, sameBackend } from "./util.ts";
 
 /** Reorders axes: `out.shape[i] = a.shape[dims[i]]` (a contiguous copy). */
 export function permute(a: Tensor, dims: readonly number[]): Tensor {
@@ -57,6 +57,36 @@ export function narrow(a: Tensor, axis: number, start: number, length: number): 
     const gs = a.backend.unnarrow(g.storage, outer, length, inner, a.shape[ax], start);
     return [new Tensor(a.backend, gs, a.shape, "f32")];
   });
+}
+
+/**
+ * a and b joined along `axis` (f32; all other dims equal): narrow's adjoint places each in a zero
+ * tensor of the joined size, and the two are added (exact: every sum has one zero term).
+ */
+export function concat(a: Tensor, b: Tensor, axis: number): Tensor {
+  sameBackend("concat", a, b);
+  needDtype("concat", a, "f32", "a");
+  needDtype("concat", b, "f32", "b");
+  const ax = normAxis("concat", axis, a.ndim);
+  if (b.ndim !== a.ndim || a.shape.some((d, i) => i !== ax && d !== b.shape[i])) {
+    throw new RangeError(
+      `concat: ${fmtShape(a.shape)} and ${fmtShape(b.shape)} differ outside axis ${axis}`,
+    );
+  }
+  const la = a.shape[ax], lb = b.shape[ax], full = la + lb;
+  const outer = numel(a.shape.slice(0, ax)), inner = numel(a.shape.slice(ax + 1));
+  const shape = a.shape.map((d, i) => (i === ax ? full : d));
+  const dev = a.backend, n = numel(shape);
+  const pa = dev.unnarrow(a.storage, outer, la, inner, full, 0);
+  const pb = dev.unnarrow(b.storage, outer, lb, inner, full, la);
+  const s = dev.binary("add", pa, pb, [n], [1], [1]);
+  dev.free(pa);
+  dev.free(pb);
+  return record(
+    new Tensor(dev, s, shape, "f32"),
+    [a, b],
+    (g) => [narrow(g, ax, 0, la), narrow(g, ax, la, lb)],
+  );
 }
 
 /** Converts between f32 and f16 (round to nearest even). A same-dtype cast copies. */

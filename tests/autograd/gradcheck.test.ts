@@ -10,6 +10,7 @@ import {
   broadcastTo,
   causalSelfAttention,
   causalSelfAttentionQkv,
+  concat,
   crossEntropy,
   div,
   embedding,
@@ -254,6 +255,19 @@ check("narrow", {
       const [x, y, z] = unravel(i, [2, 3, 2]);
       return a[ravel([x, y + 2, z], [2, 6, 2])];
     }),
+});
+
+// ---- concat along the middle axis ----
+check("concat ([2,3,4] ++ [2,5,4] on axis 1)", {
+  shapes: [[2, 3, 4], [2, 5, 4]],
+  op: (_d, [a, b]) => concat(a, b, 1),
+  ref: ([a, b]) => {
+    const out: number[] = [];
+    for (let o = 0; o < 2; o++) {
+      out.push(...a.slice(o * 12, o * 12 + 12), ...b.slice(o * 20, o * 20 + 20));
+    }
+    return out;
+  },
 });
 
 // ---- y + α·h·wᵀ in place (the LoRA update; fused on WebGPU) ----

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cast, narrow, permute, Rng, Tensor, transpose } from "../../lib/mod.ts";
+import { cast, concat, narrow, permute, Rng, Tensor, transpose } from "../../lib/mod.ts";
 import { assertClose, bothBackends, randData, t } from "../harness.ts";
 import { ravel, unravel } from "../ref.ts";
 
@@ -50,4 +50,21 @@ bothBackends("f32 → f16 → f32 casts round to nearest even", async (dev) => {
   assert.equal(back[2], Infinity); // 65520 rounds up past the largest f16
   const h2 = await h.toArray();
   assert.ok(h2 instanceof Float16Array);
+});
+
+bothBackends("concat joins exactly along any axis; shapes are checked", async (dev) => {
+  const rng = new Rng(52);
+  for (const axis of [0, 1, 2]) {
+    const sa = [2, 3, 4], sb = [2, 3, 4].map((d, i) => (i === axis ? d + 2 : d));
+    const a = randData(rng, 24), b = randData(rng, sb.reduce((x, y) => x * y, 1));
+    const y = concat(t(dev, a, sa), t(dev, b, sb), axis);
+    assert.deepEqual(y.shape, sa.map((d, i) => (i === axis ? d + sb[i] : d)));
+    // Narrowing the result back gives both inputs bit for bit (each sum had one zero term).
+    assert.deepEqual(Array.from(await narrow(y, axis, 0, sa[axis]).toArray()), a);
+    assert.deepEqual(Array.from(await narrow(y, axis, sa[axis], sb[axis]).toArray()), b);
+  }
+  assert.throws(
+    () => concat(t(dev, [1, 2], [1, 2]), t(dev, [1, 2, 3], [3, 1]), 0),
+    /differ outside/,
+  );
 });
