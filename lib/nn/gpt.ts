@@ -12,6 +12,7 @@
 import type { Backend } from "../backend/backend.ts";
 import {
   add,
+  attendAll,
   causalSelfAttentionQkv,
   concat,
   crossEntropy,
@@ -19,12 +20,9 @@ import {
   gelu,
   matmul,
   narrow,
-  permute,
-  scale,
-  softmax,
 } from "../ops/mod.ts";
 import { Rng } from "../rng.ts";
-import { fmtShape, scope, Tensor } from "../tensor.ts";
+import { fmtShape, Tensor } from "../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "./linear.ts";
 import {
   type BlockAdapters,
@@ -84,20 +82,6 @@ export interface BlockParts {
   ln_2: LayerNorm;
   /** c_fc [C, 4C] and c_proj [4C, C]. */
   mlp: { c_fc: LinearLike; c_proj: LinearLike };
-}
-
-/**
- * One query position against all keys (no mask: every cached key is in its past): q: [B, 1, C],
- * k, v: [B, Tk, C] → [B, 1, C], softmax(q_h k_hᵀ / √hd) v_h per head.
- */
-function attendAll(q: Tensor, k: Tensor, v: Tensor, nh: number): Tensor {
-  const [B, Tk, C] = k.shape, hd = C / nh;
-  return scope(() => {
-    const heads = (t: Tensor, T: number) => permute(t.reshape([B, T, nh, hd]), [0, 2, 1, 3]);
-    const att = scale(matmul(heads(q, 1), heads(k, Tk), { transB: true }), 1 / Math.sqrt(hd));
-    const y = matmul(softmax(att), heads(v, Tk)); // [B, nh, 1, hd]
-    return permute(y, [0, 2, 1, 3]).reshape([B, 1, C]);
-  });
 }
 
 /** One transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). */

@@ -23,8 +23,10 @@
 import type { Backend } from "../backend/backend.ts";
 import {
   add,
+  attendAll,
   broadcastTo,
   causalSelfAttention,
+  concat,
   crossEntropy,
   div,
   embedding,
@@ -43,6 +45,7 @@ import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type KVCache,
   type OutputWeight,
   type PeftLayout,
 } from "./causal_lm.ts";
@@ -301,6 +304,19 @@ export class LlamaBlock {
 
   /** x: [B, T, C] → [B, T, C]. */
   forward(x: Tensor, rope: Rope): Tensor {
+    return this.forwardCached(x, rope, null).y;
+  }
+
+  /**
+   * With cached (rotated, unrepeated) keys and values of earlier positions: x: [B, Tn, C] at the
+   * positions of `rope` → [B, Tn, C] and this block's keys and values of all positions so far,
+   * [B, Tp + Tn, nkv·hd]. Without a cache this is {@link LlamaBlock.forward}; with one, Tn = 1.
+   */
+  forwardCached(x: Tensor, rope: Rope, past: { k: Tensor; v: Tensor } | null): {
+    y: Tensor;
+    k: Tensor;
+    v: Tensor;
+  } {
     const [B, T] = x.shape;
     const { nh, nkv, hd } = llamaDims(this.config);
     const h = this.input_layernorm.forward(x);
@@ -311,13 +327,29 @@ export class LlamaBlock {
     };
     const repeat = (t: Tensor) => {
       if (nkv === nh) return t;
-      const t5 = t.reshape([B, T, nkv, 1, hd]);
-      return broadcastTo(t5, [B, T, nkv, nh / nkv, hd]).reshape([B, T, nh * hd]);
+      const L = t.shape[1];
+      const t5 = t.reshape([B, L, nkv, 1, hd]);
+      return broadcastTo(t5, [B, L, nkv, nh / nkv, hd]).reshape([B, L, nh * hd]);
     };
     const q = rotate(this.self_attn.q_proj.forward(h), nh);
-    const k = repeat(rotate(this.self_attn.k_proj.forward(h), nkv));
-    const v = repeat(this.self_attn.v_proj.forward(h));
-    const y = causalSelfAttention(q, k, v, nh); // [B, T, nh·hd]
+    let k = rotate(this.self_attn.k_proj.forward(h), nkv);
+    let v = this.self_attn.v_proj.forward(h);
+    let y: Tensor;
+    if (!past) {
+      y = causalSelfAttention(q, repeat(k), repeat(v), nh); // [B, T, nh·hd]
+    } else {
+      if (T !== 1) {
+        throw new RangeError(`LlamaBlock.forwardCached: ${T} new positions with a cache (1 only)`);
+      }
+      k = concat(past.k, k, 1);
+      v = concat(past.v, v, 1);
+      y = attendAll(q, repeat(k), repeat(v), nh);
+    }
+    return { y: this.afterAttention(x, y, rope), k, v };
+  }
+
+  /** The block after its attention: projection, adapters, residual, and the MLP. */
+  private afterAttention(x: Tensor, y: Tensor, rope: Rope): Tensor {
     let a = this.self_attn.o_proj.forward(y);
     if (this.adapters.attn) a = this.adapters.attn.forward(a);
     x = add(x, a);
@@ -506,14 +538,14 @@ export class Llama implements CausalLM {
    * RoPE tables and constants for length T: the tables are computed once for the longest T
    * seen so far (doubling, at most contextLength) and narrowed per call.
    */
-  private rope(T: number): Rope {
+  private rope(T: number, p0 = 0): Rope {
     const { hd } = llamaDims(this.config);
     const device = this.device;
     let c = this.#rope;
-    if (!c || c.cos.shape[0] < T) {
+    if (!c || c.cos.shape[0] < p0 + T) {
       c?.cos.dispose();
       c?.sin.dispose();
-      const n = Math.min(this.contextLength, Math.max(T, 2 * (c?.cos.shape[0] ?? 0), 64));
+      const n = Math.min(this.contextLength, Math.max(p0 + T, 2 * (c?.cos.shape[0] ?? 0), 64));
       const { cos, sin } = ropeTables(this.config, n);
       let rot = c?.rot, one = c?.one;
       if (!rot || !one) {
@@ -532,8 +564,8 @@ export class Llama implements CausalLM {
         one,
       };
     }
-    if (c.cos.shape[0] === T) return c;
-    return { ...c, cos: narrow(c.cos, 0, 0, T), sin: narrow(c.sin, 0, 0, T) };
+    if (p0 === 0 && c.cos.shape[0] === T) return c;
+    return { ...c, cos: narrow(c.cos, 0, p0, T), sin: narrow(c.sin, 0, p0, T) };
   }
 
   /** ids: i32 [B, T] → logits [B, T, V]. */
@@ -554,6 +586,38 @@ export class Llama implements CausalLM {
     for (const b of this.layers) x = b.forward(x, rope);
     x = this.norm.forward(x);
     return matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }); // [B, T, V]
+  }
+
+  /**
+   * Logits of new positions given a {@link KVCache} of earlier ones (see `GPT.forwardCached`):
+   * ids: i32 [B, Tn] at positions cache.length … → logits [B, Tn, V] and the extended cache
+   * (rotated keys and values, unrepeated: [B, length, nkv·hd] per block).
+   */
+  forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
+    const Tn = ids.shape[1], p0 = cache?.length ?? 0;
+    if (ids.ndim !== 2 || ids.dtype !== "i32") {
+      throw new RangeError(
+        `Llama.forwardCached: ids must be i32 [B, T], got ${fmtShape(ids.shape)}`,
+      );
+    }
+    if (p0 + Tn > this.contextLength) {
+      throw new RangeError(
+        `Llama.forwardCached: positions up to ${
+          p0 + Tn
+        } exceed max_position_embeddings ${this.contextLength}`,
+      );
+    }
+    const rope = this.rope(Tn, p0);
+    let x = embedding(ids, this.embed_tokens); // [B, Tn, C]
+    const next: KVCache = { k: [], v: [], length: p0 + Tn };
+    this.layers.forEach((b, i) => {
+      const r = b.forwardCached(x, rope, cache ? { k: cache.k[i], v: cache.v[i] } : null);
+      x = r.y;
+      next.k.push(r.k);
+      next.v.push(r.v);
+    });
+    x = this.norm.forward(x);
+    return { logits: matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }), cache: next };
   }
 
   /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */

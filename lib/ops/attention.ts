@@ -165,3 +165,29 @@ function composed(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
     return permute(y, [0, 2, 1, 3]).reshape([B, T, C]);
   });
 }
+
+/**
+ * Query positions that see every key (no mask), as in generation with a key/value cache, where
+ * all cached keys are in the new position's past: q: [B, Tq, C], k, v: [B, Tk, C] → [B, Tq, C],
+ * softmax(q_h k_hᵀ / √hd) v_h per head. Composed of the basic ops on every backend.
+ */
+export function attendAll(q: Tensor, k: Tensor, v: Tensor, nHead: number): Tensor {
+  sameBackend("attendAll", q, k, v);
+  const [B, Tq, C] = q.shape, Tk = k.shape[1];
+  if (
+    q.ndim !== 3 || fmtShape(k.shape) !== fmtShape(v.shape) || k.shape[0] !== B ||
+    k.shape[2] !== C
+  ) {
+    throw new RangeError(
+      `attendAll: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)}, v ${fmtShape(v.shape)} ` +
+        `should be [B, Tq, C], [B, Tk, C], [B, Tk, C]`,
+    );
+  }
+  const hd = checkHeads("attendAll", C, nHead);
+  return scope(() => {
+    const heads = (t: Tensor, T: number) => permute(t.reshape([B, T, nHead, hd]), [0, 2, 1, 3]);
+    const att = scale(matmul(heads(q, Tq), heads(k, Tk), { transB: true }), 1 / Math.sqrt(hd));
+    const y = matmul(softmax(att), heads(v, Tk)); // [B, nh, Tq, hd]
+    return permute(y, [0, 2, 1, 3]).reshape([B, Tq, C]);
+  });
+}
