@@ -24,6 +24,18 @@ if ("help" in args) {
   Deno.exit(0);
 }
 for (const w of args.warnings) console.error(`train: note: ${w}`);
+// `deno task train` may write only under runs/: say so before any work, not as a permission error
+// at the first file.
+const canWrite =
+  Deno.permissions.querySync({ name: "write", path: args.out }).state === "granted" &&
+  Deno.permissions.querySync({ name: "read", path: args.out }).state === "granted";
+if (!canWrite) {
+  console.error(
+    `train: --out ${args.out}: this command may only write under runs/ (its --allow-write); ` +
+      "choose a folder there, or run lib/cli/train.ts with your own permissions",
+  );
+  Deno.exit(2);
+}
 try {
   const r = await finetune(args);
   if (r.interrupted) Deno.exit(130);

@@ -165,12 +165,15 @@ for (const method of ["lora", "full", "adapter", "bitfit", "freeze-lower"]) {
   });
 }
 
-async function cli(argv: string[]): Promise<{ code: number; err: string }> {
+async function cli(
+  argv: string[],
+  write = "--allow-write",
+): Promise<{ code: number; err: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "--allow-read",
-      "--allow-write",
+      write,
       "--allow-env",
       "--allow-ffi=/usr/lib",
       new URL("../../lib/cli/train.ts", import.meta.url).pathname,
@@ -189,6 +192,13 @@ Deno.test("train CLI: bad input is one clear line and exit code 2; NaN loss exit
   let r = await cli(["--bogus"]);
   assert.equal(r.code, 2);
   assert.match(r.err, /unknown flag --bogus/);
+  // Writing only where the task may (runs/ for `deno task train`): a clear error before any work.
+  r = await cli(
+    [...common, "--data", fx.data, "--out", `${fx.root}/elsewhere`],
+    "--allow-write=runs",
+  );
+  assert.equal(r.code, 2);
+  assert.match(r.err, /--out .*elsewhere: this command may only write under runs\//);
   r = await cli([...common, "--data", `${fx.root}/nope.txt`, "--out", `${fx.root}/r1`]);
   assert.equal(r.code, 2);
   assert.match(r.err, /--data .*nope.txt/);
