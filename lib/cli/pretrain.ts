@@ -97,6 +97,14 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
   console.error(`pretrain: --backend ${a.backend}: expected cpu, webgpu or auto`);
   Deno.exit(2);
 }
+// The model is written at the end of a long run: make sure it can be, before training.
+if (Deno.permissions.querySync({ name: "write", path: a.out }).state !== "granted") {
+  console.error(
+    `pretrain: --out ${a.out}: no permission to write there (deno task pretrain may write only ` +
+      "data/base); choose that, or run lib/cli/pretrain.ts with your own --allow-write",
+  );
+  Deno.exit(2);
+}
 
 const t0 = performance.now();
 const commit = await gitCommit(); // at the start: the code that ran

@@ -76,4 +76,20 @@ Deno.test("pretrain: bad flags are one clear line and exit code 2", async () => 
   }).output();
   assert.equal(r.code, 2);
   assert.match(new TextDecoder().decode(r.stderr), /--steps 0: expected a positive integer/);
+  // An --out it may not write is refused before the (long) training, not after it.
+  const w = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--allow-read",
+      "--allow-env",
+      "--allow-write=data/base",
+      new URL("../../lib/cli/pretrain.ts", import.meta.url).pathname,
+      "--out",
+      "/nonexistent/elsewhere",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(w.code, 2);
+  assert.match(new TextDecoder().decode(w.stderr), /--out \/nonexistent\/elsewhere: no permission/);
 });
