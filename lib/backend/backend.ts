@@ -110,6 +110,12 @@ export interface MatmulParams {
    * false): `out = alpha·op(A)·op(B) + bias + out`.
    */
   accumulate?: boolean;
+  /** dtype of A, B and the bias: `"f16"` needs `hasF16` (default `"f32"`). */
+  dtype?: "f32" | "f16";
+  /** f16 operands only: accumulation type (default `"f32"`). */
+  accumDtype?: "f32" | "f16";
+  /** f16 operands only: output type (default `"f16"`); `out`, `alpha` and `accumulate` are f32-only. */
+  outDtype?: "f16" | "f32";
 }
 
 /**

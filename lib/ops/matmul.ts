@@ -5,10 +5,7 @@
  */
 
 import { record } from "../autograd/tape.ts";
-import type { MatmulParams, Storage } from "../backend/backend.ts";
-import type { CpuStorage } from "../backend/cpu/cpu_backend.ts";
-import { matmulF16Cpu } from "../backend/cpu/matmul_f16.ts";
-import type { MatmulDtypeParams } from "../backend/webgpu/kernels/matmul_f16.ts";
+import type { MatmulParams } from "../backend/backend.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
 import { sum } from "./reduce.ts";
 import { needDtype, sameBackend } from "./util.ts";
@@ -78,7 +75,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const outShape = [...batchShape, M, N];
   const dev = a.backend;
   const bs = bias ? bias.storage : null;
-  // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
   const inputs = bias ? [a, b, bias] : [a, b];
   const p: MatmulParams = {
     batch,
@@ -92,12 +88,18 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   };
   if (dtype === "f16") {
     const out = opts.outDtype ?? "f16";
-    const s = matmulF16(a, b, bias, p, opts.accumulate ?? "f32", out);
+    const s = dev.matmul(a.storage, b.storage, bs, {
+      ...p,
+      dtype: "f16",
+      accumDtype: opts.accumulate ?? "f32",
+      outDtype: out,
+    });
     // Recorded so that a gradient path through it fails loudly instead of being cut silently.
     return record(new Tensor(dev, s, outShape, out), inputs, () => {
       throw new Error(`autograd: matmul of f16 operands is not differentiable (cast to f32)`);
     });
   }
+  // A batched, untransposed `a` times a shared 2-D `b` is one big 2-D product.
   if (batchA.length && !batchB.length && !transA) {
     const s = dev.matmul(a.storage, b.storage, bs, {
       batch: 1,
@@ -180,28 +182,6 @@ function checkDtypes(
     throw new TypeError(`${what}: outDtype must be "f16" or "f32", got ${opts.outDtype}`);
   }
   return a.dtype;
-}
-
-/** The f16 product on the operands' backend: the WGSL kernel, or its CPU twin. */
-function matmulF16(
-  a: Tensor,
-  b: Tensor,
-  bias: Tensor | undefined,
-  p: MatmulParams,
-  accumulate: "f32" | "f16",
-  outDtype: "f16" | "f32",
-): Storage {
-  const dev = a.backend;
-  if (dev.kind === "cpu") {
-    const data = (t: Tensor) => (t.storage as CpuStorage).data as Float16Array;
-    const out = matmulF16Cpu(data(a), data(b), bias ? data(bias) : null, p, {
-      accumulate,
-      out: outDtype,
-    });
-    return { backendId: dev.id, data: out } as CpuStorage;
-  }
-  const q: MatmulDtypeParams = { ...p, dtype: "f16", accumDtype: accumulate, outDtype };
-  return dev.matmul(a.storage, b.storage, bias ? bias.storage : null, q);
 }
 
 /** Sums a batched gradient [..., r, c] over its batch dims when the operand was a shared 2-D one. */

@@ -40,6 +40,7 @@ import {
   unaryCpu,
 } from "./kernels.ts";
 import { blasStatus } from "./blas.ts";
+import { matmulF16Cpu } from "./matmul_f16.ts";
 
 /** CPU storage: the data itself. */
 export interface CpuStorage extends Storage {
@@ -82,6 +83,12 @@ export class CpuBackend implements Backend {
   private f32(s: Storage): Float32Array {
     const d = (s as CpuStorage).data;
     if (!(d instanceof Float32Array)) throw new TypeError("cpu backend: expected f32 storage");
+    return d;
+  }
+  /** The f16 array behind a storage. */
+  private f16(s: Storage): Float16Array {
+    const d = (s as CpuStorage).data;
+    if (!(d instanceof Float16Array)) throw new TypeError("cpu backend: expected f16 storage");
     return d;
   }
   /** The i32 array behind a storage. */
@@ -128,6 +135,16 @@ export class CpuBackend implements Backend {
   ): Storage {
     if (out && (out === a || out === b || out === bias)) {
       throw new Error("cpu matmul: the output storage must not be an input");
+    }
+    if (p.dtype === "f16") {
+      if (out || p.accumulate || (p.alpha ?? 1) !== 1) {
+        throw new Error("cpu matmul: out, alpha and accumulate are f32-only");
+      }
+      // The WGSL kernel's twin: exact, plain loops (no BLAS for f16).
+      const mode = { accumulate: p.accumDtype ?? "f32", out: p.outDtype ?? "f16" } as const;
+      return this.wrap(
+        matmulF16Cpu(this.f16(a), this.f16(b), bias ? this.f16(bias) : null, p, mode),
+      );
     }
     const bs = bias ? this.f32(bias) : null;
     if (out) {

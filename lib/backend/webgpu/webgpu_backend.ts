@@ -175,12 +175,7 @@ export class WebGpuBackend implements Backend {
     a: Storage,
     b: Storage,
     bias: Storage | null,
-    // The fields of MatmulDtypeParams (kernels/matmul_f16.ts), spelled out for the public docs.
-    p: MatmulParams & {
-      dtype?: "f32" | "f16";
-      accumDtype?: "f32" | "f16";
-      outDtype?: "f16" | "f32";
-    },
+    p: MatmulParams,
     out?: Storage,
   ): Storage {
     if (p.batch > 65535) throw new RangeError(`webgpu matmul: batch ${p.batch} > 65535`);

@@ -21,7 +21,6 @@
  * @module
  */
 
-import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
 import { PRELUDE } from "./common.ts";
 
@@ -34,19 +33,6 @@ const BK = 16;
 export type F16Accumulate = "f32" | "f16";
 /** Output type of an f16 product. */
 export type F16Out = "f16" | "f32";
-
-/**
- * {@link MatmulParams} plus the operands' dtype. The WebGPU backend's `matmul` runs
- * {@link matmulF16Kernel} when `dtype` is `"f16"` (operands and bias all f16).
- */
-export interface MatmulDtypeParams extends MatmulParams {
-  /** dtype of A, B and the bias. Default `"f32"`. */
-  dtype?: "f32" | "f16";
-  /** f16 operands only: accumulation type. Default `"f32"`. */
-  accumDtype?: F16Accumulate;
-  /** f16 operands only: output type. Default `"f16"`. */
-  outDtype?: F16Out;
-}
 
 /**
  * params: M, N, K, transA, transB, strideA, strideB, hasBias (as the f32 `matmul`).
