@@ -15,6 +15,7 @@
  */
 
 import type { MatmulParams } from "../backend.ts";
+import { checkMatmulOut } from "./matmul_out.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -206,13 +207,8 @@ export function matmulBlas(
 ): Float32Array {
   const { batch, M, N, K, transA, transB, strideA, strideB } = p;
   const alpha = p.alpha ?? 1, acc = p.accumulate ?? false;
-  if (acc && !out) throw new Error("matmul: accumulate needs an output to add to");
+  checkMatmulOut(p, out);
   const dst = out ?? new Float32Array(batch * M * N);
-  if (dst.length < batch * M * N) {
-    throw new RangeError(
-      `matmul: output of ${dst.length} elements, the product has ${batch * M * N}`,
-    );
-  }
   if (bias) {
     const b0 = bias.subarray(0, N);
     for (let r = 0; r < batch * M; r++) {

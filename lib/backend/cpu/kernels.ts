@@ -7,6 +7,7 @@
 
 import type { BinaryOp, MatmulParams, ReduceOp, StridedParams, UnaryOp } from "../backend.ts";
 import { blasAvailable, matmulBlas } from "./blas.ts";
+import { checkMatmulOut } from "./matmul_out.ts";
 import { geluGrad } from "./backward.ts";
 
 /**
@@ -22,22 +23,7 @@ export function matmulCpu(
   p: MatmulParams,
   out?: Float32Array,
 ): Float32Array {
-  checkMatmulOut(p, out);
   return blasAvailable() ? matmulBlas(a, b, bias, p, out) : matmulJs(a, b, bias, p, out);
-}
-
-/**
- * Throws unless `out` suits a product: present when `p.accumulate`, long enough, `alpha` finite.
- */
-export function checkMatmulOut(p: MatmulParams, out?: Float32Array): void {
-  const n = p.batch * p.M * p.N;
-  if (p.accumulate && !out) throw new Error("matmul: accumulate needs an output to add to");
-  if (out && out.length < n) {
-    throw new RangeError(`matmul: output of ${out.length} elements, the product has ${n}`);
-  }
-  if (p.alpha !== undefined && !Number.isFinite(p.alpha)) {
-    throw new RangeError(`matmul: alpha must be finite, got ${p.alpha}`);
-  }
 }
 
 /**
