@@ -15,6 +15,24 @@ export function geluGrad(x: number): number {
 }
 
 /**
+ * LayerNorm's statistics of x[o … o+cols): [mean, 1/√(var + eps)] with the biased variance, in
+ * float64 (shared by `layerNormCpu` and {@link layerNormBackwardCpu}).
+ */
+export function rowMeanRstd(
+  x: Float32Array,
+  o: number,
+  cols: number,
+  eps: number,
+): [number, number] {
+  let mean = 0;
+  for (let c = 0; c < cols; c++) mean += x[o + c];
+  mean /= cols;
+  let v = 0;
+  for (let c = 0; c < cols; c++) v += (x[o + c] - mean) ** 2;
+  return [mean, 1 / Math.sqrt(v / cols + eps)];
+}
+
+/**
  * LayerNorm backward. x, dy: [rows, cols]; gamma: [cols].
  * xhat = (x - μ)·rstd; dx = rstd · (dxhat - mean(dxhat) - xhat · mean(dxhat · xhat)),
  * dxhat = dy · γ; dγ = Σ_rows dy · xhat; dβ = Σ_rows dy.
@@ -32,12 +50,7 @@ export function layerNormBackwardCpu(
   const xhat = new Float32Array(cols);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
-    let mean = 0;
-    for (let c = 0; c < cols; c++) mean += x[o + c];
-    mean /= cols;
-    let v = 0;
-    for (let c = 0; c < cols; c++) v += (x[o + c] - mean) ** 2;
-    const rstd = 1 / Math.sqrt(v / cols + eps);
+    const [mean, rstd] = rowMeanRstd(x, o, cols, eps);
     let m1 = 0, m2 = 0;
     for (let c = 0; c < cols; c++) {
       xhat[c] = (x[o + c] - mean) * rstd;

@@ -8,7 +8,7 @@
 import type { BinaryOp, MatmulParams, ReduceOp, StridedParams, UnaryOp } from "../backend.ts";
 import { blasAvailable, matmulBlas } from "./blas.ts";
 import { checkMatmulOut } from "./matmul_out.ts";
-import { geluGrad } from "./backward.ts";
+import { geluGrad, rowMeanRstd } from "./backward.ts";
 
 /**
  * out[b]: [M, N] = alpha · op(A[b]) · op(B[b]) (+ bias[N]) (+ out[b] when `p.accumulate`). Runs
@@ -230,12 +230,7 @@ export function layerNormCpu(
   const out = new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
-    let mean = 0;
-    for (let c = 0; c < cols; c++) mean += x[o + c];
-    mean /= cols;
-    let v = 0;
-    for (let c = 0; c < cols; c++) v += (x[o + c] - mean) ** 2;
-    const rstd = 1 / Math.sqrt(v / cols + eps);
+    const [mean, rstd] = rowMeanRstd(x, o, cols, eps);
     for (let c = 0; c < cols; c++) out[o + c] = (x[o + c] - mean) * rstd * gamma[c] + beta[c];
   }
   return out;

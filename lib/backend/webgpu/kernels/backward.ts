@@ -6,7 +6,7 @@
 
 import type { Kernel } from "../engine.ts";
 import { MAIN_1D, PRELUDE } from "./common.ts";
-import { ROW_MAIN } from "./rows.ts";
+import { ROW_MAIN, ROW_MEAN_RSTD } from "./rows.ts";
 
 /**
  * LayerNorm backward, pass 1 (a workgroup per row, see `rows.ts`): dx, and each row's mean and
@@ -22,6 +22,7 @@ export function layerNormBackwardRows(): Kernel {
 @group(0) @binding(3) var<storage, read> DY: array<f32>;
 @group(0) @binding(4) var<storage, read_write> DX: array<f32>;
 @group(0) @binding(5) var<storage, read_write> S: array<f32>;
+${ROW_MEAN_RSTD}
 ${ROW_MAIN} {
   let r = wg.y * nwg.x + wg.x;
   let lid = lidv.x;
@@ -29,12 +30,9 @@ ${ROW_MAIN} {
   let cols = pu(1u);
   if (r >= rows) { return; }
   let o = r * cols;
-  var s: f32 = 0.0;
-  for (var c = lid; c < cols; c += WG) { s += X[o + c]; }
-  let mean = wgSum(s, lid) / f32(cols);
-  var v: f32 = 0.0;
-  for (var c = lid; c < cols; c += WG) { let d = X[o + c] - mean; v += d * d; }
-  let rstd = 1.0 / sqrt(wgSum(v, lid) / f32(cols) + pf(2u));
+  let st = rowMeanRstd(o, cols, pf(2u), lid);
+  let mean = st.x;
+  let rstd = st.y;
   var m1: f32 = 0.0;
   var m2: f32 = 0.0;
   for (var c = lid; c < cols; c += WG) {

@@ -98,6 +98,20 @@ ${ROW_IDS}
   };
 }
 
+/**
+ * LayerNorm's row statistics [mean, 1/√(var + eps)] of X[o … o+cols) (biased variance), for the
+ * forward and backward kernels; needs a binding `X` and {@link ROW_MAIN}'s reductions.
+ */
+export const ROW_MEAN_RSTD = /* wgsl */ `
+fn rowMeanRstd(o: u32, cols: u32, eps: f32, lid: u32) -> vec2<f32> {
+  var s: f32 = 0.0;
+  for (var c = lid; c < cols; c += WG) { s += X[o + c]; }
+  let mean = wgSum(s, lid) / f32(cols);
+  var v: f32 = 0.0;
+  for (var c = lid; c < cols; c += WG) { let d = X[o + c] - mean; v += d * d; }
+  return vec2<f32>(mean, 1.0 / sqrt(wgSum(v, lid) / f32(cols) + eps));
+}`;
+
 /** params: rows, cols, eps (f32 bits). Bindings: x, gamma, beta, out. Dispatch: rowGroups. */
 export function layerNormKernel(): Kernel {
   return {
@@ -107,18 +121,16 @@ export function layerNormKernel(): Kernel {
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read> Bt: array<f32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
+${ROW_MEAN_RSTD}
 ${ROW_MAIN} {
 ${ROW_IDS}
   let rows = pu(0u);
   let cols = pu(1u);
   if (r >= rows) { return; }
   let o = r * cols;
-  var s: f32 = 0.0;
-  for (var c = lid; c < cols; c += WG) { s += X[o + c]; }
-  let mean = wgSum(s, lid) / f32(cols);
-  var v: f32 = 0.0;
-  for (var c = lid; c < cols; c += WG) { let d = X[o + c] - mean; v += d * d; }
-  let rstd = 1.0 / sqrt(wgSum(v, lid) / f32(cols) + pf(2u));
+  let st = rowMeanRstd(o, cols, pf(2u), lid);
+  let mean = st.x;
+  let rstd = st.y;
   for (var c = lid; c < cols; c += WG) { O[o + c] = (X[o + c] - mean) * rstd * G[c] + Bt[c]; }
 }`,
   };
