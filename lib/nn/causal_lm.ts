@@ -10,7 +10,7 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import type { Tensor } from "../tensor.ts";
+import { fmtShape, type Tensor } from "../tensor.ts";
 import type { LinearLike } from "./linear.ts";
 
 /** A residual sub-layer hook: h ↦ h' (a bottleneck adapter, see lib/peft/bottleneck.ts). */
@@ -57,6 +57,50 @@ export interface KVCache {
   v: Tensor[];
   /** Positions held. */
   length: number;
+}
+
+/** One block's step with a cache: its output and its keys and values of all positions so far. */
+export type CachedBlockStep = (
+  i: number,
+  x: Tensor,
+  past: { k: Tensor; v: Tensor } | null,
+) => { y: Tensor; k: Tensor; v: Tensor };
+
+/**
+ * The shared part of a model's `forwardCached`: checks ids (i32 [B, Tn]) against the cache and
+ * the context (`limit` names the config field), embeds them at positions cache.length … with
+ * `embed(p0, Tn)`, and runs `layers` blocks, each with its cached keys and values. Returns the
+ * last block's output and the extended cache.
+ */
+export function runCachedBlocks(
+  what: string,
+  ids: Tensor,
+  cache: KVCache | null,
+  context: { length: number; limit: string },
+  embed: (p0: number, Tn: number) => Tensor,
+  layers: number,
+  step: CachedBlockStep,
+): { x: Tensor; cache: KVCache } {
+  if (ids.ndim !== 2 || ids.dtype !== "i32") {
+    throw new RangeError(
+      `${what}: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
+    );
+  }
+  const Tn = ids.shape[1], p0 = cache?.length ?? 0;
+  if (p0 + Tn > context.length) {
+    throw new RangeError(
+      `${what}: positions up to ${p0 + Tn} exceed ${context.limit} ${context.length}`,
+    );
+  }
+  let x = embed(p0, Tn);
+  const next: KVCache = { k: [], v: [], length: p0 + Tn };
+  for (let i = 0; i < layers; i++) {
+    const r = step(i, x, cache ? { k: cache.k[i], v: cache.v[i] } : null);
+    x = r.y;
+    next.k.push(r.k);
+    next.v.push(r.v);
+  }
+  return { x, cache: next };
 }
 
 /** A decoder-only causal language model. */

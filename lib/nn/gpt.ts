@@ -31,6 +31,7 @@ import {
   type KVCache,
   type OutputWeight,
   type PeftLayout,
+  runCachedBlocks,
 } from "./causal_lm.ts";
 
 /** GPT-2 hyper-parameters, with Hugging Face `GPT2Config` field names. */
@@ -421,30 +422,22 @@ export class GPT implements CausalLM {
    * with one, Tn must be 1. The returned cache's tensors are new; the caller disposes the old.
    */
   forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
-    const Tn = ids.shape[1], p0 = cache?.length ?? 0;
-    if (ids.ndim !== 2 || ids.dtype !== "i32") {
-      throw new RangeError(`GPT.forwardCached: ids must be i32 [B, T], got ${fmtShape(ids.shape)}`);
-    }
-    if (p0 + Tn > this.config.n_positions) {
-      throw new RangeError(
-        `GPT.forwardCached: positions up to ${
-          p0 + Tn
-        } exceed n_positions ${this.config.n_positions}`,
-      );
-    }
-    const pos = Tensor.fromArray(Int32Array.from({ length: Tn }, (_, i) => p0 + i), [Tn], {
-      device: this.device,
-    });
-    let x = add(embedding(ids, this.wte), embedding(pos, this.wpe)); // [B, Tn, C]
-    const next: KVCache = { k: [], v: [], length: p0 + Tn };
-    this.h.forEach((b, i) => {
-      const r = b.forwardCached(x, cache ? { k: cache.k[i], v: cache.v[i] } : null);
-      x = r.y;
-      next.k.push(r.k);
-      next.v.push(r.v);
-    });
-    x = this.ln_f.forward(x);
-    return { logits: matmul(x, this.wte, { transB: true }), cache: next };
+    const r = runCachedBlocks(
+      "GPT.forwardCached",
+      ids,
+      cache,
+      { length: this.config.n_positions, limit: "n_positions" },
+      (p0, Tn) => {
+        const pos = Tensor.fromArray(Int32Array.from({ length: Tn }, (_, i) => p0 + i), [Tn], {
+          device: this.device,
+        });
+        return add(embedding(ids, this.wte), embedding(pos, this.wpe)); // [B, Tn, C]
+      },
+      this.h.length,
+      (i, x, past) => this.h[i].forwardCached(x, past),
+    );
+    const logits = matmul(this.ln_f.forward(r.x), this.wte, { transB: true });
+    return { logits, cache: r.cache };
   }
 
   /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */

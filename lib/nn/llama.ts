@@ -48,6 +48,7 @@ import {
   type KVCache,
   type OutputWeight,
   type PeftLayout,
+  runCachedBlocks,
 } from "./causal_lm.ts";
 import { Linear, type LinearLike } from "./linear.ts";
 
@@ -594,30 +595,21 @@ export class Llama implements CausalLM {
    * (rotated keys and values, unrepeated: [B, length, nkv·hd] per block).
    */
   forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
-    const Tn = ids.shape[1], p0 = cache?.length ?? 0;
-    if (ids.ndim !== 2 || ids.dtype !== "i32") {
-      throw new RangeError(
-        `Llama.forwardCached: ids must be i32 [B, T], got ${fmtShape(ids.shape)}`,
-      );
-    }
-    if (p0 + Tn > this.contextLength) {
-      throw new RangeError(
-        `Llama.forwardCached: positions up to ${
-          p0 + Tn
-        } exceed max_position_embeddings ${this.contextLength}`,
-      );
-    }
-    const rope = this.rope(Tn, p0);
-    let x = embedding(ids, this.embed_tokens); // [B, Tn, C]
-    const next: KVCache = { k: [], v: [], length: p0 + Tn };
-    this.layers.forEach((b, i) => {
-      const r = b.forwardCached(x, rope, cache ? { k: cache.k[i], v: cache.v[i] } : null);
-      x = r.y;
-      next.k.push(r.k);
-      next.v.push(r.v);
-    });
-    x = this.norm.forward(x);
-    return { logits: matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }), cache: next };
+    let rope: Rope | null = null;
+    const r = runCachedBlocks(
+      "Llama.forwardCached",
+      ids,
+      cache,
+      { length: this.contextLength, limit: "max_position_embeddings" },
+      (p0, Tn) => {
+        rope = this.rope(Tn, p0);
+        return embedding(ids, this.embed_tokens); // [B, Tn, C]
+      },
+      this.layers.length,
+      (i, x, past) => this.layers[i].forwardCached(x, rope!, past),
+    );
+    const head = this.lm_head ?? this.embed_tokens;
+    return { logits: matmul(this.norm.forward(r.x), head, { transB: true }), cache: r.cache };
   }
 
   /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */
