@@ -6,7 +6,7 @@
 
 import type { Kernel } from "../engine.ts";
 import { MAIN_1D, PRELUDE } from "./common.ts";
-import { ROW_MAIN, ROW_MEAN_RSTD } from "./rows.ts";
+import { ROW_MAIN, ROW_MAX_SUMEXP, ROW_MEAN_RSTD } from "./rows.ts";
 
 /**
  * LayerNorm backward, pass 1 (a workgroup per row, see `rows.ts`): dx, and each row's mean and
@@ -206,6 +206,7 @@ export function crossEntropyBackwardKernel(): Kernel {
 @group(0) @binding(2) var<storage, read> T: array<i32>;
 @group(0) @binding(3) var<storage, read> G: array<f32>;
 @group(0) @binding(4) var<storage, read_write> O: array<f32>;
+${ROW_MAX_SUMEXP}
 ${ROW_MAIN} {
   let r = wg.y * nwg.x + wg.x;
   let lid = lidv.x;
@@ -213,12 +214,9 @@ ${ROW_MAIN} {
   let V = pu(1u);
   if (r >= rows) { return; }
   let o = r * V;
-  var mx: f32 = neg_inf();
-  for (var c = lid; c < V; c += WG) { mx = max(mx, L[o + c]); }
-  mx = wgMax(mx, lid);
-  var sum: f32 = 0.0;
-  for (var c = lid; c < V; c += WG) { sum += exp(L[o + c] - mx); }
-  sum = wgSum(sum, lid);
+  let ms = rowMaxSumExp(o, V, lid);
+  let mx = ms.x;
+  let sum = ms.y;
   let t = T[r];
   let g = G[r];
   for (var c = lid; c < V; c += WG) {

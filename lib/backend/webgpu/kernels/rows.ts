@@ -67,8 +67,9 @@ export function softmaxKernel(): Kernel {
   return {
     key: "softmax",
     code: `${PRELUDE}
-@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> L: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
+${ROW_MAX_SUMEXP}
 ${ROW_MAIN} {
 ${ROW_IDS}
   let rows = pu(0u);
@@ -78,25 +79,36 @@ ${ROW_IDS}
   var last = cols - 1u;
   if (pu(3u) == 1u) { last = r % cols; }
   let o = r * cols;
-  var mx: f32 = neg_inf();
-  for (var c = lid; c <= last; c += WG) { mx = max(mx, A[o + c]); }
-  mx = wgMax(mx, lid);
-  var sum: f32 = 0.0;
-  for (var c = lid; c <= last; c += WG) { sum += exp(A[o + c] - mx); }
-  sum = wgSum(sum, lid);
+  let ms = rowMaxSumExp(o, last + 1u, lid);
+  let mx = ms.x;
+  let sum = ms.y;
   let lse = log(sum);
   for (var c = lid; c < cols; c += WG) {
     if (c > last) {
       O[o + c] = select(0.0, neg_inf(), isLog);
     } else if (isLog) {
-      O[o + c] = A[o + c] - mx - lse;
+      O[o + c] = L[o + c] - mx - lse;
     } else {
-      O[o + c] = exp(A[o + c] - mx) / sum;
+      O[o + c] = exp(L[o + c] - mx) / sum;
     }
   }
 }`,
   };
 }
+
+/**
+ * The max and the sum of exp(L − max) over L[o … o+n) (softmax's and cross-entropy's row
+ * reductions), as [max, sum]; needs a binding `L` and {@link ROW_MAIN}'s reductions.
+ */
+export const ROW_MAX_SUMEXP = /* wgsl */ `
+fn rowMaxSumExp(o: u32, n: u32, lid: u32) -> vec2<f32> {
+  var mx: f32 = neg_inf();
+  for (var c = lid; c < n; c += WG) { mx = max(mx, L[o + c]); }
+  mx = wgMax(mx, lid);
+  var sum: f32 = 0.0;
+  for (var c = lid; c < n; c += WG) { sum += exp(L[o + c] - mx); }
+  return vec2<f32>(mx, wgSum(sum, lid));
+}`;
 
 /**
  * LayerNorm's row statistics [mean, 1/√(var + eps)] of X[o … o+cols) (biased variance), for the
@@ -147,18 +159,16 @@ export function crossEntropyKernel(): Kernel {
 @group(0) @binding(1) var<storage, read> L: array<f32>;
 @group(0) @binding(2) var<storage, read> T: array<i32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${ROW_MAX_SUMEXP}
 ${ROW_MAIN} {
 ${ROW_IDS}
   let rows = pu(0u);
   let V = pu(1u);
   if (r >= rows) { return; }
   let o = r * V;
-  var mx: f32 = neg_inf();
-  for (var c = lid; c < V; c += WG) { mx = max(mx, L[o + c]); }
-  mx = wgMax(mx, lid);
-  var sum: f32 = 0.0;
-  for (var c = lid; c < V; c += WG) { sum += exp(L[o + c] - mx); }
-  sum = wgSum(sum, lid);
+  let ms = rowMaxSumExp(o, V, lid);
+  let mx = ms.x;
+  let sum = ms.y;
   if (lid == 0u) {
     let t = T[r];
     if (t < 0 || u32(t) >= V) { O[r] = nan(); } else { O[r] = log(sum) + mx - L[o + u32(t)]; }
