@@ -24,7 +24,7 @@ export interface AdamItem {
   weightDecay: number;
 }
 
-/** Partial sums per tensor in {@link Backend.sumSquares} (workgroups of the WGSL kernel). */
+/** Partial sums per gradient in {@link Backend.clipFactor} (workgroups of the WGSL kernel). */
 export const NORM_PARTIALS = 32;
 
 /** Element types a tensor may hold. `f16` needs `shader-f16` on WebGPU. */
@@ -315,15 +315,11 @@ export interface Backend {
     gscale?: Storage | null,
   ): void;
   /**
-   * Sums the squares of `n` elements of `g` into the {@link NORM_PARTIALS} slots starting at
-   * `slot · NORM_PARTIALS` of `partials` (every slot of the range is overwritten).
-   */
-  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void;
-  /**
-   * Global-norm clipping factor from `slots` tensors' partial sums of squares: a new [2] storage
+   * Global-norm clipping factor of gradients (each `n` elements): a new [2] storage
    * [norm, min(1, maxNorm / (norm + 1e-6))] (PyTorch's clip_grad_norm_ rule), left on the device.
+   * Each gradient's squares are summed into {@link NORM_PARTIALS} partials, then all partials.
    */
-  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage;
+  clipFactor(grads: { s: Storage; n: number }[], maxNorm: number): Storage;
 }
 
 let nextBackendId = 1;

@@ -6,7 +6,6 @@
 
 import { add, mul, scale, sum } from "../ops/mod.ts";
 import { Tensor } from "../tensor.ts";
-import { NORM_PARTIALS } from "../backend/backend.ts";
 
 /** Options of {@link cosineSchedule}. */
 export interface CosineOptions {
@@ -83,14 +82,11 @@ export function clipGradNormOnDevice(grads: Map<Tensor, Tensor>, maxNorm: number
   const gs = [...grads.values()];
   if (!gs.length) throw new Error("clipGradNormOnDevice: no gradients");
   const dev = gs[0].backend;
-  const partials = Tensor.zeros([gs.length * NORM_PARTIALS], { device: dev });
-  gs.forEach((g, slot) => {
-    if (g.backend !== dev) throw new Error("clipGradNormOnDevice: gradients on different backends");
-    dev.sumSquares(g.storage, g.size, partials.storage, slot);
-  });
-  const out = new Tensor(dev, dev.clipFactor(partials.storage, gs.length, maxNorm), [2], "f32");
-  partials.dispose();
-  return out;
+  if (gs.some((g) => g.backend !== dev)) {
+    throw new Error("clipGradNormOnDevice: gradients on different backends");
+  }
+  const s = dev.clipFactor(gs.map((g) => ({ s: g.storage, n: g.size })), maxNorm);
+  return new Tensor(dev, s, [2], "f32");
 }
 
 /** Sums gradients of several micro-batches; `take()` returns their mean. */

@@ -275,12 +275,10 @@ export class CpuBackend implements Backend {
     const gs = gscale ? this.f32(gscale) : null;
     sgdCpu(this.f32(p), this.f32(g), this.f32(buf), n, lr, momentum, weightDecay, gs);
   }
-  /** See {@link Backend.sumSquares}. */
-  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void {
-    sumSquaresCpu(this.f32(g), n, this.f32(partials), slot, NORM_PARTIALS);
-  }
   /** See {@link Backend.clipFactor}. */
-  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage {
-    return this.wrap(clipFactorCpu(this.f32(partials), slots * NORM_PARTIALS, maxNorm));
+  clipFactor(grads: { s: Storage; n: number }[], maxNorm: number): Storage {
+    const partials = new Float32Array(grads.length * NORM_PARTIALS);
+    grads.forEach((g, slot) => sumSquaresCpu(this.f32(g.s), g.n, partials, slot, NORM_PARTIALS));
+    return this.wrap(clipFactorCpu(partials, partials.length, maxNorm));
   }
 }

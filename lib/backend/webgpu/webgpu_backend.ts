@@ -710,24 +710,28 @@ export class WebGpuBackend implements Backend {
       groups1d(n),
     );
   }
-  /** See {@link Backend.sumSquares}. */
-  sumSquares(g: Storage, n: number, partials: Storage, slot: number): void {
-    this.engine.run(
-      sumSquaresKernel(),
-      [this.buf(g), this.buf(partials)],
-      [n, slot],
-      [NORM_PARTIALS, 1, 1],
+  /**
+   * See {@link Backend.clipFactor}: one `sumsq` dispatch per gradient (every partial written, so
+   * the buffer needs no clearing), then one `clip_factor`.
+   */
+  clipFactor(grads: { s: Storage; n: number }[], maxNorm: number): Storage {
+    const partials = this.out(grads.length * NORM_PARTIALS);
+    grads.forEach((g, slot) =>
+      this.engine.run(
+        sumSquaresKernel(),
+        [this.buf(g.s), partials.buffer],
+        [g.n, slot],
+        [NORM_PARTIALS, 1, 1],
+      )
     );
-  }
-  /** See {@link Backend.clipFactor}. */
-  clipFactor(partials: Storage, slots: number, maxNorm: number): Storage {
     const o = this.out(2);
     this.engine.run(
       clipFactorKernel(),
-      [this.buf(partials), o.buffer],
-      [slots * NORM_PARTIALS, f32Bits(maxNorm)],
+      [partials.buffer, o.buffer],
+      [grads.length * NORM_PARTIALS, f32Bits(maxNorm)],
       [1, 1, 1],
     );
+    this.free(partials);
     return o;
   }
 }
