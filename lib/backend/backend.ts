@@ -272,6 +272,8 @@ export interface Backend {
    * other ops). Returns y [B, T, nHead·hd] and the log-sum-exp of each score row, [B, nHead, T].
    */
   attention?(q: Storage, k: Storage, v: Storage, p: AttentionParams): { y: Storage; lse: Storage };
+  /** With {@link Backend.attention}: the widest head it takes. */
+  readonly attentionMaxHeadDim?: number;
   /**
    * Backward of {@link Backend.attention}: the gradient of q, k and v packed as one
    * [B, T, 3·nHead·hd] storage (dq, dk, dv side by side in each row).

@@ -19,9 +19,6 @@ import { softmax } from "./nn.ts";
 import { narrow, permute } from "./shape.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
-/** Widest head the fused kernels take (they hold a few head rows in registers). */
-const FUSED_MAX_HD = 256;
-
 let mode: "auto" | "composed" = "auto";
 
 /**
@@ -42,7 +39,8 @@ export function attentionMode(): "auto" | "composed" {
 
 /** Whether attention with head width `hd` runs fused on this tensor's backend. */
 function fused(t: Tensor, hd: number): boolean {
-  return mode === "auto" && typeof t.backend.attention === "function" && hd <= FUSED_MAX_HD;
+  return mode === "auto" && typeof t.backend.attention === "function" &&
+    hd <= (t.backend.attentionMaxHeadDim ?? 0);
 }
 
 function checkHeads(op: string, C: number, nHead: number): number {

@@ -36,6 +36,7 @@ import {
   unnarrowKernel,
 } from "./kernels/backward.ts";
 import {
+  ATT_MAX_HD,
   ATT_ROWS,
   attentionBackwardKVKernel,
   attentionBackwardQKernel,
@@ -598,6 +599,8 @@ export class WebGpuBackend implements Backend {
   private attParams(p: AttentionParams): number[] {
     return [p.B, p.T, p.nHead, p.qOff, p.kOff, p.vOff, p.rowStride, f32Bits(p.scale)];
   }
+  /** See {@link Backend.attentionMaxHeadDim}: the fused kernels hold a few head rows per thread. */
+  readonly attentionMaxHeadDim: number = ATT_MAX_HD;
   /** See {@link Backend.attention}: one dispatch (kernels/attention.ts). */
   attention(
     q: Storage,
@@ -605,6 +608,9 @@ export class WebGpuBackend implements Backend {
     v: Storage,
     p: AttentionParams,
   ): { y: Storage; lse: Storage } {
+    if (p.hd > ATT_MAX_HD) {
+      throw new RangeError(`webgpu attention: head width ${p.hd} > ${ATT_MAX_HD}`);
+    }
     const y = this.out(p.B * p.T * p.nHead * p.hd);
     const lse = this.out(p.B * p.nHead * p.T);
     this.engine.run(
