@@ -1,10 +1,10 @@
 /**
- * Causal self-attention on WebGPU: the fused kernels (`kernels/attention.ts`, one dispatch forward,
- * two backward) against the composed ops (permute, batched matmuls, scale, causal softmax) at the
- * same shapes, side by side in one run; forward alone and forward + backward (the gradient of a
- * packed [B, T, 3C] qkv), ms per call timed by the slope of k vs 2k calls per GPU wait
- * (bench/timing.ts). The fused kernels keep a query (or key) row per thread; whether that beats
- * tuned matmuls at long contexts on a given GPU is what this measures.
+ * Causal self-attention on WebGPU, three ways side by side in one run: the tiled fused kernels
+ * (`kernels/attention_tiled.ts`, FlashAttention-2-style blocks; one dispatch forward, two
+ * backward), the row kernels (`kernels/attention.ts`, a query or key row per thread) and the
+ * composed ops (permute, batched matmuls, scale, causal softmax); forward alone and forward +
+ * backward (the gradient of a packed [B, T, 3C] qkv), ms per call timed by the slope of k vs 2k
+ * calls per GPU wait (bench/timing.ts).
  *
  * Flags: `--json`, `--min-ms 300`, `--shapes BxNHxTxHD,…` (default the shipped model's 8×6×128×32
  * and GPT-2 small's 8×12×1024×64 on a hardware adapter; 8×6×128×32 and 1×2×256×64 on a software
@@ -50,18 +50,23 @@ if (
 
 interface Row {
   shape: string;
-  mode: "fused" | "composed";
+  mode: "tiled" | "rows" | "composed";
   pass: "forward" | "forward+backward";
   ms: number;
   dispatches: number;
+  /** Tile shapes (Br/Bc) of the tiled kernels. */
+  tiles?: string;
 }
 const rows: Row[] = [];
 for (const [B, nh, T, hd] of shapes) {
   const C = nh * hd;
   const qkv = Tensor.randn([B, T, 3 * C], { device: dev, seed: 1 });
   const w = Tensor.randn([B, T, C], { device: dev, seed: 2 });
-  for (const mode of ["fused", "composed"] as const) {
-    setAttentionMode(mode === "fused" ? "auto" : "composed");
+  const tiled = dev.attentionTiles(hd);
+  for (const mode of ["tiled", "rows", "composed"] as const) {
+    if (mode === "tiled" && !tiled) continue; // this head's tiles do not fit: the rows run
+    setAttentionMode(mode === "composed" ? "composed" : "auto");
+    dev.attentionKernels = mode === "rows" ? "rows" : "auto";
     const forward = () => causalSelfAttentionQkv(qkv, nh).dispose();
     const both = () =>
       scope(() => {
@@ -75,10 +80,16 @@ for (const [B, nh, T, hd] of shapes) {
       fn();
       const dispatches = dev.engine.dispatches - d0;
       const { ms } = await timePerCall(fn, () => dev.sync(), minMs);
-      rows.push({ shape: `${B}x${nh}x${T}x${hd}`, mode, pass, ms, dispatches });
+      const tiles = mode === "tiled"
+        ? `fwd ${tiled!.fwd.br}/${tiled!.fwd.bc} dq ${tiled!.dq.br}/${tiled!.dq.bc} dkv ${
+          tiled!.dkv.br
+        }/${tiled!.dkv.bc}`
+        : undefined;
+      rows.push({ shape: `${B}x${nh}x${T}x${hd}`, mode, pass, ms, dispatches, tiles });
     }
   }
   setAttentionMode("auto");
+  dev.attentionKernels = "auto";
   qkv.dispose();
   w.dispose();
 }
@@ -100,18 +111,22 @@ if (values.json) {
 } else {
   console.log(`causal self-attention, ms per call (webgpu: ${dev.description})`);
   console.log(
-    "B×nh×T×hd         pass               fused (disp)      composed (disp)   composed/fused",
+    "B×nh×T×hd         pass                   tiled       rows   composed  rows/tiled  composed/tiled",
   );
-  for (let i = 0; i < rows.length; i += 4) {
-    for (const j of [0, 1]) {
-      const f = rows[i + j], c = rows[i + 2 + j];
+  const cell = (r?: Row) => (r ? r.ms.toFixed(3) : "-").padStart(10);
+  const ratio = (a?: Row, b?: Row) => (a && b ? (a.ms / b.ms).toFixed(2) : "-");
+  for (const shape of [...new Set(rows.map((r) => r.shape))]) {
+    for (const pass of ["forward", "forward+backward"] as const) {
+      const at = (m: Row["mode"]) =>
+        rows.find((r) => r.shape === shape && r.pass === pass && r.mode === m);
+      const [t, r, c] = [at("tiled"), at("rows"), at("composed")];
       console.log(
-        `${f.shape.padEnd(17)} ${f.pass.padEnd(18)} ${
-          f.ms.toFixed(3).padStart(9)
-        } (${f.dispatches})` +
-          `${c.ms.toFixed(3).padStart(12)} (${c.dispatches})`.padEnd(22) +
-          `${(c.ms / f.ms).toFixed(2).padStart(10)}`,
+        `${shape.padEnd(17)} ${pass.padEnd(18)}${cell(t)} ${cell(r)} ${cell(c)} ${
+          ratio(r, t).padStart(11)
+        } ${ratio(c, t).padStart(15)}`,
       );
     }
+    const t = rows.find((r) => r.shape === shape && r.tiles);
+    console.log(`${"".padEnd(17)} tiles: ${t?.tiles ?? "none fit (row kernels)"}`);
   }
 }

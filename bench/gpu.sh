@@ -4,11 +4,12 @@
 #   1. qmatmul: device copy bandwidth (the ceiling), f32 vs NF4 at GPT-2-small's shapes (M = 8192
 #      and 1), 4096³, and a 16384×8192 matrix–vector product (weights larger than the L2 cache);
 #   2. matmul: the f32 matmul table (bench/matmul.ts), 4096 when OpenBLAS exists for its CPU column;
-#      attention: fused vs composed causal attention at the shipped and GPT-2 shapes;
+#      attention: tiled vs row kernels vs composed causal attention at the shipped and GPT-2
+#      shapes;
 #      matmul_f16: f16 storage with f32 / f16 accumulation vs f32, speed and error (goal 2);
 #   3. torch: bench/torch_compare.py --device cuda (TF32 off; matmuls, GPT-2 + PEFT anchor);
 #   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each),
-#      then qlora with the composed attention if budget is left;
+#      then qlora with the row-kernel and the composed attention if budget is left;
 #   5. summary: bench/gpu_summary.ts prints each goal's ratio (also saved as summary.txt).
 # Every JSON and log goes to "$OUT" (else ./bench-out). Start it in the repository root, on the
 # GPU machine after `source .gpu/enter.sh` (node_modules/ must travel with the checkout).
@@ -97,7 +98,7 @@ fi
 
 part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"
 part matmul 70 "${RUN[@]}" bench/matmul.ts --json "${MM[@]}"
-part attention 35 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"
+part attention 45 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"
 part matmul_f16 30 "${RUN[@]}" bench/matmul_f16.ts --json "${MF[@]}"
 if ((CUDA)); then
   part torch 100 "$PY" bench/torch_compare.py --device cuda "${PT[@]}"
@@ -112,10 +113,12 @@ part train-2-lora 40 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --
   --methods lora "${TS[@]}"
 part train-3-full 60 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
   --methods full "${TS[@]}"
-# Only when budget is left: is the fused attention (thread per query row) faster than the
-# composed one (tuned batched matmuls + row softmax) at T = 1024 on this GPU?
+# Only when budget is left: is the tiled fused attention faster than the composed one (tuned
+# batched matmuls + row softmax) and the row kernels (a query row per thread) at T = 1024 here?
 part train-4-qlora-composed 45 "${RUN[@]}" bench/train_step.ts --json --backends webgpu \
   --parts gpt2 --methods qlora --attention composed "${TS[@]}"
+part train-5-qlora-rows 45 "${RUN[@]}" bench/train_step.ts --json --backends webgpu \
+  --parts gpt2 --methods qlora --attention rows "${TS[@]}"
 
 echo "== total $((SECONDS - START)) s; files in $OUT"
 "${DENO[@]}" run --allow-read bench/gpu_summary.ts "$OUT" 2>&1 | tee "$OUT/summary.txt"

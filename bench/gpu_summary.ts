@@ -3,7 +3,8 @@
  * folder (each may be missing: its goal then says so): `matmul.json` (bench/matmul.ts),
  * `qmatmul.json` (bench/qmatmul.ts --copy --gpt2-m …), `torch.json` (bench/torch_compare.py) and
  * `train*.json` (bench/train_step.ts --parts gpt2, one file per method) and `attention.json`
- * (bench/attention.ts: composed / fused time, above 1 when the fused kernels are faster). Every ratio compares rows of the same run.
+ * (bench/attention.ts: rows / tiled and composed / tiled time, above 1 when the tiled kernels are
+ * faster). Every ratio compares rows of the same run.
  *
  * Usage: `deno run --allow-read bench/gpu_summary.ts OUT_DIR` (`--json` prints the ratios as JSON).
  */
@@ -155,7 +156,7 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
   );
   const tag = `${r.method} ${r.batch}x${r.context}${
     r.model === "GPT-2 small (124 M)" ? "" : " (small model)"
-  }${r.attention === "composed" ? " composed attn" : ""}`;
+  }${r.attention && r.attention !== "auto" ? ` ${r.attention} attn` : ""}`;
   line(
     "4",
     `step ${tag} vs torch ${refMethod}`,
@@ -176,18 +177,19 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
     }`,
   );
 }
-// Attention: fused kernels vs composed ops, same run (not a goal; decides the default per GPU).
+// Attention: the tiled kernels vs the row kernels and the composed ops, same run (not a goal;
+// decides the default per GPU). Ratios above 1: the tiled kernels are faster.
 const at = load("attention.json");
-for (const r of rowsOf(at).filter((r) => r.mode === "fused")) {
-  const c = rowsOf(at).find((x) =>
-    x.mode === "composed" && x.shape === r.shape && x.pass === r.pass
-  );
-  line(
-    "-",
-    `attention ${r.shape} ${r.pass}`,
-    `${f(r.ms, 3)} ms fused`,
-    c ? `${f(c.ms, 3)} ms comp.` : "—",
-    c ? c.ms / r.ms : undefined,
-  );
+for (const r of rowsOf(at).filter((r) => r.mode === "tiled")) {
+  for (const other of ["rows", "composed"]) {
+    const c = rowsOf(at).find((x) => x.mode === other && x.shape === r.shape && x.pass === r.pass);
+    line(
+      "-",
+      `attention ${r.shape} ${r.pass}`,
+      `${f(r.ms, 3)} ms tiled`,
+      c ? `${f(c.ms, 3)} ms ${other}` : "—",
+      c ? c.ms / r.ms : undefined,
+    );
+  }
 }
 if (asJson) console.log(JSON.stringify(out, null, 2));

@@ -15,7 +15,8 @@
  * context; default 8x1024 on a hardware adapter, 1x32 on a software one or the CPU),
  * `--gpt2-layers 12`, `--gpt2-vocab 50257` (smaller only for smoke tests: lavapipe's buffers stop
  * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`,
- * `--attention auto|composed` (composed: no fused attention kernel, for comparison).
+ * `--attention auto|rows|composed` (rows: the fused row kernels instead of the tiled ones on WebGPU;
+ * composed: no fused attention kernel; both for comparison).
  */
 
 import { parseArgs } from "node:util";
@@ -54,11 +55,11 @@ const { values } = parseArgs({
     attention: { type: "string", default: "auto" },
   },
 });
-if (values.attention !== "auto" && values.attention !== "composed") {
-  console.error(`bench: --attention takes auto or composed, got ${values.attention}`);
+if (!["auto", "rows", "composed"].includes(values.attention)) {
+  console.error(`bench: --attention takes auto, rows or composed, got ${values.attention}`);
   Deno.exit(2);
 }
-setAttentionMode(values.attention);
+setAttentionMode(values.attention === "composed" ? "composed" : "auto");
 const minMs = Number(values["min-ms"]);
 const parts = values.parts.split(",");
 if (values["gpt2-small"] && !parts.includes("gpt2")) parts.push("gpt2");
@@ -87,7 +88,11 @@ for (const b of backendNames) {
   if (b === "cpu") backends.push(cpu);
   else {
     try {
-      backends.push(await getDevice({ backend: "webgpu", quiet: true }));
+      const dev = await getDevice({ backend: "webgpu", quiet: true });
+      if (dev instanceof WebGpuBackend && values.attention === "rows") {
+        dev.attentionKernels = "rows";
+      }
+      backends.push(dev);
     } catch (e) {
       console.error(`bench: no WebGPU backend (${(e as Error).message})`);
     }

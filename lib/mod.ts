@@ -19,6 +19,12 @@ export { CpuBackend } from "./backend/cpu/cpu_backend.ts";
 export { WebGpuBackend } from "./backend/webgpu/webgpu_backend.ts";
 export { MATMUL_VARIANTS, type MatmulVariant } from "./backend/webgpu/kernels/matmul.ts";
 export {
+  ATTENTION_KERNELS_ENV,
+  type AttentionTileConfig,
+  attentionTileConfig,
+  type TileShape,
+} from "./backend/webgpu/kernels/attention_tiled.ts";
+export {
   DEFAULT_TUNE_SHAPES,
   type MatmulShape,
   type MatmulTuneResult,

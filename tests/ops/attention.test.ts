@@ -1,5 +1,6 @@
-// The fused attention kernels (WGSL, lib/backend/webgpu/kernels/attention.ts) against their CPU
-// twins (lib/backend/cpu/attention.ts, float64 math), and the fused op against the composed one.
+// The fused attention kernels (WGSL: the row kernels of lib/backend/webgpu/kernels/attention.ts
+// and the tiled ones of attention_tiled.ts) against their CPU twins (lib/backend/cpu/attention.ts,
+// float64 math), and the fused op against the composed one.
 import assert from "node:assert/strict";
 import {
   causalSelfAttention,
@@ -11,9 +12,22 @@ import {
   sum,
   Tape,
   Tensor,
+  type WebGpuBackend,
 } from "../../lib/mod.ts";
 import type { AttentionParams } from "../../lib/backend/backend.ts";
 import { attentionBackwardCpu, attentionForwardCpu } from "../../lib/backend/cpu/attention.ts";
+import type { Kernel } from "../../lib/backend/webgpu/engine.ts";
+import {
+  ATTENTION_KERNELS_ENV,
+  attentionKernelsFromEnv,
+  attentionTileConfig,
+  attentionTiledBackwardKVKernel,
+  attentionTiledBackwardQKernel,
+  attentionTiledForwardKernel,
+  dkvBytes,
+  dqBytes,
+  fwdBytes,
+} from "../../lib/backend/webgpu/kernels/attention_tiled.ts";
 import { assertClose, gpu, randData } from "../harness.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
@@ -29,13 +43,23 @@ function tol(want: ArrayLike<number>): number {
   return 2e-5 * (1 + m);
 }
 
+// The kernel families of the WebGPU backend: the row kernels, and the tiled kernels at several
+// workgroup-memory budgets, which pick different tile shapes (attentionTileConfig): together
+// every Br/Bc shape of both preference lists runs on some case below (asserted).
+const FAMILIES: { name: string; kernels: "auto" | "rows"; bytes: number | null }[] = [
+  { name: "rows", kernels: "rows", bytes: null },
+  { name: "tiled", kernels: "auto", bytes: null },
+  { name: "tiled 16 KiB", kernels: "auto", bytes: 16384 },
+  { name: "tiled 12 KiB", kernels: "auto", bytes: 12288 },
+];
+
 Deno.test(
-  "attention kernels match their CPU twins (packed and separate layouts)",
+  "attention kernels (rows and every tile shape) match their CPU twins, packed and separate",
   opts,
   async () => {
-    const dev = await gpu();
+    const dev = await gpu() as WebGpuBackend;
     const rng = new Rng(7);
-    // [B, T, nh, hd, packed]: T across the 64-row workgroup and the key tiles; odd head widths.
+    // [B, T, nh, hd, packed]: T across the 16…64-row blocks and the key tiles; odd head widths.
     const cases: [number, number, number, number, boolean][] = [
       [1, 1, 1, 4, true],
       [2, 7, 3, 5, false],
@@ -43,55 +67,126 @@ Deno.test(
       [1, 130, 1, 64, false],
       [2, 33, 2, 17, true],
       [1, 9, 1, 128, true],
+      [1, 100, 1, 40, false],
     ];
-    for (const [B, T, nh, hd, packed] of cases) {
-      const C = nh * hd;
-      const what = `B${B} T${T} nh${nh} hd${hd} ${packed ? "packed" : "separate"}`;
-      const p: AttentionParams = packed
-        ? {
-          B,
-          T,
-          nHead: nh,
-          hd,
-          qOff: 0,
-          kOff: C,
-          vOff: 2 * C,
-          rowStride: 3 * C,
-          scale: 1 / Math.sqrt(hd),
+    const shapes = new Set<string>();
+    try {
+      for (const [B, T, nh, hd, packed] of cases) {
+        const C = nh * hd;
+        const p: AttentionParams = packed
+          ? {
+            B,
+            T,
+            nHead: nh,
+            hd,
+            qOff: 0,
+            kOff: C,
+            vOff: 2 * C,
+            rowStride: 3 * C,
+            scale: 1 / Math.sqrt(hd),
+          }
+          : {
+            B,
+            T,
+            nHead: nh,
+            hd,
+            qOff: 0,
+            kOff: 0,
+            vOff: 0,
+            rowStride: C,
+            scale: 1 / Math.sqrt(hd),
+          };
+        const mk = (n: number) => new Float32Array(randData(rng, n));
+        const qkv = packed ? mk(B * T * 3 * C) : null;
+        const [q, k, v] = packed
+          ? [qkv!, qkv!, qkv!]
+          : [mk(B * T * C), mk(B * T * C), mk(B * T * C)];
+        const dy = mk(B * T * C);
+        const want = attentionForwardCpu(q, k, v, p);
+        const wantD = attentionBackwardCpu(q, k, v, want.y, dy, p);
+        const up = (a: Float32Array) => dev.upload("f32", a);
+        const [sq, sk, sv] = packed ? [up(q), null, null] : [up(q), up(k), up(v)];
+        const sdy = up(dy);
+        for (const fam of FAMILIES) {
+          dev.attentionKernels = fam.kernels;
+          dev.attentionTileBytes = fam.bytes;
+          const cfg = dev.attentionTiles(hd);
+          if (fam.kernels === "rows") assert.equal(cfg, null);
+          if (cfg) {
+            shapes.add(`rows ${cfg.fwd.br}/${cfg.fwd.bc}`).add(`rows ${cfg.dq.br}/${cfg.dq.bc}`);
+            shapes.add(`keys ${cfg.dkv.br}/${cfg.dkv.bc}`);
+          }
+          const what = `B${B} T${T} nh${nh} hd${hd} ${
+            packed ? "packed" : "separate"
+          }, ${fam.name} (${
+            cfg
+              ? `fwd ${cfg.fwd.br}/${cfg.fwd.bc} dq ${cfg.dq.br}/${cfg.dq.bc} dkv ${cfg.dkv.br}/${cfg.dkv.bc}`
+              : "rows"
+          })`;
+          const r = dev.attention!(sq, sk ?? sq, sv ?? sq, p);
+          const y = await dev.read(r.y, "f32", B * T * C);
+          const lse = await dev.read(r.lse, "f32", B * nh * T);
+          assertClose(y, want.y, tol(want.y), `${what}: y`);
+          assertClose(lse, want.lse, tol(want.lse), `${what}: lse`);
+          const d = dev.attentionBackward!(sq, sk ?? sq, sv ?? sq, r.y, r.lse, sdy, p);
+          const got = await dev.read(d, "f32", B * T * 3 * C);
+          assertClose(got, wantD, tol(wantD), `${what}: dq, dk, dv`);
+          for (const s of [r.y, r.lse, d]) dev.free(s);
         }
-        : {
-          B,
-          T,
-          nHead: nh,
-          hd,
-          qOff: 0,
-          kOff: 0,
-          vOff: 0,
-          rowStride: C,
-          scale: 1 / Math.sqrt(hd),
-        };
-      const mk = (n: number) => new Float32Array(randData(rng, n));
-      const qkv = packed ? mk(B * T * 3 * C) : null;
-      const [q, k, v] = packed ? [qkv!, qkv!, qkv!] : [mk(B * T * C), mk(B * T * C), mk(B * T * C)];
-      const dy = mk(B * T * C);
-      const want = attentionForwardCpu(q, k, v, p);
-      const wantD = attentionBackwardCpu(q, k, v, want.y, dy, p);
-
-      const up = (a: Float32Array) => dev.upload("f32", a);
-      const [sq, sk, sv] = packed ? [up(q), null, null] : [up(q), up(k), up(v)];
-      const r = dev.attention!(sq, sk ?? sq, sv ?? sq, p);
-      const y = await dev.read(r.y, "f32", B * T * C);
-      const lse = await dev.read(r.lse, "f32", B * nh * T);
-      assertClose(y, want.y, tol(want.y), `${what}: y`);
-      assertClose(lse, want.lse, tol(want.lse), `${what}: lse`);
-      const sdy = up(dy);
-      const d = dev.attentionBackward!(sq, sk ?? sq, sv ?? sq, r.y, r.lse, sdy, p);
-      const got = await dev.read(d, "f32", B * T * 3 * C);
-      assertClose(got, wantD, tol(wantD), `${what}: dq, dk, dv`);
-      for (const s of [sq, sk, sv, r.y, r.lse, sdy, d]) if (s) dev.free(s);
+        for (const s of [sq, sk, sv, sdy]) if (s) dev.free(s);
+      }
+    } finally {
+      dev.attentionKernels = "auto";
+      dev.attentionTileBytes = null;
+    }
+    // Every tile shape of both preference lists ran (the row lists for forward and dq, the key
+    // list for dkv), on this adapter's limit or a lower budget.
+    for (const s of ["64/32", "32/32", "32/16", "16/16"]) {
+      assert.ok(shapes.has(`rows ${s}`), `no forward/dq case ran rows tiles ${s}: ${[...shapes]}`);
+    }
+    for (const s of ["32/32", "16/32", "16/16"]) {
+      assert.ok(shapes.has(`keys ${s}`), `no dkv case ran key tiles ${s}: ${[...shapes]}`);
     }
   },
 );
+
+Deno.test("tiled attention: tile choice and workgroup bytes match the WGSL", () => {
+  // The byte formulas choose the tiles; they must count what the kernels declare, or a device
+  // with exactly that limit would reject the pipeline.
+  const declared = (code: string) => {
+    let n = 0;
+    for (const m of code.matchAll(/var<workgroup> \w+: array<(f32|vec4<f32>), (\d+)>/g)) {
+      n += Number(m[2]) * (m[1] === "f32" ? 4 : 16);
+    }
+    return n;
+  };
+  for (const hd of [4, 17, 32, 40, 64, 96, 128]) {
+    for (const lim of [12288, 16384, 24576, 32768, 49152]) {
+      const cfg = attentionTileConfig(hd, lim);
+      if (!cfg) continue;
+      assert.equal(cfg.hp, Math.ceil(hd / 32) * 32);
+      const kernels: [Kernel, number][] = [
+        [attentionTiledForwardKernel(hd, cfg), fwdBytes(cfg.hp, cfg.fwd)],
+        [attentionTiledBackwardQKernel(hd, cfg), dqBytes(cfg.hp, cfg.dq)],
+        [attentionTiledBackwardKVKernel(hd, cfg), dkvBytes(cfg.hp, cfg.dkv)],
+      ];
+      for (const [k, bytes] of kernels) {
+        assert.equal(declared(k.code), bytes, `${k.key}: declared vs counted bytes`);
+        assert.ok(bytes <= lim, `${k.key}: ${bytes} > ${lim}`);
+      }
+    }
+  }
+  // hd = 64 on a 32 KiB device (lavapipe) and a 48 KiB one (the H200 seen in shared/gpu).
+  assert.deepEqual(attentionTileConfig(64, 32768), {
+    hp: 64,
+    fwd: { br: 32, bc: 32 },
+    dq: { br: 32, bc: 16 },
+    dkv: { br: 16, bc: 32 },
+  });
+  assert.deepEqual(attentionTileConfig(64, 49152)?.dkv, { br: 32, bc: 32 });
+  assert.equal(attentionTileConfig(129, 1 << 20), null);
+  assert.equal(attentionTileConfig(64, 8192), null);
+});
 
 Deno.test("the CPU twin agrees with the composed attention on the CPU backend", async () => {
   const rng = new Rng(8);
@@ -162,3 +257,18 @@ Deno.test(
     assert.throws(() => setAttentionMode("fast" as "auto"), /not "auto" or "composed"/);
   },
 );
+
+Deno.test("LORALAB_ATTENTION_KERNELS: auto or rows, anything else is an error", () => {
+  const old = Deno.env.get(ATTENTION_KERNELS_ENV);
+  try {
+    for (const [v, want] of [["", "auto"], ["auto", "auto"], ["rows", "rows"]] as const) {
+      Deno.env.set(ATTENTION_KERNELS_ENV, v);
+      assert.equal(attentionKernelsFromEnv(), want);
+    }
+    Deno.env.set(ATTENTION_KERNELS_ENV, "tiles");
+    assert.throws(() => attentionKernelsFromEnv(), /LORALAB_ATTENTION_KERNELS=tiles: expected/);
+  } finally {
+    if (old === undefined) Deno.env.delete(ATTENTION_KERNELS_ENV);
+    else Deno.env.set(ATTENTION_KERNELS_ENV, old);
+  }
+});

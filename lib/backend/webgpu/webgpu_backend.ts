@@ -42,6 +42,14 @@ import {
   attentionBackwardQKernel,
   attentionForwardKernel,
 } from "./kernels/attention.ts";
+import {
+  attentionKernelsFromEnv,
+  type AttentionTileConfig,
+  attentionTileConfig,
+  attentionTiledBackwardKVKernel,
+  attentionTiledBackwardQKernel,
+  attentionTiledForwardKernel,
+} from "./kernels/attention_tiled.ts";
 import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import {
@@ -599,6 +607,21 @@ export class WebGpuBackend implements Backend {
   private attParams(p: AttentionParams): number[] {
     return [p.B, p.T, p.nHead, p.qOff, p.kOff, p.vOff, p.rowStride, f32Bits(p.scale)];
   }
+  /**
+   * Which fused attention kernels run: `"auto"` (default) the tiled FlashAttention-2-style ones
+   * (`kernels/attention_tiled.ts`) when the head width's tiles fit the workgroup memory, else the
+   * row kernels (`kernels/attention.ts`, a query or key row per thread); `"rows"` always the row
+   * kernels (for comparisons). Starts as `LORALAB_ATTENTION_KERNELS` when that is set.
+   */
+  attentionKernels: "auto" | "rows" = attentionKernelsFromEnv();
+  /** Workgroup bytes the tiled attention may use (default: the device's limit; tests lower it). */
+  attentionTileBytes: number | null = null;
+  /** The tiled attention's tiles for head width `hd`, or null when the row kernels run. */
+  attentionTiles(hd: number): AttentionTileConfig | null {
+    if (this.attentionKernels === "rows") return null;
+    const max = this.engine.device.limits.maxComputeWorkgroupStorageSize;
+    return attentionTileConfig(hd, Math.min(max, this.attentionTileBytes ?? max));
+  }
   /** See {@link Backend.attentionMaxHeadDim}: the fused kernels hold a few head rows per thread. */
   readonly attentionMaxHeadDim: number = ATT_MAX_HD;
   /** See {@link Backend.attention}: one dispatch (kernels/attention.ts). */
@@ -613,11 +636,12 @@ export class WebGpuBackend implements Backend {
     }
     const y = this.out(p.B * p.T * p.nHead * p.hd);
     const lse = this.out(p.B * p.nHead * p.T);
+    const cfg = this.attentionTiles(p.hd);
     this.engine.run(
-      attentionForwardKernel(p.hd),
+      cfg ? attentionTiledForwardKernel(p.hd, cfg) : attentionForwardKernel(p.hd),
       [this.buf(q), this.buf(k), this.buf(v), y.buffer, lse.buffer],
       this.attParams(p),
-      [Math.ceil(p.T / ATT_ROWS), p.B * p.nHead, 1],
+      [Math.ceil(p.T / (cfg ? cfg.fwd.br : ATT_ROWS)), p.B * p.nHead, 1],
     );
     return { y, lse };
   }
@@ -633,19 +657,24 @@ export class WebGpuBackend implements Backend {
   ): Storage {
     const dqkv = this.out(p.B * p.T * 3 * p.nHead * p.hd);
     const D = this.out(p.B * p.nHead * p.T);
-    const groups: [number, number, number] = [Math.ceil(p.T / ATT_ROWS), p.B * p.nHead, 1];
+    const cfg = this.attentionTiles(p.hd);
+    const groups = (rows: number): [number, number, number] => [
+      Math.ceil(p.T / rows),
+      p.B * p.nHead,
+      1,
+    ];
     const [bq, bk, bv] = [this.buf(q), this.buf(k), this.buf(v)];
     this.engine.run(
-      attentionBackwardQKernel(p.hd),
+      cfg ? attentionTiledBackwardQKernel(p.hd, cfg) : attentionBackwardQKernel(p.hd),
       [bq, bk, bv, this.buf(y), this.buf(dy), this.buf(lse), dqkv.buffer, D.buffer],
       this.attParams(p),
-      groups,
+      groups(cfg ? cfg.dq.br : ATT_ROWS),
     );
     this.engine.run(
-      attentionBackwardKVKernel(p.hd),
+      cfg ? attentionTiledBackwardKVKernel(p.hd, cfg) : attentionBackwardKVKernel(p.hd),
       [bq, bk, bv, this.buf(dy), this.buf(lse), D.buffer, dqkv.buffer],
       this.attParams(p),
-      groups,
+      groups(cfg ? cfg.dkv.bc : ATT_ROWS),
     );
     this.engine.release(D.buffer);
     return dqkv;
