@@ -7,9 +7,12 @@
 
 import type { AdamParams } from "../backend.ts";
 
+/** √(2/π), GELU's constant (the same double `Math.sqrt(2 / Math.PI)` gives every time). */
+export const GELU_C: number = Math.sqrt(2 / Math.PI);
+
 /** d/dx of GPT-2's tanh GELU. */
 export function geluGrad(x: number): number {
-  const c = Math.sqrt(2 / Math.PI);
+  const c = GELU_C;
   const t = Math.tanh(c * (x + 0.044715 * x * x * x));
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
 }

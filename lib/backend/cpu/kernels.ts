@@ -8,7 +8,7 @@
 import type { BinaryOp, MatmulParams, ReduceOp, StridedParams, UnaryOp } from "../backend.ts";
 import { blasAvailable, matmulBlas } from "./blas.ts";
 import { checkMatmulOut } from "./matmul_out.ts";
-import { geluGrad, rowMeanRstd } from "./backward.ts";
+import { GELU_C, geluGrad, rowMeanRstd } from "./backward.ts";
 
 /**
  * out[b]: [M, N] = alpha · op(A[b]) · op(B[b]) (+ bias[N]) (+ out[b] when `p.accumulate`). Runs
@@ -128,45 +128,45 @@ export function binaryCpu(
 
 /** GPT-2's tanh approximation of GELU. */
 export function gelu(x: number): number {
-  const c = Math.sqrt(2 / Math.PI);
-  return 0.5 * x * (1 + Math.tanh(c * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
 }
 
-/** Elementwise unary op. */
+/**
+ * Elementwise unary op. One loop per op (the op is chosen once, not per element); each computes
+ * exactly the expression of its case, so results are bit-identical to a per-element switch.
+ */
 export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Array {
-  const out = new Float32Array(a.length);
+  const n = a.length;
+  const out = new Float32Array(n);
   const al = Math.fround(alpha); // the GPU twin receives alpha as an f32
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i];
-    switch (op) {
-      case "exp":
-        out[i] = Math.exp(x);
-        break;
-      case "log":
-        out[i] = Math.log(x);
-        break;
-      case "gelu":
-        out[i] = gelu(x);
-        break;
-      case "neg":
-        out[i] = -x;
-        break;
-      case "sqrt":
-        out[i] = Math.sqrt(x);
-        break;
-      case "relu":
-        out[i] = x > 0 ? x : 0;
-        break;
-      case "scale":
-        out[i] = x * al;
-        break;
-      case "geluGrad":
-        out[i] = geluGrad(x);
-        break;
-      case "step":
-        out[i] = x > 0 ? 1 : 0;
-        break;
-    }
+  switch (op) {
+    case "exp":
+      for (let i = 0; i < n; i++) out[i] = Math.exp(a[i]);
+      break;
+    case "log":
+      for (let i = 0; i < n; i++) out[i] = Math.log(a[i]);
+      break;
+    case "gelu":
+      for (let i = 0; i < n; i++) out[i] = gelu(a[i]);
+      break;
+    case "neg":
+      for (let i = 0; i < n; i++) out[i] = -a[i];
+      break;
+    case "sqrt":
+      for (let i = 0; i < n; i++) out[i] = Math.sqrt(a[i]);
+      break;
+    case "relu":
+      for (let i = 0; i < n; i++) out[i] = a[i] > 0 ? a[i] : 0;
+      break;
+    case "scale":
+      for (let i = 0; i < n; i++) out[i] = a[i] * al;
+      break;
+    case "geluGrad":
+      for (let i = 0; i < n; i++) out[i] = geluGrad(a[i]);
+      break;
+    case "step":
+      for (let i = 0; i < n; i++) out[i] = a[i] > 0 ? 1 : 0;
+      break;
   }
   return out;
 }
@@ -202,17 +202,24 @@ export function softmaxCpu(
   causal: boolean,
 ): Float32Array {
   const out = new Float32Array(rows * cols);
+  const e = new Float64Array(cols); // exp(x - max) of one row, taken once per element
   for (let r = 0; r < rows; r++) {
     const o = r * cols;
     const last = causal ? r % cols : cols - 1; // last visible column
     let max = -Infinity;
     for (let c = 0; c <= last; c++) max = Math.max(max, a[o + c]);
     let sum = 0;
-    for (let c = 0; c <= last; c++) sum += Math.exp(a[o + c] - max);
-    const lse = Math.log(sum);
-    for (let c = 0; c < cols; c++) {
-      if (c > last) out[o + c] = log ? -Infinity : 0;
-      else out[o + c] = log ? a[o + c] - max - lse : Math.exp(a[o + c] - max) / sum;
+    for (let c = 0; c <= last; c++) {
+      e[c] = Math.exp(a[o + c] - max);
+      sum += e[c];
+    }
+    if (log) {
+      const lse = Math.log(sum);
+      for (let c = 0; c <= last; c++) out[o + c] = a[o + c] - max - lse;
+      for (let c = last + 1; c < cols; c++) out[o + c] = -Infinity;
+    } else {
+      for (let c = 0; c <= last; c++) out[o + c] = e[c] / sum;
+      // masked columns stay 0
     }
   }
   return out;
