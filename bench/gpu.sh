@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU benchmark of issue 8 as ONE prepared run (about 8 minutes on the H200), most valuable
 # part first, each under `timeout` so the total stays under GPU_BENCH_BUDGET seconds (480):
+#   0. twins: the WGSL kernels' tests against their CPU twins, on this adapter (twins.txt);
 #   1. qmatmul: device copy bandwidth (the ceiling), f32 vs NF4 at GPT-2-small's shapes (M = 8192
 #      and 1), 4096³, and a 16384×8192 matrix–vector product (weights larger than the L2 cache);
 #   2. matmul: the f32 matmul table (bench/matmul.ts), 4096 when OpenBLAS exists for its CPU column;
@@ -33,8 +34,8 @@ RUN=("${DENO[@]}" run --allow-read --allow-env --allow-ffi=/usr/lib)
 TOTAL="${GPU_BENCH_BUDGET:-480}"
 START=$SECONDS
 
-# part NAME BUDGET CMD...: runs CMD with stdout to $OUT/NAME.json, stderr to $OUT/NAME.log, for at
-# most BUDGET seconds and never past the total budget.
+# part NAME BUDGET CMD...: runs CMD with stdout to $OUT/NAME.json (to $OUT/NAME for a NAME ending in
+# .txt), stderr to $OUT/NAME.log, for at most BUDGET seconds and never past the total budget.
 part() {
   local name=$1 budget=$2
   shift 2
@@ -44,8 +45,9 @@ part() {
     echo "== $name: skipped (total budget spent)" | tee -a "$OUT/parts.txt"
     return
   fi
-  local t0=$SECONDS
-  timeout -k 5 "$budget" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log"
+  local t0=$SECONDS file="$OUT/$name.json"
+  [[ $name == *.txt ]] && file="$OUT/$name"
+  timeout -k 5 "$budget" "$@" >"$file" 2>"$OUT/$name.log"
   local rc=$?
   local msg="== $name: rc $rc in $((SECONDS - t0)) s (budget $budget s)"
   ((rc == 124)) && msg="$msg TIMED OUT"
@@ -96,6 +98,12 @@ else
   PT=(--min-s 0.5 --gpt2-batch 8x1024)
 fi
 
+# Correctness on this adapter first: every WGSL kernel against its CPU twin (attention, matmul
+# variants, f16, backward kernels, quantized formats), so the numbers below come from kernels
+# that were checked on this GPU.
+part twins.txt 60 "${DENO[@]}" test --allow-read --allow-write --allow-env --allow-run \
+  --allow-ffi=/usr/lib tests/ops/attention.test.ts tests/ops/twins.test.ts tests/backend/ \
+  tests/quant/
 part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"
 part matmul 70 "${RUN[@]}" bench/matmul.ts --json "${MM[@]}"
 part attention 45 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"

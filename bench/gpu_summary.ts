@@ -31,6 +31,15 @@ function load(name: string): Json | null {
     return null;
   }
 }
+// The kernels' tests on this adapter (gpu.sh's first part): their result line, stripped of colour.
+try {
+  const log = Deno.readTextFileSync(`${dir}/twins.txt`).replace(/\x1b\[[0-9;]*m/g, "");
+  const res = log.split("\n").filter((l) => /\d+ passed \| \d+ failed/.test(l)).pop();
+  const adapter = log.match(/loralab: backend webgpu \((.*)\)\s*$/m)?.[1];
+  console.log(`kernel tests: ${res?.trim() ?? "no result line"}${adapter ? ` on ${adapter}` : ""}`);
+} catch {
+  console.log("(twins.txt: missing)");
+}
 const mm = load("matmul.json"), qm = load("qmatmul.json"), th = load("torch.json");
 const trainFiles = [...Deno.readDirSync(dir)].map((e) => e.name)
   .filter((n) => /^train.*\.json$/.test(n)).sort();
