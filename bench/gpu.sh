@@ -9,7 +9,8 @@
 #      shapes;
 #      matmul_f16: f16 storage with f32 / f16 accumulation vs f32, speed and error (goal 2);
 #   3. torch: bench/torch_compare.py --device cuda (TF32 off; matmuls, GPT-2 + PEFT anchor);
-#   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora, then lora, then full (one process each),
+#   4. train: GPT-2-small steps 8×1024 on WebGPU, qlora (with its GPU time per kernel family,
+#      timestamp queries), then lora, then full (one process each),
 #      then qlora with the row-kernel and the composed attention if budget is left;
 #   5. summary: bench/gpu_summary.ts prints each goal's ratio (also saved as summary.txt).
 # Every JSON and log goes to "$OUT" (else ./bench-out). Start it in the repository root, on the
@@ -116,7 +117,7 @@ else
   echo "== torch: skipped (no PyTorch with CUDA)" | tee -a "$OUT/parts.txt"
 fi
 part train-1-qlora 90 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
-  --methods qlora "${TS[@]}"
+  --methods qlora --profile "${TS[@]}"
 part train-2-lora 40 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \
   --methods lora "${TS[@]}"
 part train-3-full 60 "${RUN[@]}" bench/train_step.ts --json --backends webgpu --parts gpt2 \

@@ -185,6 +185,12 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
         : ""
     }`,
   );
+  if (r.gpu_ms_by_kernel) {
+    const tot = r.gpu_ms_per_step as number;
+    const top = Object.entries(r.gpu_ms_by_kernel as Record<string, number>).slice(0, 8)
+      .map(([k, v]) => `${k} ${f(v, 1)} ms (${f(100 * v / tot, 0)} %)`);
+    console.log(`      GPU time ${f(tot, 1)} ms/step: ${top.join(", ")}`);
+  }
 }
 // Attention: the tiled kernels vs the row kernels and the composed ops, same run (not a goal;
 // decides the default per GPU). Ratios above 1: the tiled kernels are faster.

@@ -16,7 +16,9 @@
  * `--gpt2-layers 12`, `--gpt2-vocab 50257` (smaller only for smoke tests: lavapipe's buffers stop
  * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`,
  * `--attention auto|rows|composed` (rows: the fused row kernels instead of the tiled ones on WebGPU;
- * composed: no fused attention kernel; both for comparison).
+ * composed: no fused attention kernel; both for comparison), `--profile` (WebGPU with
+ * `timestamp-query`: GPU time per kernel family over two more steps, each dispatch in a pass of its
+ * own, so apart from the timed steps).
  */
 
 import { parseArgs } from "node:util";
@@ -53,6 +55,7 @@ const { values } = parseArgs({
     parts: { type: "string", default: "layer,shipped" },
     methods: { type: "string", default: "full,lora,qlora" },
     attention: { type: "string", default: "auto" },
+    profile: { type: "boolean", default: false },
   },
 });
 if (!["auto", "rows", "composed"].includes(values.attention)) {
@@ -136,6 +139,22 @@ interface Row {
   peak_bytes?: number;
   matmul_shapes_tuned?: number;
   attention?: string;
+  /** `--profile`: summed GPU time of one step's dispatches (timestamp queries), ms. */
+  gpu_ms_per_step?: number;
+  /** `--profile`: GPU ms per step by kernel family (see `kernelFamily`), longest first. */
+  gpu_ms_by_kernel?: Record<string, number>;
+}
+
+/** Steps timed per kernel by `--profile`. */
+const PROFILE_STEPS = 2;
+
+/**
+ * A kernel key's family for the profile: the key up to its first `:`, with the matmul variant
+ * and transpositions kept (`matmul:t128db:…` differ by shape bucket only after those).
+ */
+function kernelFamily(key: string): string {
+  const parts = key.split(":");
+  return parts[0] === "matmul" ? parts.slice(0, 2).join(":") : parts[0];
 }
 const rows: Row[] = [];
 
@@ -217,7 +236,7 @@ for (const dev of backends) {
       const tune = dev instanceof WebGpuBackend && !dev.engine.isSoftware
         ? async () => (tuned = (await dev.tuneMatmul(dev.seenMatmulShapes())).length)
         : undefined;
-      const ms = await time(() =>
+      const step = () =>
         scope(async () => {
           const d0 = engine?.dispatches ?? 0;
           const k0 = new Map(engine?.dispatchesByKernel ?? []);
@@ -232,7 +251,24 @@ for (const dev of backends) {
               [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
             );
           }
-        }), tune);
+        });
+      const ms = await time(step, tune);
+      // GPU time per kernel family over PROFILE_STEPS more steps (a pass per dispatch while
+      // profiling, so these are measured apart from the timing above).
+      let profile: Record<string, number> | undefined;
+      let profileMs: number | undefined;
+      if (values.profile && engine?.hasTimestamps) {
+        engine.startProfile();
+        for (let i = 0; i < PROFILE_STEPS; i++) await step();
+        const times = await engine.stopProfile();
+        const fam = new Map<string, number>();
+        for (const t of times) {
+          const f = kernelFamily(t.key);
+          fam.set(f, (fam.get(f) ?? 0) + t.ms / PROFILE_STEPS);
+        }
+        profile = Object.fromEntries([...fam].sort((a, b) => b[1] - a[1]));
+        profileMs = [...fam.values()].reduce((a, b) => a + b, 0);
+      }
       const top = [...byKernel].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, 12);
       rows.push({
         bench: `train step ${name} ${method} ${B}x${T}`,
@@ -255,6 +291,7 @@ for (const dev of backends) {
             dispatches_per_step: dispatches,
             top_kernels: Object.fromEntries(top),
             peak_bytes: engine.peakBytes,
+            ...(profile ? { gpu_ms_per_step: profileMs, gpu_ms_by_kernel: profile } : {}),
           }
           : {}),
       });
@@ -288,6 +325,18 @@ if (values.json) {
         Math.round(r.tokens_per_s ?? 0).toString().padStart(8)
       } tok/s${gpu}${tr}`,
     );
+    if (r.gpu_ms_by_kernel) {
+      const tot = r.gpu_ms_per_step!;
+      console.log(`  GPU time per step ${tot.toFixed(1)} ms by kernel (timestamp queries):`);
+      for (const [k, v] of Object.entries(r.gpu_ms_by_kernel)) {
+        if (v / tot < 0.005) continue;
+        console.log(
+          `    ${k.padEnd(28)} ${v.toFixed(2).padStart(9)} ms ${
+            (100 * v / tot).toFixed(1).padStart(5)
+          } %`,
+        );
+      }
+    }
   }
   for (const dev of backends) console.log(`  ${dev.kind}: ${dev.description}`);
 }

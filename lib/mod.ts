@@ -29,7 +29,7 @@ export {
   type MatmulShape,
   type MatmulTuneResult,
 } from "./backend/webgpu/matmul_tuning.ts";
-export { GpuEngine, type Kernel } from "./backend/webgpu/engine.ts";
+export { GpuEngine, type Kernel, type KernelTime } from "./backend/webgpu/engine.ts";
 export * from "./tensor.ts";
 export * from "./rng.ts";
 export * from "./ops/mod.ts";

@@ -55,6 +55,7 @@ async function openWebGpu(allowSoftware: boolean): Promise<WebGpuBackend | null>
   if (software && !allowSoftware) return null;
   const features: GPUFeatureName[] = [];
   if (adapter.features.has("shader-f16")) features.push("shader-f16");
+  if (adapter.features.has("timestamp-query")) features.push("timestamp-query");
   const l = adapter.limits;
   const device = await adapter.requestDevice({
     requiredFeatures: features,

@@ -59,3 +59,37 @@ Deno.test("engine: pipelines are cached by kernel key", opts, async () => {
   exp(x);
   assert.equal(cache.get("unary:exp"), p);
 });
+
+Deno.test("engine: the profiler times each dispatch by kernel key", opts, async () => {
+  const dev = (await gpu()) as WebGpuBackend;
+  const eng = dev.engine;
+  assert.ok(eng.hasTimestamps, `${eng.description}: no timestamp-query`);
+  await assert.rejects(() => eng.stopProfile(), /no profile is running/);
+  const x = Tensor.randn([64 * 1024], { device: dev, seed: 2 });
+  const d0 = eng.dispatches;
+  eng.startProfile();
+  assert.throws(() => eng.startProfile(), /already running/);
+  // More dispatches than one batch: the timestamps of several submits are gathered.
+  let y = x;
+  const n = MAX_BATCH + 9;
+  for (let i = 0; i < n; i++) {
+    const z = scale(y, 1.0001);
+    if (y !== x) y.dispose();
+    y = z;
+  }
+  const e = exp(y);
+  const times = await eng.stopProfile();
+  assert.equal(eng.dispatches - d0, n + 1);
+  const byKey = new Map(times.map((t) => [t.key, t]));
+  assert.equal(times.reduce((s, t) => s + t.count, 0), n + 1);
+  assert.equal(byKey.get("unary:scale")?.count, n, `keys: ${times.map((t) => t.key)}`);
+  assert.equal(byKey.get("unary:exp")?.count, 1);
+  for (const t of times) assert.ok(t.ms >= 0 && Number.isFinite(t.ms), `${t.key}: ${t.ms} ms`);
+  assert.ok(times.some((t) => t.ms > 0), "no dispatch took measurable GPU time");
+  // Profiling leaves results alone, and after it dispatches share passes again.
+  const want = Math.exp(Math.fround(Math.pow(1.0001, n)) * (await x.toArray())[0]);
+  assert.ok(Math.abs((await e.toArray())[0] - want) <= 1e-3 * Math.abs(want) + 1e-6);
+  const again = scale(x, 2);
+  assert.equal((await again.toArray())[0], 2 * (await x.toArray())[0]);
+  for (const t of [x, y, e, again]) t.dispose();
+});

@@ -248,6 +248,11 @@ Deno.test("matmul variants: heuristic and buckets", () => {
   assert.equal(heuristicVariant({ batch: 1, M: 256, N: 192 }, all).name, "t64");
   assert.equal(heuristicVariant({ batch: 64, M: 256, N: 256 }, all).name, "t128");
   assert.equal(heuristicVariant({ batch: 1, M: 4096, N: 4096 }, () => false).name, "t64");
+  // Software adapters: the double-buffered 128 tile whenever both sides reach 64.
+  assert.equal(heuristicVariant({ batch: 1, M: 1024, N: 192 }, all, true).name, "t128db");
+  assert.equal(heuristicVariant({ batch: 1, M: 1024, N: 8 }, all, true).name, "t64");
+  assert.equal(heuristicVariant({ batch: 1, M: 32, N: 768 }, all, true).name, "t64");
+  assert.equal(heuristicVariant({ batch: 1, M: 1024, N: 192 }, () => false, true).name, "t64");
   const p = { batch: 1, M: 4000, N: 700, K: 3000, transA: false, transB: true };
   assert.equal(matmulBucket(p), "m12n9k12t01");
   assert.equal(matmulBucket({ ...p, batch: 2, M: 2000 }), "m12n9k12t01");

@@ -39,6 +39,23 @@ export function groups1d(n: number): [number, number, number] {
   return [x, Math.ceil(g / x), 1];
 }
 
+/** GPU time of one kernel key over a profiled stretch (see {@link GpuEngine.startProfile}). */
+export interface KernelTime {
+  /** The kernel's pipeline key (its family before the first `:`). */
+  key: string;
+  /** Dispatches timed. */
+  count: number;
+  /** Summed GPU time between each dispatch's pass start and end, in milliseconds. */
+  ms: number;
+}
+
+/** Timestamp queries of one submit: a buffer to map and the kernel key of each query pair. */
+interface ProfileBatch {
+  staging: GPUBuffer;
+  resolve: GPUBuffer;
+  keys: string[];
+}
+
 /** Owns a GPUDevice and everything needed to run kernels on it. */
 export class GpuEngine {
   /** The device. */
@@ -49,6 +66,8 @@ export class GpuEngine {
   readonly hasF16: boolean;
   /** Whether the adapter is a CPU (software) implementation. */
   readonly isSoftware: boolean;
+  /** Whether the device was created with `timestamp-query` (needed by {@link startProfile}). */
+  readonly hasTimestamps: boolean;
 
   private pool = new Map<number, GPUBuffer[]>();
   private pipelines = new Map<string, GPUComputePipeline>();
@@ -58,6 +77,7 @@ export class GpuEngine {
   private ring: GPUBuffer;
   private ringData = new Uint32Array((MAX_BATCH * SLOT_BYTES) / 4);
   private errors: string[] = [];
+  private prof: { set: GPUQuerySet; keys: string[]; batches: ProfileBatch[] } | null = null;
   /** Bytes currently handed out from the pool (live tensors). */
   liveBytes = 0;
   /** Peak of {@link liveBytes}. */
@@ -73,6 +93,7 @@ export class GpuEngine {
     this.description = description;
     this.isSoftware = isSoftware;
     this.hasF16 = device.features.has("shader-f16");
+    this.hasTimestamps = device.features.has("timestamp-query");
     this.ring = device.createBuffer({
       size: MAX_BATCH * SLOT_BYTES,
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
@@ -193,18 +214,91 @@ export class GpuEngine {
     ];
     buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
     const bind = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
-    const pass = this.computePass();
+    let pass: GPUComputePassEncoder;
+    if (this.prof) { // a pass of its own, with timestamps at its start and end
+      this.endPass();
+      if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+      const i = this.prof.keys.length;
+      this.prof.keys.push(k.key);
+      pass = this.pass = this.encoder.beginComputePass({
+        timestampWrites: {
+          querySet: this.prof.set,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+    } else pass = this.computePass();
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    if (this.prof) this.endPass();
     this.dispatches++;
     this.dispatchesByKernel.set(k.key, (this.dispatchesByKernel.get(k.key) ?? 0) + 1);
+  }
+
+  /**
+   * Starts timing every dispatch on the GPU (timestamp queries): each dispatch then gets a compute
+   * pass of its own, which adds a little per-dispatch cost, so time whole steps without it and
+   * profile separately. Throws when the device has no `timestamp-query`.
+   */
+  startProfile(): void {
+    if (!this.hasTimestamps) {
+      throw new Error(`webgpu: ${this.description} has no timestamp-query; profiling needs it`);
+    }
+    if (this.prof) throw new Error("webgpu: a profile is already running");
+    this.flush();
+    const set = this.device.createQuerySet({ type: "timestamp", count: 2 * MAX_BATCH });
+    this.prof = { set, keys: [], batches: [] };
+  }
+
+  /**
+   * Ends the profile started by {@link startProfile}: waits for the work, and returns the GPU
+   * time of each kernel key, longest first.
+   */
+  async stopProfile(): Promise<KernelTime[]> {
+    const prof = this.prof;
+    if (!prof) throw new Error("webgpu: no profile is running");
+    this.flush();
+    this.prof = null;
+    const totals = new Map<string, KernelTime>();
+    for (const b of prof.batches) {
+      await b.staging.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(b.staging.getMappedRange());
+      b.keys.forEach((key, i) => {
+        const e = totals.get(key) ?? { key, count: 0, ms: 0 };
+        const dt = t[2 * i + 1] - t[2 * i];
+        e.count++;
+        e.ms += dt > 0n ? Number(dt) / 1e6 : 0; // a pass may read as ≤ 0 on some drivers
+        totals.set(key, e);
+      });
+      b.staging.unmap();
+      b.staging.destroy();
+      b.resolve.destroy();
+    }
+    prof.set.destroy();
+    this.checkErrors();
+    return [...totals.values()].sort((a, b) => b.ms - a.ms);
   }
 
   /** Submits recorded work (without waiting for it). */
   flush(): void {
     this.endPass();
     if (!this.encoder) return;
+    if (this.prof && this.prof.keys.length) { // resolve this submit's timestamps into a buffer
+      const bytes = this.prof.keys.length * 16;
+      const resolve = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      const staging = this.device.createBuffer({
+        size: bytes,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      this.encoder.resolveQuerySet(this.prof.set, 0, 2 * this.prof.keys.length, resolve, 0);
+      this.encoder.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+      this.prof.batches.push({ staging, resolve, keys: this.prof.keys });
+      this.prof.keys = [];
+    }
     if (this.pending) {
       this.device.queue.writeBuffer(
         this.ring,

@@ -87,12 +87,19 @@ export function matmulBucket(
 
 /**
  * The default variant of a product: `t128` when its output spans at least {@link BIG_TILES}
- * 128×128 tiles and `fits(t128)`, else `t64`.
+ * 128×128 tiles and `fits(t128)`, else `t64`. On a software adapter (`software`: a CPU runs the
+ * workgroups a few at a time, so filling the device needs no tile count) `t128db` whenever both
+ * output sides reach 64 — the fastest variant on lavapipe at the shipped model's shapes.
  */
 export function heuristicVariant(
   p: Pick<MatmulParams, "batch" | "M" | "N">,
   fits: (v: MatmulVariant) => boolean,
+  software = false,
 ): MatmulVariant {
+  if (software) {
+    const db = matmulVariant("t128db");
+    return p.M >= 64 && p.N >= 64 && fits(db) ? db : matmulVariant("t64");
+  }
   const tiles = p.batch * Math.ceil(p.M / 128) * Math.ceil(p.N / 128);
   const big = matmulVariant("t128");
   return tiles >= BIG_TILES && fits(big) ? big : matmulVariant("t64");

@@ -305,7 +305,7 @@ export class WebGpuBackend implements Backend {
       return this.forcedMatmul;
     }
     return this.tunedMatmul.get(bucket) ??
-      heuristicVariant(p, (v) => this.matmulVariantFits(v));
+      heuristicVariant(p, (v) => this.matmulVariantFits(v), this.engine.isSoftware);
   }
 
   private seenMatmul = new Map<string, MatmulShape>();
