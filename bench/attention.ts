@@ -6,9 +6,10 @@
  * backward (the gradient of a packed [B, T, 3C] qkv), ms per call timed by the slope of k vs 2k
  * calls per GPU wait (bench/timing.ts).
  *
- * Flags: `--json`, `--min-ms 300`, `--shapes BxNHxTxHD,…` (default the shipped model's 8×6×128×32
- * and GPT-2 small's 8×12×1024×64 on a hardware adapter; 8×6×128×32 and 1×2×256×64 on a software
- * one).
+ * Flags: `--json`, `--min-ms 300`, `--tile-bytes 0,32768` (workgroup-memory budgets of the tiled
+ * kernels, one run each; 0 = the device's limit), `--shapes BxNHxTxHD,…` (default the shipped
+ * model's 8×6×128×32 and GPT-2 small's 8×12×1024×64 on a hardware adapter; 8×6×128×32 and
+ * 1×2×256×64 on a software one).
  */
 
 import { parseArgs } from "node:util";
@@ -32,8 +33,11 @@ const { values } = parseArgs({
     json: { type: "boolean", default: false },
     "min-ms": { type: "string", default: "300" },
     shapes: { type: "string" },
+    "tile-bytes": { type: "string", default: "0" },
   },
 });
+// Workgroup-memory budgets for the tiled kernels (0: the device's limit); each picks its tiles.
+const tileBytes = values["tile-bytes"].split(",").map(Number);
 const minMs = Number(values["min-ms"]);
 const dev = await getDevice({ backend: "webgpu", quiet: true });
 if (!(dev instanceof WebGpuBackend)) throw new Error("bench attention: no WebGPU backend");
@@ -42,9 +46,13 @@ const shapes = (values.shapes ?? (software ? "8x6x128x32,1x2x256x64" : "8x6x128x
   .split(",").map((s) => s.split("x").map(Number));
 if (
   !(minMs > 0) ||
-  shapes.some((s) => s.length !== 4 || s.some((v) => !(Number.isInteger(v) && v > 0)))
+  shapes.some((s) => s.length !== 4 || s.some((v) => !(Number.isInteger(v) && v > 0))) ||
+  tileBytes.some((b) => !(Number.isInteger(b) && b >= 0))
 ) {
-  console.error("bench attention: --min-ms takes a number, --shapes BxNHxTxHD,… positive integers");
+  console.error(
+    "bench attention: --min-ms takes a number, --shapes BxNHxTxHD,… positive integers, " +
+      "--tile-bytes integers ≥ 0 (0: the device's limit)",
+  );
   Deno.exit(2);
 }
 
@@ -56,17 +64,32 @@ interface Row {
   dispatches: number;
   /** Tile shapes (Br/Bc) of the tiled kernels. */
   tiles?: string;
+  /** Workgroup bytes the tiled kernels were allowed (the device's limit unless lowered). */
+  tile_bytes?: number;
 }
 const rows: Row[] = [];
 for (const [B, nh, T, hd] of shapes) {
   const C = nh * hd;
   const qkv = Tensor.randn([B, T, 3 * C], { device: dev, seed: 1 });
   const w = Tensor.randn([B, T, C], { device: dev, seed: 2 });
-  const tiled = dev.attentionTiles(hd);
-  for (const mode of ["tiled", "rows", "composed"] as const) {
-    if (mode === "tiled" && !tiled) continue; // this head's tiles do not fit: the rows run
+  const max = dev.engine.device.limits.maxComputeWorkgroupStorageSize;
+  const runs: { mode: Row["mode"]; bytes: number | null }[] = [
+    ...[...new Set(tileBytes.map((b) => (b === 0 ? max : Math.min(b, max))))]
+      .map((b) => ({ mode: "tiled" as const, bytes: b })),
+    { mode: "rows", bytes: null },
+    { mode: "composed", bytes: null },
+  ];
+  const seen = new Set<string>();
+  for (const { mode, bytes } of runs) {
     setAttentionMode(mode === "composed" ? "composed" : "auto");
     dev.attentionKernels = mode === "rows" ? "rows" : "auto";
+    dev.attentionTileBytes = bytes;
+    const cfg = mode === "tiled" ? dev.attentionTiles(hd) : null;
+    const tiles = cfg
+      ? `fwd ${cfg.fwd.br}/${cfg.fwd.bc} dq ${cfg.dq.br}/${cfg.dq.bc} dkv ${cfg.dkv.br}/${cfg.dkv.bc}`
+      : undefined;
+    if (mode === "tiled" && (!tiles || seen.has(tiles))) continue; // no fit, or tiles already run
+    if (tiles) seen.add(tiles);
     const forward = () => causalSelfAttentionQkv(qkv, nh).dispose();
     const both = () =>
       scope(() => {
@@ -80,16 +103,19 @@ for (const [B, nh, T, hd] of shapes) {
       fn();
       const dispatches = dev.engine.dispatches - d0;
       const { ms } = await timePerCall(fn, () => dev.sync(), minMs);
-      const tiles = mode === "tiled"
-        ? `fwd ${tiled!.fwd.br}/${tiled!.fwd.bc} dq ${tiled!.dq.br}/${tiled!.dq.bc} dkv ${
-          tiled!.dkv.br
-        }/${tiled!.dkv.bc}`
-        : undefined;
-      rows.push({ shape: `${B}x${nh}x${T}x${hd}`, mode, pass, ms, dispatches, tiles });
+      rows.push({
+        shape: `${B}x${nh}x${T}x${hd}`,
+        mode,
+        pass,
+        ms,
+        dispatches,
+        ...(tiles ? { tiles, tile_bytes: bytes! } : {}),
+      });
     }
   }
   setAttentionMode("auto");
   dev.attentionKernels = "auto";
+  dev.attentionTileBytes = null;
   qkv.dispose();
   w.dispose();
 }
@@ -111,22 +137,16 @@ if (values.json) {
 } else {
   console.log(`causal self-attention, ms per call (webgpu: ${dev.description})`);
   console.log(
-    "B×nh×T×hd         pass                   tiled       rows   composed  rows/tiled  composed/tiled",
+    `${"B×nh×T×hd".padEnd(16)} ${"pass".padEnd(17)} ${"kernels".padEnd(45)} ${"ms".padStart(9)} ` +
+      `${"disp".padStart(4)}  composed/this`,
   );
-  const cell = (r?: Row) => (r ? r.ms.toFixed(3) : "-").padStart(10);
-  const ratio = (a?: Row, b?: Row) => (a && b ? (a.ms / b.ms).toFixed(2) : "-");
-  for (const shape of [...new Set(rows.map((r) => r.shape))]) {
-    for (const pass of ["forward", "forward+backward"] as const) {
-      const at = (m: Row["mode"]) =>
-        rows.find((r) => r.shape === shape && r.pass === pass && r.mode === m);
-      const [t, r, c] = [at("tiled"), at("rows"), at("composed")];
-      console.log(
-        `${shape.padEnd(17)} ${pass.padEnd(18)}${cell(t)} ${cell(r)} ${cell(c)} ${
-          ratio(r, t).padStart(11)
-        } ${ratio(c, t).padStart(15)}`,
-      );
-    }
-    const t = rows.find((r) => r.shape === shape && r.tiles);
-    console.log(`${"".padEnd(17)} tiles: ${t?.tiles ?? "none fit (row kernels)"}`);
+  for (const r of rows) {
+    const c = rows.find((x) => x.mode === "composed" && x.shape === r.shape && x.pass === r.pass);
+    const what = r.tiles ? `tiled ${r.tiles} (${r.tile_bytes} B)` : r.mode;
+    console.log(
+      `${r.shape.padEnd(16)} ${r.pass.padEnd(17)} ${what.padEnd(45)} ${
+        r.ms.toFixed(3).padStart(9)
+      } ${String(r.dispatches).padStart(4)}  ${c ? (c.ms / r.ms).toFixed(2).padStart(13) : ""}`,
+    );
   }
 }

@@ -201,7 +201,7 @@ for (const r of rowsOf(at).filter((r) => r.mode === "tiled")) {
     line(
       "-",
       `attention ${r.shape} ${r.pass}`,
-      `${f(r.ms, 3)} ms tiled`,
+      `${f(r.ms, 3)} ms tiled${r.tile_bytes ? ` ≤${Math.round(r.tile_bytes / 1024)} KiB` : ""}`,
       c ? `${f(c.ms, 3)} ms ${other}` : "—",
       c ? c.ms / r.ms : undefined,
     );
