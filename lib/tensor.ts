@@ -231,6 +231,11 @@ export class Tensor {
     return new Tensor(this.backend, this.ref!, this.shape, this.dtype);
   }
 
+  /** Whether this handle is the only one on its storage (no reshape view or alias shares it). */
+  get soleOwner(): boolean {
+    return this.ref !== null && this.ref.refs === 1;
+  }
+
   /** Releases the device memory (once every view sharing it is disposed). Idempotent. */
   dispose(): void {
     if (!this.ref) return;

@@ -133,6 +133,17 @@ export class Tape {
       owned.delete(t);
       t.dispose();
     };
+    // Whether `prev`, inp's gradient so far, may take `gi` in place: this call allocated it, no
+    // view shares its storage, no recorded value is it, no other gradient entry is the same
+    // tensor, and the backend can.
+    const inPlace = (prev: Tensor, gi: Tensor, inp: Tensor, g: Tensor, gin: (Tensor | null)[]) => {
+      if (!owned.has(prev) || !prev.soleOwner || !prev.backend.accumulate) return false;
+      if (prev === g || gin.includes(prev)) return false; // this node still reads it
+      if (this.held.has(prev)) return false; // a recorded value some backward may still read
+      if (prev.dtype !== "f32" || gi.dtype !== "f32" || prev.backend !== gi.backend) return false;
+      for (const [t, v] of grads) if (v === prev && t !== inp) return false;
+      return true;
+    };
     for (let i = this.nodes.length - 1; i >= 0; i--) {
       const node = this.nodes[i];
       const g = grads.get(node.out);
@@ -140,6 +151,9 @@ export class Tape {
       const needs = node.inputs.map((t) => this.tracked.has(t));
       const gin = node.backward(g, needs);
       if (!this.leaves.has(node.out)) grads.delete(node.out);
+      // Released only after every input is done: a backward may hand one tensor to several
+      // inputs (add passes g to both), and a later input may still need it.
+      const done: Tensor[] = [];
       node.inputs.forEach((inp, k) => {
         const gi = gin[k];
         if (!needs[k] || !gi) return;
@@ -150,16 +164,20 @@ export class Tape {
         }
         if (gi !== g) owned.add(gi);
         const prev = grads.get(inp);
-        if (prev) {
+        if (prev && inPlace(prev, gi, inp, g, gin)) {
+          // prev is this call's own buffer and nothing else sees it: prev += gi, same sums.
+          prev.backend.accumulate!(prev.storage, gi.storage, prev.size);
+          done.push(gi);
+        } else if (prev) {
           const sum = addTensors(prev, gi);
           owned.add(sum);
           grads.set(inp, sum);
-          release(prev);
-          release(gi);
+          done.push(prev, gi);
         } else {
           grads.set(inp, gi);
         }
       });
+      for (const t of done) release(t);
       release(g);
     }
     const result = new Map<Tensor, Tensor>();

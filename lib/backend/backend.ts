@@ -208,6 +208,11 @@ export interface Backend {
   ): Storage;
   /** Elementwise unary op over `n` elements (`alpha` is the factor of `scale`). */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage;
+  /**
+   * In place `dst[i] += src[i]` for i < n (optional: the tape's gradient accumulation uses it
+   * when it owns `dst`, else allocates `dst + src`). Same f32 sums as {@link Backend.binary}'s add.
+   */
+  accumulate?(dst: Storage, src: Storage, n: number): void;
   /** Reduces a [outer, len, inner] view over its middle axis to [outer, inner]. */
   reduce(op: ReduceOp, a: Storage, outer: number, len: number, inner: number): Storage;
   /**

@@ -141,3 +141,18 @@ Deno.test("twins: AdamW and SGD steps update in place identically (10 steps)", o
     "sgd",
   );
 });
+
+Deno.test("twins: accumulate (dst += src in place) is bit-identical to add", opts, async () => {
+  const rng = new Rng(67);
+  const g = await gpu();
+  for (const n of [1, 255, 257, 1000 + randInt(rng, 0, 999)]) {
+    const a = randData(rng, n), b = randData(rng, n);
+    const want = Float32Array.from(a, (x, i) => Math.fround(x + b[i])); // f32 sums, exact rounding
+    for (const d of [cpu, g]) {
+      const dst = up(d, a);
+      d.accumulate!(dst, up(d, b), n);
+      const got = await d.read(dst, "f32", n);
+      assert.deepEqual(got, want, `${d.kind} accumulate n=${n}`);
+    }
+  }
+});

@@ -164,6 +164,11 @@ export class CpuBackend implements Backend {
   ): Storage {
     return this.wrap(binaryCpu(op, this.f32(a), this.f32(b), shape, aStrides, bStrides));
   }
+  /** See {@link Backend.accumulate}. */
+  accumulate(dst: Storage, src: Storage, n: number): void {
+    const d = this.f32(dst), s = this.f32(src);
+    for (let i = 0; i < n; i++) d[i] += s[i];
+  }
   /** See {@link Backend.unary}. */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage {
     return this.wrap(unaryCpu(op, this.f32(a).subarray(0, n), alpha));

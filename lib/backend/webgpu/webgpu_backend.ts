@@ -50,7 +50,7 @@ import {
   attentionTiledBackwardQKernel,
   attentionTiledForwardKernel,
 } from "./kernels/attention_tiled.ts";
-import { binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
+import { accumulateKernel, binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import {
   MATMUL_VARIANTS,
@@ -404,6 +404,10 @@ export class WebGpuBackend implements Backend {
     ];
     this.engine.run(binaryKernel(op), [this.buf(a), this.buf(b), o.buffer], params, groups1d(n));
     return o;
+  }
+  /** See {@link Backend.accumulate}: one dispatch (`accumulateKernel`). */
+  accumulate(dst: Storage, src: Storage, n: number): void {
+    this.engine.run(accumulateKernel(), [this.buf(src), this.buf(dst)], [n], groups1d(n));
   }
   /** See {@link Backend.unary}. */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage {

@@ -56,6 +56,24 @@ ${MAIN_1D} {
 const BINARY: Record<BinaryOp, string> = { add: "x + y", sub: "x - y", mul: "x * y", div: "x / y" };
 
 /**
+ * In place `D[i] = D[i] + S[i]` for i < n (twin: `CpuBackend.accumulate`); params: n.
+ * Bindings: S (read), D (read-write). Dispatch: `groups1d(n)`.
+ */
+export function accumulateKernel(): Kernel {
+  return {
+    key: "accumulate",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> S: array<f32>;
+@group(0) @binding(2) var<storage, read_write> D: array<f32>;
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  D[i] = D[i] + S[i];
+}`,
+  };
+}
+
+/**
  * out[i] = a[ia] op b[ib] over a broadcast shape of rank ≤ 6.
  * params: n, rank, shape[6] (words 2..7), aStrides[6] (8..13), bStrides[6] (14..19).
  */
