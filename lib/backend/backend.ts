@@ -208,6 +208,13 @@ export interface Backend {
   ): Storage;
   /** Elementwise unary op over `n` elements (`alpha` is the factor of `scale`). */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage;
+  /** GELU's backward in one pass: dx[i] = g[i] · gelu'(x[i]) over `n` elements. */
+  geluBackward(x: Storage, g: Storage, n: number): Storage;
+  /**
+   * Softmax's backward over [rows, cols]: dx = y · (g − Σ_row g·y), given the forward output y
+   * (optional: without it the op composes mul, sum, sub and mul).
+   */
+  softmaxBackward?(y: Storage, g: Storage, rows: number, cols: number): Storage;
   /**
    * In place `dst[i] += src[i]` for i < n (optional: the tape's gradient accumulation uses it
    * when it owns `dst`, else allocates `dst + src`). Same f32 sums as {@link Backend.binary}'s add.

@@ -120,8 +120,13 @@ function unaryBackward(op: UnaryOp, a: Tensor, out: Tensor, g: Tensor, alpha: nu
       return mul(g, out);
     case "log":
       return div(g, a);
-    case "gelu":
-      return mul(g, unary("geluGrad", a));
+    case "gelu": // g · gelu'(a) in one pass (the same f32 values as mul(g, unary("geluGrad", a)))
+      return new Tensor(
+        a.backend,
+        a.backend.geluBackward(a.storage, g.storage, a.size),
+        a.shape,
+        "f32",
+      );
     case "neg":
       return neg(g);
     case "sqrt":

@@ -42,7 +42,11 @@ function softmaxImpl(name: string, a: Tensor, log: boolean, opts: SoftmaxOptions
         const gm = causal ? mul(g, causalMask(a.backend, cols)) : g;
         return [sub(gm, mul(exp(y), sum(gm, -1, { keepDims: true })))];
       }
-      // dx = y · (g - Σ g·y)
+      // dx = y · (g - Σ g·y): one backend pass when it has one (the CPU's is bit-identical)
+      if (a.backend.softmaxBackward) {
+        const dx = a.backend.softmaxBackward(y.storage, g.storage, rows, cols);
+        return [new Tensor(a.backend, dx, a.shape, "f32")];
+      }
       return [mul(y, sub(g, sum(mul(g, y), -1, { keepDims: true })))];
     }));
 }

@@ -156,3 +156,46 @@ Deno.test("twins: accumulate (dst += src in place) is bit-identical to add", opt
     }
   }
 });
+
+Deno.test(
+  "twins: geluBackward (WGSL) vs the CPU; the CPU's equals mul(g, geluGrad) bit for bit",
+  opts,
+  async () => {
+    const rng = new Rng(71);
+    for (const n of [1, 257, 999]) {
+      // std 1 as for the unary twins: past |x| ≈ 3 the GPU's f32 tanh makes 1 + t cancel
+      // (absolute error ≈ 1e-6 on derivatives of ≈ 1e-5), which the CPU's float64 tanh does not.
+      const x = randData(rng, n), g = randData(rng, n);
+      x[0] = 0;
+      await both((d) => [d.geluBackward(up(d, x), up(d, g), n)], [n], `geluBackward n=${n}`);
+      // The CPU pass is the composed ops' f32 values exactly (pretraining's numerics).
+      const fused = await cpu.read(cpu.geluBackward(up(cpu, x), up(cpu, g), n), "f32", n);
+      const gg = cpu.unary("geluGrad", up(cpu, x), n, 0);
+      const composed = await cpu.read(cpu.binary("mul", up(cpu, g), gg, [n], [1], [1]), "f32", n);
+      assert.deepEqual(fused, composed);
+    }
+  },
+);
+
+Deno.test("softmaxBackward (CPU) equals the composed mul, sum, sub, mul bit for bit", async () => {
+  const rng = new Rng(73);
+  for (const [rows, cols, causal] of [[5, 7, false], [24, 8, true], [3, 130, false]] as const) {
+    const x = randData(rng, rows * cols, 4), g = randData(rng, rows * cols);
+    const y = cpu.softmax(up(cpu, x), rows, cols, false, causal);
+    const fused = await cpu.read(
+      cpu.softmaxBackward!(y, up(cpu, g), rows, cols),
+      "f32",
+      rows * cols,
+    );
+    // The composed ops as the op layer wrote them: y · (g − Σ_row g·y).
+    const gy = cpu.binary("mul", up(cpu, g), y, [rows * cols], [1], [1]);
+    const s = cpu.reduce("sum", gy, rows, cols, 1);
+    const d = cpu.binary("sub", up(cpu, g), s, [rows, cols], [cols, 1], [1, 0]);
+    const composed = await cpu.read(
+      cpu.binary("mul", y, d, [rows * cols], [1], [1]),
+      "f32",
+      rows * cols,
+    );
+    assert.deepEqual(fused, composed, `${rows}x${cols}${causal ? " causal" : ""}`);
+  }
+});

@@ -17,6 +17,36 @@ export function geluGrad(x: number): number {
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
 }
 
+/** GELU's backward in one pass: dx[i] = g[i] · f32(gelu'(x[i])), the f32 values `mul(g,
+ * unary("geluGrad", x))` gives (a product of two f32 is exact in f64, so one rounding). */
+export function geluBackwardCpu(x: Float32Array, g: Float32Array): Float32Array {
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = g[i] * Math.fround(geluGrad(x[i]));
+  return out;
+}
+
+/**
+ * Softmax's backward over rows of `cols`: dx = y · (g − Σ g·y), with the f32 roundings of the
+ * composed ops (mul, sum over the row in float64 then f32, sub, mul) in the same order, so it
+ * is bit-identical to them.
+ */
+export function softmaxBackwardCpu(
+  y: Float32Array,
+  g: Float32Array,
+  rows: number,
+  cols: number,
+): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const o = r * cols;
+    let acc = 0;
+    for (let c = 0; c < cols; c++) acc += Math.fround(g[o + c] * y[o + c]);
+    const s = Math.fround(acc);
+    for (let c = 0; c < cols; c++) out[o + c] = y[o + c] * Math.fround(g[o + c] - s);
+  }
+  return out;
+}
+
 /**
  * LayerNorm's statistics of x[o … o+cols): [mean, 1/√(var + eps)] with the biased variance, in
  * float64 (shared by `layerNormCpu` and {@link layerNormBackwardCpu}).

@@ -9,8 +9,10 @@ import {
   clipFactorCpu,
   crossEntropyBackwardCpu,
   embeddingBackwardCpu,
+  geluBackwardCpu,
   layerNormBackwardCpu,
   sgdCpu,
+  softmaxBackwardCpu,
   sumSquaresCpu,
   unnarrowCpu,
 } from "./backward.ts";
@@ -163,6 +165,14 @@ export class CpuBackend implements Backend {
     bStrides: number[],
   ): Storage {
     return this.wrap(binaryCpu(op, this.f32(a), this.f32(b), shape, aStrides, bStrides));
+  }
+  /** See {@link Backend.geluBackward}. */
+  geluBackward(x: Storage, g: Storage, n: number): Storage {
+    return this.wrap(geluBackwardCpu(this.f32(x).subarray(0, n), this.f32(g).subarray(0, n)));
+  }
+  /** See {@link Backend.softmaxBackward}: bit-identical to the composed ops. */
+  softmaxBackward(y: Storage, g: Storage, rows: number, cols: number): Storage {
+    return this.wrap(softmaxBackwardCpu(this.f32(y), this.f32(g), rows, cols));
   }
   /** See {@link Backend.accumulate}. */
   accumulate(dst: Storage, src: Storage, n: number): void {

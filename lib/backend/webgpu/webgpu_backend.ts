@@ -50,7 +50,13 @@ import {
   attentionTiledBackwardQKernel,
   attentionTiledForwardKernel,
 } from "./kernels/attention_tiled.ts";
-import { accumulateKernel, binaryKernel, MAX_RANK, unaryKernel } from "./kernels/elementwise.ts";
+import {
+  accumulateKernel,
+  binaryKernel,
+  geluBackwardKernel,
+  MAX_RANK,
+  unaryKernel,
+} from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
 import {
   MATMUL_VARIANTS,
@@ -403,6 +409,12 @@ export class WebGpuBackend implements Backend {
       ...pad(bStrides, MAX_RANK),
     ];
     this.engine.run(binaryKernel(op), [this.buf(a), this.buf(b), o.buffer], params, groups1d(n));
+    return o;
+  }
+  /** See {@link Backend.geluBackward}: one dispatch (`geluBackwardKernel`). */
+  geluBackward(x: Storage, g: Storage, n: number): Storage {
+    const o = this.out(n);
+    this.engine.run(geluBackwardKernel(), [this.buf(x), this.buf(g), o.buffer], [n], groups1d(n));
     return o;
   }
   /** See {@link Backend.accumulate}: one dispatch (`accumulateKernel`). */

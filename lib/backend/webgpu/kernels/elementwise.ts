@@ -1,6 +1,6 @@
 /**
  * WGSL elementwise kernels: unary maps and broadcasting binary ops (twins of
- * `unaryCpu` and `binaryCpu`).
+ * `unaryCpu` and `binaryCpu`), GELU's fused backward and the in-place accumulate.
  *
  * @module
  */
@@ -15,7 +15,6 @@ export const MAX_RANK = 6;
 const UNARY: Record<UnaryOp, string> = {
   exp: "exp(x)",
   log: "log(x)",
-  // tanh written out with a clamp: some drivers return NaN for tanh of large arguments.
   gelu: "gelu(x)",
   neg: "-x",
   sqrt: "sqrt(x)",
@@ -25,13 +24,9 @@ const UNARY: Record<UnaryOp, string> = {
   step: "select(0.0, 1.0, x > 0.0)",
 };
 
-/** out[i] = f(a[i]); params: n, alpha. */
-export function unaryKernel(op: UnaryOp): Kernel {
-  return {
-    key: `unary:${op}`,
-    code: `${PRELUDE}
-@group(0) @binding(1) var<storage, read> A: array<f32>;
-@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+// GELU (GPT-2's tanh form) and its derivative; tanh written out with a clamp: some drivers return
+// NaN for tanh of large arguments.
+const GELU_WGSL = /* wgsl */ `
 fn gelu(x: f32) -> f32 {
   let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
   let e = exp(2.0 * u);
@@ -43,7 +38,16 @@ fn gelu_grad(x: f32) -> f32 {
   let e = exp(2.0 * u);
   let t = (e - 1.0) / (e + 1.0);
   return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
-}
+}`;
+
+/** out[i] = f(a[i]); params: n, alpha. */
+export function unaryKernel(op: UnaryOp): Kernel {
+  return {
+    key: `unary:${op}`,
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> A: array<f32>;
+@group(0) @binding(2) var<storage, read_write> O: array<f32>;
+${GELU_WGSL}
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
   if (i >= pu(0u)) { return; }
@@ -54,6 +58,26 @@ ${MAIN_1D} {
 }
 
 const BINARY: Record<BinaryOp, string> = { add: "x + y", sub: "x - y", mul: "x * y", div: "x / y" };
+
+/**
+ * GELU's backward `dx[i] = g[i] · gelu'(x[i])` in one pass (twin: `geluBackwardCpu`); params: n.
+ * Bindings: X, G (read), O. Dispatch: `groups1d(n)`.
+ */
+export function geluBackwardKernel(): Kernel {
+  return {
+    key: "gelu_backward",
+    code: `${PRELUDE}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read_write> O: array<f32>;
+${GELU_WGSL}
+${MAIN_1D} {
+  let i = gidx(gid, nwg);
+  if (i >= pu(0u)) { return; }
+  O[i] = G[i] * gelu_grad(X[i]);
+}`,
+  };
+}
 
 /**
  * In place `D[i] = D[i] + S[i]` for i < n (twin: `CpuBackend.accumulate`); params: n.
