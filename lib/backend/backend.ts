@@ -208,6 +208,12 @@ export interface Backend {
   ): Storage;
   /** Elementwise unary op over `n` elements (`alpha` is the factor of `scale`). */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage;
+  /**
+   * GELU and its derivative in one pass over `n` elements (optional; the CPU has it, to take
+   * each tanh once per training step): y = gelu(x) as {@link Backend.unary} gives it, and
+   * dydx = gelu'(x) as `unary("geluGrad")` gives it.
+   */
+  geluWithGrad?(x: Storage, n: number): { y: Storage; dydx: Storage };
   /** GELU's backward in one pass: dx[i] = g[i] · gelu'(x[i]) over `n` elements. */
   geluBackward(x: Storage, g: Storage, n: number): Storage;
   /**

@@ -5,7 +5,7 @@
  */
 
 import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
-import { record } from "../autograd/tape.ts";
+import { activeTape, record } from "../autograd/tape.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
 import { sumTo } from "./broadcast.ts";
 import { contiguousStrides, needDtype, sameBackend } from "./util.ts";
@@ -153,9 +153,20 @@ export function exp(a: Tensor): Tensor {
 export function log(a: Tensor): Tensor {
   return unary("log", a);
 }
-/** GELU, GPT-2's tanh approximation. */
+/**
+ * GELU, GPT-2's tanh approximation. When a tape records it and the backend can
+ * (`Backend.geluWithGrad`, the CPU), the forward also keeps gelu'(a), from the same tanh, so the
+ * backward is one multiply (the same f32 values as recomputing it).
+ */
 export function gelu(a: Tensor): Tensor {
-  return unary("gelu", a);
+  const tape = activeTape();
+  if (!a.backend.geluWithGrad || !tape || !tape.needsGrad(a)) return unary("gelu", a);
+  needDtype("gelu", a, "f32");
+  const r = a.backend.geluWithGrad(a.storage, a.size);
+  const y = new Tensor(a.backend, r.y, a.shape, "f32");
+  const d = new Tensor(a.backend, r.dydx, a.shape, "f32");
+  // d rides along as an input that needs no gradient, so scopes keep it for the backward.
+  return record(y, [a, d], (g) => scope(() => [mul(g, d), null]));
 }
 /** `-a`. */
 export function neg(a: Tensor): Tensor {

@@ -3,7 +3,17 @@
 // summation order; differences come from GPU exp/sqrt/division (a few ULP), so 1e-5 relative +
 // 1e-6 absolute.
 import assert from "node:assert/strict";
-import { type Backend, cpu, Rng, type Storage } from "../../lib/mod.ts";
+import {
+  type Backend,
+  cpu,
+  gelu,
+  mul,
+  Rng,
+  type Storage,
+  sum,
+  Tape,
+  Tensor,
+} from "../../lib/mod.ts";
 import { assertClose, gpu, randData, randInt } from "../harness.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
@@ -198,4 +208,25 @@ Deno.test("softmaxBackward (CPU) equals the composed mul, sum, sub, mul bit for 
     );
     assert.deepEqual(fused, composed, `${rows}x${cols}${causal ? " causal" : ""}`);
   }
+});
+
+Deno.test("gelu under a tape on the CPU (one tanh per element) matches the plain op bit for bit", async () => {
+  const rng = new Rng(79);
+  const n = 1001;
+  const xs = randData(rng, n, 3), gs = randData(rng, n);
+  const x = Tensor.fromArray(xs, [n], { device: cpu });
+  const g = Tensor.fromArray(gs, [n], { device: cpu });
+  const tape = new Tape();
+  tape.watch(x);
+  let y: Tensor | null = null;
+  const loss = tape.run(() => {
+    y = gelu(x);
+    return sum(mul(y, g), 0);
+  });
+  const dx = await tape.backward(loss).get(x)!.toArray();
+  const plain = await gelu(x).toArray(); // no tape: the unary kernel
+  assert.deepEqual(await y!.toArray(), plain);
+  const d = cpu.unary("geluGrad", x.storage, n, 0);
+  const want = await cpu.read(cpu.binary("mul", g.storage, d, [n], [1], [1]), "f32", n);
+  assert.deepEqual(dx, want);
 });

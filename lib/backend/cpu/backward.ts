@@ -17,6 +17,22 @@ export function geluGrad(x: number): number {
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
 }
 
+/**
+ * GELU and its derivative from one tanh per element: y as `gelu` gives it and dydx as
+ * `geluGrad` gives it (the same expressions of the same tanh, so bit-identical to both).
+ */
+export function geluWithGradCpu(x: Float32Array): { y: Float32Array; dydx: Float32Array } {
+  const y = new Float32Array(x.length), dydx = new Float32Array(x.length);
+  const c = GELU_C;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const t = Math.tanh(c * (v + 0.044715 * v * v * v));
+    y[i] = 0.5 * v * (1 + t);
+    dydx[i] = 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * 0.044715 * v * v);
+  }
+  return { y, dydx };
+}
+
 /** GELU's backward in one pass: dx[i] = g[i] · f32(gelu'(x[i])), the f32 values `mul(g,
  * unary("geluGrad", x))` gives (a product of two f32 is exact in f64, so one rounding). */
 export function geluBackwardCpu(x: Float32Array, g: Float32Array): Float32Array {

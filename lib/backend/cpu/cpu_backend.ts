@@ -10,6 +10,7 @@ import {
   crossEntropyBackwardCpu,
   embeddingBackwardCpu,
   geluBackwardCpu,
+  geluWithGradCpu,
   layerNormBackwardCpu,
   sgdCpu,
   softmaxBackwardCpu,
@@ -165,6 +166,11 @@ export class CpuBackend implements Backend {
     bStrides: number[],
   ): Storage {
     return this.wrap(binaryCpu(op, this.f32(a), this.f32(b), shape, aStrides, bStrides));
+  }
+  /** See {@link Backend.geluWithGrad}. */
+  geluWithGrad(x: Storage, n: number): { y: Storage; dydx: Storage } {
+    const r = geluWithGradCpu(this.f32(x).subarray(0, n));
+    return { y: this.wrap(r.y), dydx: this.wrap(r.dydx) };
   }
   /** See {@link Backend.geluBackward}. */
   geluBackward(x: Storage, g: Storage, n: number): Storage {
