@@ -7,7 +7,8 @@
  * calls per GPU wait (bench/timing.ts).
  *
  * Flags: `--json`, `--min-ms 300`, `--tile-bytes 0,32768` (workgroup-memory budgets of the tiled
- * kernels, one run each; 0 = the device's limit), `--shapes BxNHxTxHD,…` (default the shipped
+ * kernels, one run each; 0 = the device's limit), `--threads 128,64` (threads per workgroup of the
+ * tiled kernels, one run each; default the backend's choice for the adapter), `--shapes BxNHxTxHD,…` (default the shipped
  * model's 8×6×128×32 and GPT-2 small's 8×12×1024×64 on a hardware adapter; 8×6×128×32 and
  * 1×2×256×64 on a software one).
  */
@@ -34,10 +35,13 @@ const { values } = parseArgs({
     "min-ms": { type: "string", default: "300" },
     shapes: { type: "string" },
     "tile-bytes": { type: "string", default: "0" },
+    threads: { type: "string", default: "" },
   },
 });
 // Workgroup-memory budgets for the tiled kernels (0: the device's limit); each picks its tiles.
 const tileBytes = values["tile-bytes"].split(",").map(Number);
+// Threads per workgroup of the tiled kernels (empty: the backend's default for this adapter).
+const threadList = values.threads === "" ? [null] : values.threads.split(",").map(Number);
 const minMs = Number(values["min-ms"]);
 const dev = await getDevice({ backend: "webgpu", quiet: true });
 if (!(dev instanceof WebGpuBackend)) throw new Error("bench attention: no WebGPU backend");
@@ -47,11 +51,12 @@ const shapes = (values.shapes ?? (software ? "8x6x128x32,1x2x256x64" : "8x6x128x
 if (
   !(minMs > 0) ||
   shapes.some((s) => s.length !== 4 || s.some((v) => !(Number.isInteger(v) && v > 0))) ||
-  tileBytes.some((b) => !(Number.isInteger(b) && b >= 0))
+  tileBytes.some((b) => !(Number.isInteger(b) && b >= 0)) ||
+  threadList.some((t) => t !== null && t !== 64 && t !== 128)
 ) {
   console.error(
     "bench attention: --min-ms takes a number, --shapes BxNHxTxHD,… positive integers, " +
-      "--tile-bytes integers ≥ 0 (0: the device's limit)",
+      "--tile-bytes integers ≥ 0 (0: the device's limit), --threads 64 and/or 128",
   );
   Deno.exit(2);
 }
@@ -73,20 +78,24 @@ for (const [B, nh, T, hd] of shapes) {
   const qkv = Tensor.randn([B, T, 3 * C], { device: dev, seed: 1 });
   const w = Tensor.randn([B, T, C], { device: dev, seed: 2 });
   const max = dev.engine.device.limits.maxComputeWorkgroupStorageSize;
-  const runs: { mode: Row["mode"]; bytes: number | null }[] = [
-    ...[...new Set(tileBytes.map((b) => (b === 0 ? max : Math.min(b, max))))]
-      .map((b) => ({ mode: "tiled" as const, bytes: b })),
-    { mode: "rows", bytes: null },
-    { mode: "composed", bytes: null },
+  const budgets = [...new Set(tileBytes.map((b) => (b === 0 ? max : Math.min(b, max))))];
+  const runs: { mode: Row["mode"]; bytes: number | null; threads: 64 | 128 | null }[] = [
+    ...threadList.flatMap((t) =>
+      budgets.map((b) => ({ mode: "tiled" as const, bytes: b, threads: t as 64 | 128 | null }))
+    ),
+    { mode: "rows", bytes: null, threads: null },
+    { mode: "composed", bytes: null, threads: null },
   ];
   const seen = new Set<string>();
-  for (const { mode, bytes } of runs) {
+  for (const { mode, bytes, threads } of runs) {
     setAttentionMode(mode === "composed" ? "composed" : "auto");
     dev.attentionKernels = mode === "rows" ? "rows" : "auto";
     dev.attentionTileBytes = bytes;
+    dev.attentionThreads = threads;
     const cfg = mode === "tiled" ? dev.attentionTiles(hd) : null;
     const tiles = cfg
-      ? `fwd ${cfg.fwd.br}/${cfg.fwd.bc} dq ${cfg.dq.br}/${cfg.dq.bc} dkv ${cfg.dkv.br}/${cfg.dkv.bc}`
+      ? `fwd ${cfg.fwd.br}/${cfg.fwd.bc} dq ${cfg.dq.br}/${cfg.dq.bc} dkv ${cfg.dkv.br}/${cfg.dkv.bc} ` +
+        `t${cfg.threads}`
       : undefined;
     if (mode === "tiled" && (!tiles || seen.has(tiles))) continue; // no fit, or tiles already run
     if (tiles) seen.add(tiles);
@@ -116,6 +125,7 @@ for (const [B, nh, T, hd] of shapes) {
   setAttentionMode("auto");
   dev.attentionKernels = "auto";
   dev.attentionTileBytes = null;
+  dev.attentionThreads = null;
   qkv.dispose();
   w.dispose();
 }
@@ -137,14 +147,14 @@ if (values.json) {
 } else {
   console.log(`causal self-attention, ms per call (webgpu: ${dev.description})`);
   console.log(
-    `${"B×nh×T×hd".padEnd(16)} ${"pass".padEnd(17)} ${"kernels".padEnd(45)} ${"ms".padStart(9)} ` +
+    `${"B×nh×T×hd".padEnd(16)} ${"pass".padEnd(17)} ${"kernels".padEnd(49)} ${"ms".padStart(9)} ` +
       `${"disp".padStart(4)}  composed/this`,
   );
   for (const r of rows) {
     const c = rows.find((x) => x.mode === "composed" && x.shape === r.shape && x.pass === r.pass);
     const what = r.tiles ? `tiled ${r.tiles} (${r.tile_bytes} B)` : r.mode;
     console.log(
-      `${r.shape.padEnd(16)} ${r.pass.padEnd(17)} ${what.padEnd(45)} ${
+      `${r.shape.padEnd(16)} ${r.pass.padEnd(17)} ${what.padEnd(49)} ${
         r.ms.toFixed(3).padStart(9)
       } ${String(r.dispatches).padStart(4)}  ${c ? (c.ms / r.ms).toFixed(2).padStart(13) : ""}`,
     );

@@ -94,7 +94,7 @@ else
     MM=(--sizes 1024 --min-ms 300 --js-max 512)
   fi
   TS=(--min-ms 2000 --gpt2-batch 8x1024)
-  AT=(--min-ms 200 --tile-bytes 0,32768,20480)
+  AT=(--min-ms 200 --tile-bytes 0,32768,20480 --threads 128,64)
   MF=(--sizes 1024,4096 --min-ms 200)
   PT=(--min-s 0.5 --gpt2-batch 8x1024)
 fi

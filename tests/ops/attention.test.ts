@@ -46,11 +46,18 @@ function tol(want: ArrayLike<number>): number {
 // The kernel families of the WebGPU backend: the row kernels, and the tiled kernels at several
 // workgroup-memory budgets, which pick different tile shapes (attentionTileConfig): together
 // every Br/Bc shape of both preference lists runs on some case below (asserted).
-const FAMILIES: { name: string; kernels: "auto" | "rows"; bytes: number | null }[] = [
-  { name: "rows", kernels: "rows", bytes: null },
-  { name: "tiled", kernels: "auto", bytes: null },
-  { name: "tiled 16 KiB", kernels: "auto", bytes: 16384 },
-  { name: "tiled 12 KiB", kernels: "auto", bytes: 12288 },
+const FAMILIES: {
+  name: string;
+  kernels: "auto" | "rows";
+  bytes: number | null;
+  threads: 64 | 128;
+}[] = [
+  { name: "rows", kernels: "rows", bytes: null, threads: 128 },
+  { name: "tiled", kernels: "auto", bytes: null, threads: 128 },
+  { name: "tiled 16 KiB", kernels: "auto", bytes: 16384, threads: 128 },
+  { name: "tiled 12 KiB", kernels: "auto", bytes: 12288, threads: 128 },
+  { name: "tiled, 64 threads", kernels: "auto", bytes: null, threads: 64 },
+  { name: "tiled 12 KiB, 64 threads", kernels: "auto", bytes: 12288, threads: 64 },
 ];
 
 Deno.test(
@@ -110,11 +117,14 @@ Deno.test(
         for (const fam of FAMILIES) {
           dev.attentionKernels = fam.kernels;
           dev.attentionTileBytes = fam.bytes;
+          dev.attentionThreads = fam.threads;
           const cfg = dev.attentionTiles(hd);
           if (fam.kernels === "rows") assert.equal(cfg, null);
           if (cfg) {
+            assert.equal(cfg.threads, fam.threads);
             shapes.add(`rows ${cfg.fwd.br}/${cfg.fwd.bc}`).add(`rows ${cfg.dq.br}/${cfg.dq.bc}`);
             shapes.add(`keys ${cfg.dkv.br}/${cfg.dkv.bc}`);
+            shapes.add(`threads ${cfg.threads}`);
           }
           const what = `B${B} T${T} nh${nh} hd${hd} ${
             packed ? "packed" : "separate"
@@ -138,6 +148,7 @@ Deno.test(
     } finally {
       dev.attentionKernels = "auto";
       dev.attentionTileBytes = null;
+      dev.attentionThreads = null;
     }
     // Every tile shape of both preference lists ran (the row lists for forward and dq, the key
     // list for dkv), on this adapter's limit or a lower budget.
@@ -147,6 +158,7 @@ Deno.test(
     for (const s of ["32/32", "16/32", "16/16"]) {
       assert.ok(shapes.has(`keys ${s}`), `no dkv case ran key tiles ${s}: ${[...shapes]}`);
     }
+    assert.ok(shapes.has("threads 64") && shapes.has("threads 128"), [...shapes].join());
   },
 );
 
@@ -162,7 +174,7 @@ Deno.test("tiled attention: tile choice and workgroup bytes match the WGSL", () 
   };
   for (const hd of [4, 17, 32, 40, 64, 96, 128]) {
     for (const lim of [12288, 16384, 24576, 32768, 49152]) {
-      const cfg = attentionTileConfig(hd, lim);
+      const cfg = attentionTileConfig(hd, lim, hd % 2 ? 64 : 128);
       if (!cfg) continue;
       assert.equal(cfg.hp, Math.ceil(hd / 32) * 32);
       const kernels: [Kernel, number][] = [
@@ -178,6 +190,7 @@ Deno.test("tiled attention: tile choice and workgroup bytes match the WGSL", () 
   }
   // hd = 64 on a 32 KiB device (lavapipe) and a 48 KiB one (the H200 seen in shared/gpu).
   assert.deepEqual(attentionTileConfig(64, 32768), {
+    threads: 128,
     hp: 64,
     fwd: { br: 32, bc: 32 },
     dq: { br: 32, bc: 16 },
@@ -186,6 +199,7 @@ Deno.test("tiled attention: tile choice and workgroup bytes match the WGSL", () 
   assert.deepEqual(attentionTileConfig(64, 49152)?.dkv, { br: 32, bc: 32 });
   assert.equal(attentionTileConfig(129, 1 << 20), null);
   assert.equal(attentionTileConfig(64, 8192), null);
+  assert.throws(() => attentionTileConfig(64, 32768, 96 as 64), /96 threads \(64 or 128\)/);
 });
 
 Deno.test("the CPU twin agrees with the composed attention on the CPU backend", async () => {

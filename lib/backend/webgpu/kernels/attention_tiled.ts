@@ -6,9 +6,9 @@
  *
  * The row kernels of `attention.ts` give each thread a whole query (or key) row and its
  * accumulators: 2–4 head rows of registers (256 floats for dk, dv, k, v at hd = 64, which spill
- * on a GPU) and one workgroup-memory read per multiply–add. Here a workgroup of 128 threads owns
- * a block of rows; every product is a small matmul over tiles staged in workgroup memory, and a
- * thread keeps a micro-tile of outputs (rows `ty + 16a`, columns `tx + 8c` with `ty = t / 8`,
+ * on a GPU) and one workgroup-memory read per multiply–add. Here a workgroup of 128 threads (or
+ * 64, see {@link AttentionTileConfig}) owns a block of rows; every product is a small matmul over
+ * tiles staged in workgroup memory, and a thread keeps a micro-tile of outputs (rows `ty + GY·a`, columns `tx + 8c` with `ty = t / 8`,
  * `tx = t % 8`), so each value read from workgroup memory feeds several multiply–adds:
  *
  * - forward, per key tile: S = Q Kᵀ (Br × Bc), then the online softmax per row (running max m,
@@ -30,9 +30,6 @@
 import type { Kernel } from "../engine.ts";
 import { PRELUDE } from "./common.ts";
 
-/** Threads per workgroup of the tiled kernels (a 16 × 8 grid). */
-export const TILED_THREADS = 128;
-
 /** Row counts of one tiled kernel: Br query rows and Bc key rows per tile (multiples of 16). */
 export interface TileShape {
   /** Query rows per tile. */
@@ -43,6 +40,8 @@ export interface TileShape {
 
 /** The tile shapes of the three kernels for one head width. */
 export interface AttentionTileConfig {
+  /** Threads per workgroup: 128 (a 16 × 8 grid) or 64 (8 × 8, twice the outputs per thread). */
+  threads: 64 | 128;
   /** Head width padded to a multiple of 32. */
   hp: number;
   /** Forward: Br query rows per workgroup, Bc keys per tile. */
@@ -88,23 +87,33 @@ export function dkvBytes(hp: number, s: TileShape): number {
 
 /**
  * The largest tiles of each kernel that fit `maxBytes` of workgroup memory for head width `hd`,
- * or null when the head is wider than {@link TILED_MAX_HD} or some kernel fits no tile.
+ * with `threads` per workgroup, or null when the head is wider than {@link TILED_MAX_HD} or some
+ * kernel fits no tile.
  */
-export function attentionTileConfig(hd: number, maxBytes: number): AttentionTileConfig | null {
+export function attentionTileConfig(
+  hd: number,
+  maxBytes: number,
+  threads: 64 | 128 = 128,
+): AttentionTileConfig | null {
   if (!(hd >= 1 && hd <= TILED_MAX_HD)) return null;
+  if (threads !== 64 && threads !== 128) {
+    throw new RangeError(`attention tiles: ${threads} threads (64 or 128)`);
+  }
   const hp = Math.ceil(hd / 32) * 32;
   const pick = (shapes: TileShape[], bytes: (hp: number, s: TileShape) => number) =>
     shapes.find((s) => bytes(hp, s) <= maxBytes) ?? null;
   const fwd = pick(ROW_SHAPES, fwdBytes);
   const dq = pick(ROW_SHAPES, dqBytes);
   const dkv = pick(KEY_SHAPES, dkvBytes);
-  return fwd && dq && dkv ? { hp, fwd, dq, dkv } : null;
+  return fwd && dq && dkv ? { threads, hp, fwd, dq, dkv } : null;
 }
 
 // Constants and helpers shared by the three kernels; params: B, T, nh, qOff, kOff, vOff,
 // rowStride, scale (f32 bits), as for the row kernels. [rows, HP] tiles hold vec4s along the head
 // (HV per row, stride SV = HV + 1: odd, so reads across rows fall in different banks).
-const HEAD = (hd: number, hp: number, s: TileShape) =>
+const HEAD = (hd: number, cfg: AttentionTileConfig, s: TileShape) =>
+  headWgsl(hd, cfg.hp, s, cfg.threads / 8);
+const headWgsl = (hd: number, hp: number, s: TileShape, gy: number) =>
   `${PRELUDE}
 const HD: u32 = ${hd}u;
 const HV: u32 = ${hp / 4}u;     // vec4s per head row (head width padded to a multiple of 32)
@@ -112,9 +121,10 @@ const SV: u32 = ${hp / 4 + 1}u; // vec4 row stride of the [rows, HP] tiles
 const BR: u32 = ${s.br}u;
 const BC: u32 = ${s.bc}u;
 const BS: u32 = ${s.bc + 1}u;   // row stride of the [BR, BC] score tiles
-const NT: u32 = ${TILED_THREADS}u;
-const RA: u32 = ${s.br / 16}u;  // rows of BR per thread
-const CA: u32 = ${s.bc / 16}u;  // rows of BC per thread (dkv outputs)
+const NT: u32 = ${gy * 8}u;     // threads: a GY × 8 grid, ty = t / 8, tx = t % 8
+const GY: u32 = ${gy}u;
+const RA: u32 = ${s.br / gy}u;  // rows of BR per thread
+const CA: u32 = ${s.bc / gy}u;  // rows of BC per thread (dkv outputs)
 const CB: u32 = ${s.bc / 8}u;   // columns of BC per thread (score tiles)
 const HB: u32 = ${hp / 32}u;    // vec4 columns of the head per thread (head-width outputs)
 fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * pu(6u) + h * HD; }
@@ -138,7 +148,7 @@ fn ${fn}(r0: u32, b: u32, h: u32, T: u32, t: u32, sc: f32) {
 const QKV_BASE = (w: string) => `${w} + rowBase(b, r0 + r, T, h)`;
 const DY_BASE = "(b * T + r0 + r) * pu(2u) * HD + h * HD";
 
-// S = Qs Ksᵀ and dP = DYs Vsᵀ on this thread's RA × CB micro-tile (rows ty + 16a of BR, columns
+// S = Qs Ksᵀ and dP = DYs Vsᵀ on this thread's RA × CB micro-tile (rows ty + GY·a of BR, columns
 // tx + 8c of BC), then dS = P ∘ (dP − D) with P = exp(S − lse) and the causal mask; writes dS to
 // DSs and, when `keepP`, P to Ps.
 const SCORES = (keepP: boolean) => /* wgsl */ `
@@ -149,8 +159,8 @@ const SCORES = (keepP: boolean) => /* wgsl */ `
       var qa = array<vec4<f32>, RA>();
       var ga = array<vec4<f32>, RA>();
       for (var a = 0u; a < RA; a++) {
-        qa[a] = Qs[(ty + 16u * a) * SV + d];
-        ga[a] = DYs[(ty + 16u * a) * SV + d];
+        qa[a] = Qs[(ty + GY * a) * SV + d];
+        ga[a] = DYs[(ty + GY * a) * SV + d];
       }
       for (var c = 0u; c < CB; c++) {
         let kv = Ks[(tx + 8u * c) * SV + d];
@@ -162,7 +172,7 @@ const SCORES = (keepP: boolean) => /* wgsl */ `
       }
     }
     for (var a = 0u; a < RA; a++) {
-      let r = ty + 16u * a;
+      let r = ty + GY * a;
       let i = i0 + r;
       for (var c = 0u; c < CB; c++) {
         let cc = tx + 8u * c;
@@ -175,7 +185,7 @@ const SCORES = (keepP: boolean) => /* wgsl */ `
   }`;
 
 // Adds the [rows, BK] scalar tile A (row stride BS) times the [BK, SV] vec4 tile X to acc
-// (rows ty + 16a, vec4 columns tx + 8c); `at(a, k)` indexes A.
+// (rows ty + GY·a, vec4 columns tx + 8c); `at(a, k)` indexes A.
 const PRODUCT = (acc: string, rows: string, bk: string, at: string, X: string) => /* wgsl */ `
     for (var k = 0u; k < ${bk}; k++) {
       var xa = array<f32, ${rows}>();
@@ -188,7 +198,7 @@ const PRODUCT = (acc: string, rows: string, bk: string, at: string, X: string) =
       }
     }`;
 
-// Writes acc (rows ty + 16a of a block starting at r0, vec4 columns tx + 8c), times sc, to X at
+// Writes acc (rows ty + GY·a of a block starting at r0, vec4 columns tx + 8c), times sc, to X at
 // element base(i) + d for each row i < T and d < HD.
 const WRITE = (
   acc: string,
@@ -199,7 +209,7 @@ const WRITE = (
   sc: string,
 ) => /* wgsl */ `
   for (var a = 0u; a < ${rows}; a++) {
-    let i = ${r0} + ty + 16u * a;
+    let i = ${r0} + ty + GY * a;
     if (i < T) {
       for (var c = 0u; c < HB; c++) {
         let d = (tx + 8u * c) * 4u;
@@ -217,8 +227,8 @@ export function attentionTiledForwardKernel(hd: number, cfg: AttentionTileConfig
   const s = cfg.fwd;
   const sv = cfg.hp / 4 + 1;
   return {
-    key: `attn_tiled_fwd:${hd}:${cfg.hp}:${s.br}x${s.bc}`,
-    code: `${HEAD(hd, cfg.hp, s)}
+    key: `attn_tiled_fwd:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
+    code: `${HEAD(hd, cfg, s)}
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
@@ -235,7 +245,7 @@ ${stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)"))}
 ${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
 ${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
 
-@compute @workgroup_size(${TILED_THREADS})
+@compute @workgroup_size(${cfg.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.x;
   let ty = t / 8u;
@@ -247,7 +257,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let i0 = wg.x * BR;
   stageQ(i0, b, h, T, t, pf(7u));
   if (t < BR) { Ms[t] = -1e30; Ls[t] = 0.0; }
-  var o = array<vec4<f32>, RA * HB>(); // rows ty + 16a, vec4 columns tx + 8c
+  var o = array<vec4<f32>, RA * HB>(); // rows ty + GY·a, vec4 columns tx + 8c
   let kEnd = min(T, i0 + BR); // keys any row of this block sees
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
     stageK(j0, b, h, T, t, 1.0);
@@ -256,14 +266,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     var s = array<f32, RA * CB>();
     for (var d = 0u; d < HV; d++) {
       var qa = array<vec4<f32>, RA>();
-      for (var a = 0u; a < RA; a++) { qa[a] = Qs[(ty + 16u * a) * SV + d]; }
+      for (var a = 0u; a < RA; a++) { qa[a] = Qs[(ty + GY * a) * SV + d]; }
       for (var c = 0u; c < CB; c++) {
         let kv = Ks[(tx + 8u * c) * SV + d];
         for (var a = 0u; a < RA; a++) { s[a * CB + c] += dot(qa[a], kv); }
       }
     }
     for (var a = 0u; a < RA; a++) {
-      for (var c = 0u; c < CB; c++) { Ss[(ty + 16u * a) * BS + tx + 8u * c] = s[a * CB + c]; }
+      for (var c = 0u; c < CB; c++) { Ss[(ty + GY * a) * BS + tx + 8u * c] = s[a * CB + c]; }
     }
     workgroupBarrier();
     if (t < BR) { // online softmax of row t over this tile's visible keys j0 … min(i, last)
@@ -287,14 +297,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     }
     workgroupBarrier();
     for (var a = 0u; a < RA; a++) {
-      let corr = Cs[ty + 16u * a];
+      let corr = Cs[ty + GY * a];
       for (var c = 0u; c < HB; c++) { o[a * HB + c] *= corr; }
     }
-${PRODUCT("o", "RA", "BC", "Ss[(ty + 16u * a) * BS + k]", "Vs")}
+${PRODUCT("o", "RA", "BC", "Ss[(ty + GY * a) * BS + k]", "Vs")}
     workgroupBarrier();
   }
   for (var a = 0u; a < RA; a++) { // o / l
-    let l = Ls[ty + 16u * a];
+    let l = Ls[ty + GY * a];
     for (var c = 0u; c < HB; c++) { o[a * HB + c] /= l; }
   }
 ${WRITE("o", "RA", "i0", "Y", "(b * T + i) * nh * HD + h * HD", "1.0")}
@@ -312,8 +322,8 @@ export function attentionTiledBackwardQKernel(hd: number, cfg: AttentionTileConf
   const s = cfg.dq;
   const sv = cfg.hp / 4 + 1;
   return {
-    key: `attn_tiled_bwd_q:${hd}:${cfg.hp}:${s.br}x${s.bc}`,
-    code: `${HEAD(hd, cfg.hp, s)}
+    key: `attn_tiled_bwd_q:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
+    code: `${HEAD(hd, cfg, s)}
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
@@ -334,7 +344,7 @@ ${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
 ${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
 ${stage("stageDY", "DY", "DYs", "BR", DY_BASE)}
 
-@compute @workgroup_size(${TILED_THREADS})
+@compute @workgroup_size(${cfg.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.x;
   let ty = t / 8u;
@@ -368,7 +378,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
 ${SCORES(false)}
     workgroupBarrier();
-${PRODUCT("dq", "RA", "BC", "DSs[(ty + 16u * a) * BS + k]", "Ks")}
+${PRODUCT("dq", "RA", "BC", "DSs[(ty + GY * a) * BS + k]", "Ks")}
     workgroupBarrier();
   }
 ${WRITE("dq", "RA", "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "pf(7u)")}
@@ -384,8 +394,8 @@ export function attentionTiledBackwardKVKernel(hd: number, cfg: AttentionTileCon
   const s = cfg.dkv;
   const sv = cfg.hp / 4 + 1;
   return {
-    key: `attn_tiled_bwd_kv:${hd}:${cfg.hp}:${s.br}x${s.bc}`,
-    code: `${HEAD(hd, cfg.hp, s)}
+    key: `attn_tiled_bwd_kv:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
+    code: `${HEAD(hd, cfg, s)}
 @group(0) @binding(1) var<storage, read> Q: array<f32>;
 @group(0) @binding(2) var<storage, read> K: array<f32>;
 @group(0) @binding(3) var<storage, read> V: array<f32>;
@@ -406,7 +416,7 @@ ${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
 ${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
 ${stage("stageDY", "DY", "DYs", "BR", DY_BASE)}
 
-@compute @workgroup_size(${TILED_THREADS})
+@compute @workgroup_size(${cfg.threads})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let t = lid.x;
   let ty = t / 8u;
@@ -419,7 +429,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let j0 = wg.x * BC;
   stageK(j0, b, h, T, t, 1.0);
   stageV(j0, b, h, T, t, 1.0);
-  var dk = array<vec4<f32>, CA * HB>(); // key rows ty + 16a, vec4 columns tx + 8c
+  var dk = array<vec4<f32>, CA * HB>(); // key rows ty + GY·a, vec4 columns tx + 8c
   var dv = array<vec4<f32>, CA * HB>();
   // Queries before this block's first key see none of its keys.
   for (var i0 = (j0 / BR) * BR; i0 < T; i0 += BR) {
@@ -435,8 +445,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
     workgroupBarrier();
 ${SCORES(true)}
     workgroupBarrier();
-${PRODUCT("dv", "CA", "BR", "Ps[k * BS + ty + 16u * a]", "DYs")}
-${PRODUCT("dk", "CA", "BR", "DSs[k * BS + ty + 16u * a]", "Qs")}
+${PRODUCT("dv", "CA", "BR", "Ps[k * BS + ty + GY * a]", "DYs")}
+${PRODUCT("dk", "CA", "BR", "DSs[k * BS + ty + GY * a]", "Qs")}
     workgroupBarrier();
   }
 ${WRITE("dk", "CA", "j0", "DQKV", "(b * T + i) * 3u * C + C + h * HD", "1.0")}
