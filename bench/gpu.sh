@@ -107,7 +107,7 @@ part twins.txt 60 "${DENO[@]}" test --allow-read --allow-write --allow-env --all
   tests/quant/
 part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"
 part matmul 70 "${RUN[@]}" bench/matmul.ts --json "${MM[@]}"
-part attention 45 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"
+part attention 60 "${RUN[@]}" bench/attention.ts --json "${AT[@]}"
 part matmul_f16 30 "${RUN[@]}" bench/matmul_f16.ts --json "${MF[@]}"
 if ((CUDA)); then
   part torch 100 "$PY" bench/torch_compare.py --device cuda "${PT[@]}"
