@@ -8,8 +8,9 @@
  * accumulators: 2–4 head rows of registers (256 floats for dk, dv, k, v at hd = 64, which spill
  * on a GPU) and one workgroup-memory read per multiply–add. Here a workgroup of 128 threads (or
  * 64, see {@link AttentionTileConfig}) owns a block of rows; every product is a small matmul over
- * tiles staged in workgroup memory, and a thread keeps a micro-tile of outputs (rows `ty + GY·a`, columns `tx + 8c` with `ty = t / 8`,
- * `tx = t % 8`), so each value read from workgroup memory feeds several multiply–adds:
+ * tiles staged in workgroup memory, and a thread keeps a micro-tile of outputs (rows `ty + GY·a`,
+ * columns `tx + 8c` with `ty = t / 8`, `tx = t % 8`, GY = threads / 8), so each value read from
+ * workgroup memory feeds several multiply–adds:
  *
  * - forward, per key tile: S = Q Kᵀ (Br × Bc), then the online softmax per row (running max m,
  *   sum l, rescale factor) by one thread per row, then O = O·corr + P V (Br × hd).
@@ -111,9 +112,7 @@ export function attentionTileConfig(
 // Constants and helpers shared by the three kernels; params: B, T, nh, qOff, kOff, vOff,
 // rowStride, scale (f32 bits), as for the row kernels. [rows, HP] tiles hold vec4s along the head
 // (HV per row, stride SV = HV + 1: odd, so reads across rows fall in different banks).
-const HEAD = (hd: number, cfg: AttentionTileConfig, s: TileShape) =>
-  headWgsl(hd, cfg.hp, s, cfg.threads / 8);
-const headWgsl = (hd: number, hp: number, s: TileShape, gy: number) =>
+const HEAD = (hd: number, { hp, threads }: AttentionTileConfig, s: TileShape, gy = threads / 8) =>
   `${PRELUDE}
 const HD: u32 = ${hd}u;
 const HV: u32 = ${hp / 4}u;     // vec4s per head row (head width padded to a multiple of 32)
