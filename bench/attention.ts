@@ -71,6 +71,8 @@ interface Row {
   tiles?: string;
   /** Workgroup bytes the tiled kernels were allowed (the device's limit unless lowered). */
   tile_bytes?: number;
+  /** Why this measurement failed (ms is then NaN). */
+  error?: string;
 }
 const rows: Row[] = [];
 for (const [B, nh, T, hd] of shapes) {
@@ -108,18 +110,25 @@ for (const [B, nh, T, hd] of shapes) {
         tape.backward(loss).get(qkv)!.dispose();
       });
     for (const [pass, fn] of [["forward", forward], ["forward+backward", both]] as const) {
-      const d0 = dev.engine.dispatches;
-      fn();
-      const dispatches = dev.engine.dispatches - d0;
-      const { ms } = await timePerCall(fn, () => dev.sync(), minMs);
-      rows.push({
+      const row = {
         shape: `${B}x${nh}x${T}x${hd}`,
         mode,
         pass,
-        ms,
-        dispatches,
         ...(tiles ? { tiles, tile_bytes: bytes! } : {}),
-      });
+      };
+      // One kernel family failing on an adapter (a driver rejecting a pipeline) must not cost the
+      // others' numbers: record the error and go on.
+      try {
+        const d0 = dev.engine.dispatches;
+        fn();
+        const dispatches = dev.engine.dispatches - d0;
+        const { ms } = await timePerCall(fn, () => dev.sync(), minMs);
+        rows.push({ ...row, ms, dispatches });
+      } catch (e) {
+        await dev.sync().catch(() => {});
+        rows.push({ ...row, ms: NaN, dispatches: 0, error: (e as Error).message });
+        console.error(`bench attention: ${row.shape} ${mode} ${pass}: ${(e as Error).message}`);
+      }
     }
   }
   setAttentionMode("auto");
@@ -156,7 +165,11 @@ if (values.json) {
     console.log(
       `${r.shape.padEnd(16)} ${r.pass.padEnd(17)} ${what.padEnd(49)} ${
         r.ms.toFixed(3).padStart(9)
-      } ${String(r.dispatches).padStart(4)}  ${c ? (c.ms / r.ms).toFixed(2).padStart(13) : ""}`,
+      } ${String(r.dispatches).padStart(4)}  ${c ? (c.ms / r.ms).toFixed(2).padStart(13) : ""}${
+        r.error ? `  FAILED: ${r.error}` : ""
+      }`,
     );
   }
 }
+// Every measurement was printed; a failed one still fails the run.
+if (rows.some((r) => r.error)) Deno.exit(1);

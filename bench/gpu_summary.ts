@@ -195,9 +195,14 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
 // Attention: the tiled kernels vs the row kernels and the composed ops, same run (not a goal;
 // decides the default per GPU). Ratios above 1: the tiled kernels are faster.
 const at = load("attention.json");
-for (const r of rowsOf(at).filter((r) => r.mode === "tiled")) {
+for (const r of rowsOf(at).filter((r) => r.error)) {
+  console.log(`-   attention ${r.shape} ${r.pass} ${r.tiles ?? r.mode}: FAILED (${r.error})`);
+}
+for (const r of rowsOf(at).filter((r) => r.mode === "tiled" && !r.error)) {
   for (const other of ["rows", "composed"]) {
-    const c = rowsOf(at).find((x) => x.mode === other && x.shape === r.shape && x.pass === r.pass);
+    const c = rowsOf(at).find((x) =>
+      x.mode === other && x.shape === r.shape && x.pass === r.pass && !x.error
+    );
     line(
       "-",
       `attention ${r.shape} ${r.pass}`,
