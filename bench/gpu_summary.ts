@@ -185,6 +185,7 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
         : ""
     }`,
   );
+  if (r.profile_error) console.log(`      no GPU profile: ${r.profile_error}`);
   if (r.gpu_ms_by_kernel) {
     const tot = r.gpu_ms_per_step as number;
     const top = Object.entries(r.gpu_ms_by_kernel as Record<string, number>).slice(0, 8)

@@ -143,6 +143,8 @@ interface Row {
   gpu_ms_per_step?: number;
   /** `--profile`: GPU ms per step by kernel family (see `kernelFamily`), longest first. */
   gpu_ms_by_kernel?: Record<string, number>;
+  /** `--profile`: why no profile was taken. */
+  profile_error?: string;
 }
 
 /** Steps timed per kernel by `--profile`. */
@@ -257,17 +259,27 @@ for (const dev of backends) {
       // profiling, so these are measured apart from the timing above).
       let profile: Record<string, number> | undefined;
       let profileMs: number | undefined;
+      let profileError: string | undefined;
       if (values.profile && engine?.hasTimestamps) {
-        engine.startProfile();
-        for (let i = 0; i < PROFILE_STEPS; i++) await step();
-        const times = await engine.stopProfile();
-        const fam = new Map<string, number>();
-        for (const t of times) {
-          const f = kernelFamily(t.key);
-          fam.set(f, (fam.get(f) ?? 0) + t.ms / PROFILE_STEPS);
+        // The timed numbers above are kept even if profiling fails on this adapter.
+        try {
+          engine.startProfile();
+          for (let i = 0; i < PROFILE_STEPS; i++) await step();
+          const times = await engine.stopProfile();
+          const fam = new Map<string, number>();
+          for (const t of times) {
+            const f = kernelFamily(t.key);
+            fam.set(f, (fam.get(f) ?? 0) + t.ms / PROFILE_STEPS);
+          }
+          profile = Object.fromEntries([...fam].sort((a, b) => b[1] - a[1]));
+          profileMs = [...fam.values()].reduce((a, b) => a + b, 0);
+        } catch (e) {
+          profileError = (e as Error).message;
+          console.error(`bench: profiling failed: ${profileError}`);
+          await engine.stopProfile().catch(() => {});
         }
-        profile = Object.fromEntries([...fam].sort((a, b) => b[1] - a[1]));
-        profileMs = [...fam.values()].reduce((a, b) => a + b, 0);
+      } else if (values.profile && engine) {
+        profileError = "the device has no timestamp-query";
       }
       const top = [...byKernel].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1]).slice(0, 12);
       rows.push({
@@ -292,6 +304,7 @@ for (const dev of backends) {
             top_kernels: Object.fromEntries(top),
             peak_bytes: engine.peakBytes,
             ...(profile ? { gpu_ms_per_step: profileMs, gpu_ms_by_kernel: profile } : {}),
+            ...(profileError ? { profile_error: profileError } : {}),
           }
           : {}),
       });
