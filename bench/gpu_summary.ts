@@ -33,7 +33,8 @@ function load(name: string): Json | null {
 }
 // The kernels' tests on this adapter (gpu.sh's first part): their result line, stripped of colour.
 try {
-  const log = Deno.readTextFileSync(`${dir}/twins.txt`).replace(/\x1b\[[0-9;]*m/g, "");
+  const esc = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"); // terminal colours
+  const log = Deno.readTextFileSync(`${dir}/twins.txt`).replace(esc, "");
   const res = log.split("\n").filter((l) => /\d+ passed \| \d+ failed/.test(l)).pop();
   const adapter = log.match(/loralab: backend webgpu \((.*)\)\s*$/m)?.[1];
   console.log(`kernel tests: ${res?.trim() ?? "no result line"}${adapter ? ` on ${adapter}` : ""}`);
