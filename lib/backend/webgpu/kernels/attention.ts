@@ -36,6 +36,35 @@ export function attTile(hd: number): number {
   return Math.max(1, Math.min(32, Math.floor(1024 / hd)));
 }
 
+// The bindings of each kernel, shared with the tiled kernels of attention_tiled.ts: the backend
+// hands both families the same buffers.
+/** Forward: Q, K, V (read-only, may be one buffer), Y [B, T, nh·hd], L [B, nh, T]. */
+export const FWD_BINDINGS: string = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<storage, read_write> L: array<f32>;`;
+/** Backward dq: Q, K, V, Y, DY (read-only), LSE, DQKV [B, T, 3C], Dv [B, nh, T]. */
+export const BWD_Q_BINDINGS: string = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read> Y: array<f32>;
+@group(0) @binding(5) var<storage, read> DY: array<f32>;
+@group(0) @binding(6) var<storage, read> LSE: array<f32>;
+@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;
+@group(0) @binding(8) var<storage, read_write> Dv: array<f32>;`;
+/** Backward dk/dv: Q, K, V, DY, LSE, Dv (read-only), DQKV [B, T, 3C]. */
+export const BWD_KV_BINDINGS: string = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> Q: array<f32>;
+@group(0) @binding(2) var<storage, read> K: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read> DY: array<f32>;
+@group(0) @binding(5) var<storage, read> LSE: array<f32>;
+@group(0) @binding(6) var<storage, read> Dv: array<f32>;
+@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;`;
+
 // Stages key/value rows k0 … k0+BK-1 of head h into Ks / Vs (zeros past T); every thread calls it.
 const STAGE_KV = /* wgsl */ `
 fn stageKV(k0: u32, b: u32, h: u32, T: u32, t: u32) {
@@ -70,11 +99,7 @@ export function attentionForwardKernel(hd: number): Kernel {
   return {
     key: `attn_fwd:${hd}`,
     code: `${HEAD(hd)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> L: array<f32>;
+${FWD_BINDINGS}
 var<workgroup> Ks: array<f32, ${attTile(hd) * hd}>; // Ks[jj * HD + d]
 var<workgroup> Vs: array<f32, ${attTile(hd) * hd}>;
 ${STAGE_KV}
@@ -141,14 +166,7 @@ export function attentionBackwardQKernel(hd: number): Kernel {
   return {
     key: `attn_bwd_q:${hd}`,
     code: `${HEAD(hd)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read> Y: array<f32>;
-@group(0) @binding(5) var<storage, read> DY: array<f32>;
-@group(0) @binding(6) var<storage, read> LSE: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;
-@group(0) @binding(8) var<storage, read_write> Dv: array<f32>;
+${BWD_Q_BINDINGS}
 var<workgroup> Ks: array<f32, ${attTile(hd) * hd}>;
 var<workgroup> Vs: array<f32, ${attTile(hd) * hd}>;
 ${STAGE_KV}
@@ -215,13 +233,7 @@ export function attentionBackwardKVKernel(hd: number): Kernel {
   return {
     key: `attn_bwd_kv:${hd}`,
     code: `${HEAD(hd)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read> DY: array<f32>;
-@group(0) @binding(5) var<storage, read> LSE: array<f32>;
-@group(0) @binding(6) var<storage, read> Dv: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;
+${BWD_KV_BINDINGS}
 var<workgroup> Qs: array<f32, ${attTile(hd) * hd}>; // scaled q rows
 var<workgroup> DYs: array<f32, ${attTile(hd) * hd}>;
 var<workgroup> Ls: array<f32, ${attTile(hd)}>;

@@ -29,6 +29,7 @@
  */
 
 import type { Kernel } from "../engine.ts";
+import { BWD_KV_BINDINGS, BWD_Q_BINDINGS, FWD_BINDINGS } from "./attention.ts";
 import { PRELUDE } from "./common.ts";
 
 /** Row counts of one tiled kernel: Br query rows and Bc key rows per tile (multiples of 16). */
@@ -146,6 +147,29 @@ fn ${fn}(r0: u32, b: u32, h: u32, T: u32, t: u32, sc: f32) {
 }`;
 const QKV_BASE = (w: string) => `${w} + rowBase(b, r0 + r, T, h)`;
 const DY_BASE = "(b * T + r0 + r) * pu(2u) * HD + h * HD";
+// The staging functions of a kernel: stageQ (BR rows), stageK and stageV (BC rows), and stageDY
+// (BR rows) when `dy`.
+const STAGES = (dy: boolean) =>
+  [
+    stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)")),
+    stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)")),
+    stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)")),
+    ...(dy ? [stage("stageDY", "DY", "DYs", "BR", DY_BASE)] : []),
+  ].join("\n");
+
+// The entry point, with what every kernel derives: thread t (grid row ty, column tx), T, nh,
+// C = nh·HD, and this workgroup's batch b and head h.
+const MAIN = (threads: number) => /* wgsl */ `
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.x;
+  let ty = t / 8u;
+  let tx = t % 8u;
+  let T = pu(1u);
+  let nh = pu(2u);
+  let C = nh * HD;
+  let b = wg.y / nh;
+  let h = wg.y % nh;`;
 
 // S = Qs Ksᵀ and dP = DYs Vsᵀ on this thread's RA × CB micro-tile (rows ty + GY·a of BR, columns
 // tx + 8c of BC), then dS = P ∘ (dP − D) with P = exp(S − lse) and the causal mask; writes dS to
@@ -228,11 +252,7 @@ export function attentionTiledForwardKernel(hd: number, cfg: AttentionTileConfig
   return {
     key: `attn_tiled_fwd:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(5) var<storage, read_write> L: array<f32>;
+${FWD_BINDINGS}
 var<workgroup> Qs: array<vec4<f32>, ${s.br * sv}>; // scaled q rows
 var<workgroup> Ks: array<vec4<f32>, ${s.bc * sv}>;
 var<workgroup> Vs: array<vec4<f32>, ${s.bc * sv}>;
@@ -240,19 +260,8 @@ var<workgroup> Ss: array<f32, ${s.br * (s.bc + 1)}>; // scores, then probabiliti
 var<workgroup> Ms: array<f32, ${s.br}>; // running max per row
 var<workgroup> Ls: array<f32, ${s.br}>; // running sum per row
 var<workgroup> Cs: array<f32, ${s.br}>; // this tile's rescale factor per row
-${stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)"))}
-${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
-${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
-
-@compute @workgroup_size(${cfg.threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = lid.x;
-  let ty = t / 8u;
-  let tx = t % 8u;
-  let T = pu(1u);
-  let nh = pu(2u);
-  let b = wg.y / nh;
-  let h = wg.y % nh;
+${STAGES(false)}
+${MAIN(cfg.threads)}
   let i0 = wg.x * BR;
   stageQ(i0, b, h, T, t, pf(7u));
   if (t < BR) { Ms[t] = -1e30; Ls[t] = 0.0; }
@@ -306,7 +315,7 @@ ${PRODUCT("o", "RA", "BC", "Ss[(ty + GY * a) * BS + k]", "Vs")}
     let l = Ls[ty + GY * a];
     for (var c = 0u; c < HB; c++) { o[a * HB + c] /= l; }
   }
-${WRITE("o", "RA", "i0", "Y", "(b * T + i) * nh * HD + h * HD", "1.0")}
+${WRITE("o", "RA", "i0", "Y", "(b * T + i) * C + h * HD", "1.0")}
   if (t < BR && i0 + t < T) { L[wg.y * T + i0 + t] = Ms[t] + log(Ls[t]); }
 }`,
   };
@@ -323,14 +332,7 @@ export function attentionTiledBackwardQKernel(hd: number, cfg: AttentionTileConf
   return {
     key: `attn_tiled_bwd_q:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read> Y: array<f32>;
-@group(0) @binding(5) var<storage, read> DY: array<f32>;
-@group(0) @binding(6) var<storage, read> LSE: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;
-@group(0) @binding(8) var<storage, read_write> Dv: array<f32>;
+${BWD_Q_BINDINGS}
 var<workgroup> Qs: array<vec4<f32>, ${s.br * sv}>; // scaled q rows
 var<workgroup> DYs: array<vec4<f32>, ${s.br * sv}>;
 var<workgroup> Ks: array<vec4<f32>, ${s.bc * sv}>;
@@ -338,21 +340,8 @@ var<workgroup> Vs: array<vec4<f32>, ${s.bc * sv}>;
 var<workgroup> DSs: array<f32, ${s.br * (s.bc + 1)}>;
 var<workgroup> Lr: array<f32, ${s.br}>;
 var<workgroup> Dr: array<f32, ${s.br}>;
-${stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)"))}
-${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
-${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
-${stage("stageDY", "DY", "DYs", "BR", DY_BASE)}
-
-@compute @workgroup_size(${cfg.threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = lid.x;
-  let ty = t / 8u;
-  let tx = t % 8u;
-  let T = pu(1u);
-  let nh = pu(2u);
-  let C = nh * HD;
-  let b = wg.y / nh;
-  let h = wg.y % nh;
+${STAGES(true)}
+${MAIN(cfg.threads)}
   let i0 = wg.x * BR;
   stageQ(i0, b, h, T, t, pf(7u));
   stageDY(i0, b, h, T, t, 1.0);
@@ -395,13 +384,7 @@ export function attentionTiledBackwardKVKernel(hd: number, cfg: AttentionTileCon
   return {
     key: `attn_tiled_bwd_kv:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
-@group(0) @binding(1) var<storage, read> Q: array<f32>;
-@group(0) @binding(2) var<storage, read> K: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read> DY: array<f32>;
-@group(0) @binding(5) var<storage, read> LSE: array<f32>;
-@group(0) @binding(6) var<storage, read> Dv: array<f32>;
-@group(0) @binding(7) var<storage, read_write> DQKV: array<f32>;
+${BWD_KV_BINDINGS}
 var<workgroup> Ks: array<vec4<f32>, ${s.bc * sv}>;
 var<workgroup> Vs: array<vec4<f32>, ${s.bc * sv}>;
 var<workgroup> Qs: array<vec4<f32>, ${s.br * sv}>; // scaled q rows
@@ -410,21 +393,8 @@ var<workgroup> Ps: array<f32, ${s.br * (s.bc + 1)}>;
 var<workgroup> DSs: array<f32, ${s.br * (s.bc + 1)}>;
 var<workgroup> Lr: array<f32, ${s.br}>;
 var<workgroup> Dr: array<f32, ${s.br}>;
-${stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)"))}
-${stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)"))}
-${stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)"))}
-${stage("stageDY", "DY", "DYs", "BR", DY_BASE)}
-
-@compute @workgroup_size(${cfg.threads})
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = lid.x;
-  let ty = t / 8u;
-  let tx = t % 8u;
-  let T = pu(1u);
-  let nh = pu(2u);
-  let C = nh * HD;
-  let b = wg.y / nh;
-  let h = wg.y % nh;
+${STAGES(true)}
+${MAIN(cfg.threads)}
   let j0 = wg.x * BC;
   stageK(j0, b, h, T, t, 1.0);
   stageV(j0, b, h, T, t, 1.0);
