@@ -163,14 +163,25 @@ export class GpuEngine {
   }
 
   /**
-   * The open compute pass. Consecutive dispatches share one pass (WebGPU orders each dispatch's
-   * storage writes before the next dispatch's reads: every dispatch is its own usage scope), which
-   * costs far less per dispatch than a pass each.
+   * The compute pass for the next dispatch, of kernel `key`. Consecutive dispatches share one pass
+   * (WebGPU orders each dispatch's storage writes before the next dispatch's reads: every dispatch
+   * is its own usage scope), which costs far less per dispatch than a pass each. While profiling,
+   * each dispatch gets a pass of its own, with timestamps at its start and end.
    */
-  private computePass(): GPUComputePassEncoder {
+  private computePass(key: string): GPUComputePassEncoder {
+    if (this.prof) this.endPass();
     if (!this.pass) {
       if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-      this.pass = this.encoder.beginComputePass();
+      let timestampWrites: GPUComputePassTimestampWrites | undefined;
+      if (this.prof) {
+        const i = this.prof.keys.push(key) - 1;
+        timestampWrites = {
+          querySet: this.prof.set,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        };
+      }
+      this.pass = this.encoder.beginComputePass({ timestampWrites });
     }
     return this.pass;
   }
@@ -214,24 +225,10 @@ export class GpuEngine {
     ];
     buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
     const bind = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
-    let pass: GPUComputePassEncoder;
-    if (this.prof) { // a pass of its own, with timestamps at its start and end
-      this.endPass();
-      if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-      const i = this.prof.keys.length;
-      this.prof.keys.push(k.key);
-      pass = this.pass = this.encoder.beginComputePass({
-        timestampWrites: {
-          querySet: this.prof.set,
-          beginningOfPassWriteIndex: 2 * i,
-          endOfPassWriteIndex: 2 * i + 1,
-        },
-      });
-    } else pass = this.computePass();
+    const pass = this.computePass(k.key);
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bind);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
-    if (this.prof) this.endPass();
     this.dispatches++;
     this.dispatchesByKernel.set(k.key, (this.dispatchesByKernel.get(k.key) ?? 0) + 1);
   }
