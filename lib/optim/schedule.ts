@@ -89,7 +89,11 @@ export function clipGradNormOnDevice(grads: Map<Tensor, Tensor>, maxNorm: number
   return new Tensor(dev, s, [2], "f32");
 }
 
-/** Sums gradients of several micro-batches; `take()` returns their mean. */
+/**
+ * Sums gradients of several micro-batches; `take()` returns their mean. The running sums belong
+ * to the accumulator: they are kept past the {@link scope} of the micro-batch that made them
+ * (each micro-batch usually runs in a scope of its own), and released by `take()`'s caller.
+ */
 export class GradAccumulator {
   private acc = new Map<Tensor, Tensor>();
   private count = 0;
@@ -99,7 +103,7 @@ export class GradAccumulator {
     for (const [p, g] of grads) {
       const prev = this.acc.get(p);
       if (prev) {
-        this.acc.set(p, add(prev, g));
+        this.acc.set(p, add(prev, g).keep());
         prev.dispose();
         g.dispose();
       } else this.acc.set(p, g);

@@ -9,6 +9,7 @@ import {
   gradNorm,
   matmul,
   Rng,
+  scope,
   SGD,
   Tape,
   Tensor,
@@ -218,3 +219,36 @@ bothBackends("gradient accumulation over two half-batches equals the full batch"
   assert.equal(acc.size, 2);
   assertClose(await acc.take().get(w)!.toArray(), full, 1e-6, "accumulated");
 });
+
+bothBackends(
+  "gradient accumulation: each micro-batch in its own scope, as the trainer runs",
+  async (dev) => {
+    // The trainer runs each micro-batch in a scope and keeps only the gradients it hands over;
+    // the running sums made in the second and later micro-batches must outlive those scopes.
+    const rng = new Rng(74);
+    const [N, C, V, K] = [9, 5, 7, 3];
+    const x = randData(rng, N * C), w0 = randData(rng, C * V);
+    const tg = Array.from({ length: N }, () => rng.int(V));
+    const w = Tensor.fromArray(w0, [C, V], { device: dev });
+    const gradOf = (lo: number, hi: number) => {
+      const tape = new Tape();
+      tape.watch(w);
+      const xs = Tensor.fromArray(x.slice(lo * C, hi * C), [hi - lo, C], { device: dev });
+      const ts = Tensor.fromArray(tg.slice(lo, hi), [hi - lo], { device: dev, dtype: "i32" });
+      const loss = tape.run(() => crossEntropy(matmul(xs, w), ts));
+      return tape.backward(loss);
+    };
+    const full = await gradOf(0, N).get(w)!.toArray();
+    const acc = new GradAccumulator();
+    for (let k = 0; k < K; k++) {
+      scope(() => {
+        const g = gradOf((k * N) / K, ((k + 1) * N) / K);
+        for (const t of g.values()) t.keep();
+        acc.add(g);
+      });
+    }
+    const mean = await scope(async () => await acc.take().get(w)!.toArray());
+    // Mean of K equal-sized batch means = the full-batch mean; f32 sums of 3 terms.
+    assertClose(mean, full, 1e-6, "accumulated in scopes");
+  },
+);

@@ -116,6 +116,39 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "train: --grad-accum 2 × batch 2 equals batch 4 (CPU, WebGPU); its resume is exact",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const fx = await fixture();
+    // Without dropout the two runs see the same rows (the sampler draws rows in sequence) and the
+    // same updates: the mean of two micro-batch gradients is the gradient of the batch of 4.
+    const acc = ["--batch", "2", "--grad-accum", "2", "--dropout", "0"];
+    const big = await finetune(args(fx, `${fx.root}/b4`, ["--dropout", "0"]), quiet);
+    const two = await finetune(args(fx, `${fx.root}/a2`, acc), quiet);
+    assert.equal(two.losses.length, 8);
+    for (let i = 0; i < 8; i++) {
+      // f32: the two micro-batch means are averaged instead of one mean over 4 rows.
+      const d = Math.abs(two.losses[i] - big.losses[i]);
+      assert.ok(d < 1e-4, `step ${i + 1}: grad-accum ${two.losses[i]} vs batch 4 ${big.losses[i]}`);
+    }
+    const part = await finetune(args(fx, `${fx.root}/p`, acc), { ...quiet, stopAfter: 5 });
+    const rest = await finetune(
+      { ...args(fx, `${fx.root}/ignored`, acc), resume: `${fx.root}/p` } as TrainArgs,
+      quiet,
+    );
+    assert.deepEqual([...part.losses, ...rest.losses], two.losses);
+    const dev = await gpu();
+    const onGpu = await finetune(args(fx, `${fx.root}/g`, acc), { log: () => {}, device: dev });
+    for (let i = 0; i < 8; i++) {
+      const d = Math.abs(onGpu.losses[i] - two.losses[i]);
+      assert.ok(d < 2e-3, `step ${i + 1}: webgpu ${onGpu.losses[i]} vs cpu ${two.losses[i]}`);
+    }
+    await Deno.remove(fx.root, { recursive: true });
+  },
+});
+
 Deno.test("train: the run folder holds every promised file; validation loss drops", async () => {
   const fx = await fixture();
   const r = await finetune(args(fx, `${fx.root}/run`, ["--steps", "30", "--lr", "0.01"]), quiet);
