@@ -11,6 +11,7 @@
 
 import { Tokenizer as HfImpl } from "@huggingface/tokenizers";
 import type { Tokenizer, TokenizerJSON } from "./tokenizer.ts";
+import { MAX_JSON_BYTES, pathExists, readJsonChecked, readTextChecked } from "../io/read_file.ts";
 
 /** A parsed Hugging Face `tokenizer.json` (the fields loralab looks at; the rest pass through). */
 export interface HfTokenizerFile {
@@ -196,43 +197,25 @@ export function isHfTokenizerFile(json: unknown): json is HfTokenizerFile {
     !("type" in (json as Record<string, unknown>));
 }
 
-async function readJson(path: string): Promise<unknown> {
-  const text = await Deno.readTextFile(path);
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new Error(`${path} is not valid JSON: ${(e as Error).message}`);
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The tokenizer of a Hugging Face model folder: `tokenizer.json` if present, else GPT-2's
  * `vocab.json` + `merges.txt`; `tokenizer_config.json` is read when present. `eotToken`
  * (e.g. config.json's `eos_token_id`) overrides the end-of-text guess.
  */
 export async function loadHfTokenizer(dir: string, eotToken?: number): Promise<HfTokenizer> {
-  const config = await exists(`${dir}/tokenizer_config.json`)
-    ? (await readJson(`${dir}/tokenizer_config.json`)) as Record<string, unknown>
+  const config = await pathExists(`${dir}/tokenizer_config.json`)
+    ? (await readJsonChecked(`${dir}/tokenizer_config.json`)) as Record<string, unknown>
     : undefined;
-  if (await exists(`${dir}/tokenizer.json`)) {
-    const json = await readJson(`${dir}/tokenizer.json`);
+  if (await pathExists(`${dir}/tokenizer.json`)) {
+    const json = await readJsonChecked(`${dir}/tokenizer.json`);
     if (!isHfTokenizerFile(json)) {
       throw new Error(`${dir}/tokenizer.json is not a Hugging Face tokenizer (no "model")`);
     }
     return new HfTokenizer(json, { eotToken, config });
   }
-  if (await exists(`${dir}/vocab.json`) && await exists(`${dir}/merges.txt`)) {
-    const vocab = (await readJson(`${dir}/vocab.json`)) as Record<string, number>;
-    const merges = await Deno.readTextFile(`${dir}/merges.txt`);
+  if (await pathExists(`${dir}/vocab.json`) && await pathExists(`${dir}/merges.txt`)) {
+    const vocab = (await readJsonChecked(`${dir}/vocab.json`)) as Record<string, number>;
+    const merges = await readTextChecked(`${dir}/merges.txt`, MAX_JSON_BYTES);
     return HfTokenizer.fromVocabMerges(vocab, merges, { eotToken, config });
   }
   throw new Error(

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { MAX_TEXT_BYTES, pathExists, ReadError, readFileChecked } from "../io/read_file.ts";
 import { sha256Hex } from "./hash.ts";
 import { chapterDocument, loadMobyDick, MOBY_DICK_PACKAGE } from "./moby_dick.ts";
 import { errMessage } from "./npm_package.ts";
@@ -106,13 +107,13 @@ export async function loadTextSource(spec: string): Promise<TextSource> {
 }
 
 async function readFile(path: string): Promise<Uint8Array> {
+  if (!(await pathExists(path))) {
+    throw new Error(`data file not found: ${path} (working directory ${safeCwd()})`);
+  }
   try {
-    return await Deno.readFile(path);
+    return await readFileChecked(path, MAX_TEXT_BYTES);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new Error(`data file not found: ${path} (working directory ${safeCwd()})`);
-    }
-    if (err instanceof Deno.errors.IsADirectory) throw new Error(`${path} is a directory`);
+    if (err instanceof ReadError) throw err;
     throw new Error(`cannot read data file ${path}: ${errMessage(err)}`);
   }
 }

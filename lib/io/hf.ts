@@ -36,10 +36,18 @@ import { fromBf16Bits, fromF16Bits } from "../quant/f16.ts";
 import { quantize } from "../quant/quantize.ts";
 import { Tensor } from "../tensor.ts";
 import {
+  MAX_JSON_BYTES,
+  openChecked,
+  parseJsonText,
+  pathExists,
+  readFileChecked,
+  readJsonChecked,
+  sha256File,
+} from "./read_file.ts";
+import {
   type Dtype,
-  DTYPE_SIZES,
-  isDtype,
-  numElements,
+  headerLength,
+  parseHeader,
   type SafetensorsTensor,
   tensorView,
 } from "./safetensors.ts";
@@ -68,65 +76,30 @@ export class LazySafetensors {
     private file: Deno.FsFile,
   ) {}
 
-  /** Opens `path` and checks its header (dtypes, shapes, offsets within the file). */
+  /**
+   * Opens `path` (a regular file the process may read, links resolved) and checks its header
+   * with the same strict reader as {@link parseSafetensors}: dtypes, shapes, byte lengths, no
+   * overlaps, holes, trailing bytes or duplicate keys, string-only `__metadata__`.
+   */
   static async open(path: string): Promise<LazySafetensors> {
-    let file: Deno.FsFile;
+    const { file, info } = await openChecked(path);
     try {
-      file = await Deno.open(path, { read: true });
-    } catch (e) {
-      throw new Error(`cannot open ${path}: ${(e as Error).message}`);
-    }
-    try {
-      const size = (await file.stat()).size;
-      const fail = (msg: string): never => {
-        throw new Error(`${path}: safetensors: ${msg}`);
-      };
-      if (size < 8) fail(`file too short (${size} bytes)`);
-      const head = await readAt(file, 0, 8);
-      const n = Number(new DataView(head.buffer).getBigUint64(0, true));
-      if (n > 100_000_000 || 8 + n > size) fail(`header length ${n} is beyond the file`);
-      let header: Record<string, unknown>;
-      try {
-        header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(
-          await readAt(file, 8, n),
-        ));
-      } catch (e) {
-        return fail(`header is not valid JSON (${(e as Error).message})`);
-      }
-      if (typeof header !== "object" || header === null || Array.isArray(header)) {
-        fail("header is not a JSON object");
-      }
-      const dataStart = 8 + n, dataLength = size - dataStart;
+      const size = info.size;
+      const n = headerLength(await readAt(file, 0, Math.min(8, size)), size);
+      const { entries, metadata } = parseHeader(await readAt(file, 8, n), size - 8 - n);
       const tensors = new Map<string, TensorInfo>();
-      let metadata: Record<string, string> = {};
-      for (const [name, raw] of Object.entries(header)) {
-        if (name === "__metadata__") {
-          metadata = (raw ?? {}) as Record<string, string>;
-          continue;
-        }
-        const r = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-        if (!isDtype(r?.dtype)) fail(`tensor "${name}": unknown dtype ${JSON.stringify(r?.dtype)}`);
-        const shape = r.shape as number[];
-        if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-          fail(`tensor "${name}": bad shape ${JSON.stringify(r.shape)}`);
-        }
-        const o = r.data_offsets as number[];
-        if (
-          !Array.isArray(o) || o.length !== 2 || !o.every(Number.isSafeInteger) || o[0] < 0 ||
-          o[1] < o[0] || o[1] > dataLength
-        ) {
-          fail(`tensor "${name}": data_offsets ${JSON.stringify(o)} outside the data section`);
-        }
-        const dtype = r.dtype as Dtype;
-        if (o[1] - o[0] !== numElements(shape) * DTYPE_SIZES[dtype]) {
-          fail(`tensor "${name}": ${o[1] - o[0]} bytes do not hold ${dtype} [${shape}]`);
-        }
-        tensors.set(name, { dtype, shape, offset: dataStart + o[0], length: o[1] - o[0] });
+      for (const e of entries) {
+        tensors.set(e.name, {
+          dtype: e.dtype,
+          shape: e.shape,
+          offset: 8 + n + e.begin,
+          length: e.end - e.begin,
+        });
       }
       return new LazySafetensors(path, tensors, metadata, file);
     } catch (e) {
       file.close();
-      throw e;
+      throw new Error(`${path}: ${(e as Error).message}`);
     }
   }
 
@@ -193,13 +166,8 @@ export class HfWeights {
    */
   static async open(dir: string): Promise<HfWeights> {
     const index = `${dir}/model.safetensors.index.json`;
-    if (await exists(index)) {
-      let j: { weight_map?: unknown };
-      try {
-        j = JSON.parse(await Deno.readTextFile(index));
-      } catch (e) {
-        throw new Error(`${index} is not valid JSON: ${(e as Error).message}`);
-      }
+    if (await pathExists(index)) {
+      const j = await readJsonChecked(index) as { weight_map?: unknown } | null;
       const wm = j?.weight_map;
       if (typeof wm !== "object" || wm === null || Array.isArray(wm)) {
         throw new Error(`${index}: no "weight_map" object of tensor name → shard file`);
@@ -218,7 +186,7 @@ export class HfWeights {
       const where = new Map<string, LazySafetensors>();
       try {
         for (const [f, names] of [...byFile].sort(([a], [b]) => a < b ? -1 : 1)) {
-          if (!(await exists(`${dir}/${f}`))) {
+          if (!(await pathExists(`${dir}/${f}`))) {
             throw new Error(`${index} names shard ${f}, which is missing from ${dir}`);
           }
           const st = await LazySafetensors.open(`${dir}/${f}`);
@@ -237,8 +205,8 @@ export class HfWeights {
       return new HfWeights(dir, where, files);
     }
     const single = `${dir}/model.safetensors`;
-    if (!(await exists(single))) {
-      const bin = await exists(`${dir}/pytorch_model.bin`);
+    if (!(await pathExists(single))) {
+      const bin = await pathExists(`${dir}/pytorch_model.bin`);
       throw new Error(
         `${dir} has no model.safetensors or model.safetensors.index.json` +
           (bin ? " (only pytorch_model.bin: convert it to safetensors first)" : ""),
@@ -267,6 +235,13 @@ export class HfWeights {
     return toF32(name, await f.read(name));
   }
 
+  /** Bytes of every tensor's data, over all files. */
+  get dataBytes(): number {
+    let n = 0;
+    for (const f of this.files) for (const t of f.tensors.values()) n += t.length;
+    return n;
+  }
+
   /** The `__metadata__` of the first file. */
   get metadata(): Record<string, string> {
     return this.files[0].metadata;
@@ -278,28 +253,22 @@ export class HfWeights {
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * SHA-256 of a folder's weights: of `model.safetensors` when there is one (so folders written by
- * saveModel keep their digest), else of the index file and each shard's digest in order.
+ * saveModel keep their digest), else of the index file and each shard's digest in order. Files
+ * are hashed in chunks, never held whole in memory.
  */
 export async function hashModelWeights(dir: string): Promise<string> {
-  if (await exists(`${dir}/model.safetensors`)) {
-    return sha256Hex(await Deno.readFile(`${dir}/model.safetensors`));
+  if (await pathExists(`${dir}/model.safetensors`)) {
+    return await sha256File(`${dir}/model.safetensors`);
   }
-  const index = await Deno.readTextFile(`${dir}/model.safetensors.index.json`);
-  const shards = [...new Set(Object.values(JSON.parse(index).weight_map as Record<string, string>))]
-    .sort();
+  const indexPath = `${dir}/model.safetensors.index.json`;
+  const index = new TextDecoder().decode(await readFileChecked(indexPath, MAX_JSON_BYTES));
+  const wm = (parseJsonText(index, indexPath) as { weight_map?: Record<string, string> } | null)
+    ?.weight_map ?? {};
+  const shards = [...new Set(Object.values(wm))].sort();
   let all = await sha256Hex(index);
-  for (const s of shards) all += await sha256Hex(await Deno.readFile(`${dir}/${s}`));
+  for (const s of shards) all += await sha256File(`${dir}/${s}`);
   return sha256Hex(all);
 }
 
@@ -332,6 +301,66 @@ export function hfArch(raw: Record<string, unknown>): HfArch {
   );
 }
 
+/** An optional config.json number that must be finite and > 0 (`null` = absent). */
+function positiveField(raw: Record<string, unknown>, key: string, dflt: number): number {
+  const v = raw[key] ?? dflt;
+  if (typeof v !== "number" || !(v > 0) || !Number.isFinite(v)) {
+    throw new Error(`config.json: ${key} = ${JSON.stringify(v)}: expected a number > 0`);
+  }
+  return v;
+}
+
+/** An optional config.json boolean (`null` = absent). */
+function boolField(raw: Record<string, unknown>, key: string, dflt: boolean): boolean {
+  const v = raw[key] ?? dflt;
+  if (typeof v !== "boolean") {
+    throw new Error(`config.json: ${key} = ${JSON.stringify(v)}: expected true or false`);
+  }
+  return v;
+}
+
+/**
+ * Parameters a GPT-2 config implies (biases and norms included), counted by formula, without
+ * building anything: what {@link checkConfigFitsFiles} compares with the weights' bytes.
+ */
+export function gpt2ParamCount(c: GPTConfig): number {
+  const C = c.n_embd;
+  const block = 4 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C);
+  return (c.vocab_size + c.n_positions) * C + 2 * C + c.n_layer * block;
+}
+
+/** Weight parameters a Llama config implies (no biases, no norms): a lower bound, by formula. */
+export function llamaParamCount(c: LlamaConfig): number {
+  const C = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  const { nh, nkv, hd } = llamaDims(c);
+  const block = 2 * C * nh * hd + 2 * C * nkv * hd + 3 * C * I;
+  return V * C * (c.tie_word_embeddings ? 1 : 2) + c.num_hidden_layers * block;
+}
+
+/**
+ * Throws unless the weight files can hold the parameters config.json describes, at half a byte
+ * each (4-bit, the smallest storage a checkpoint may use). Checked before anything is built or
+ * allocated, so a config with `n_layer: 1000000` or `vocab_size: 2000000` is one clear error
+ * instead of gigabytes of allocation.
+ */
+export function checkConfigFitsFiles(
+  params: number,
+  fileBytes: number,
+  dims: Record<string, number>,
+  where: string,
+): void {
+  if (params / 2 <= fileBytes) return;
+  const fields = Object.entries(dims).map(([k, v]) => `${k} ${v}`).join(", ");
+  throw new Error(
+    `${where}: config.json (${fields}) describes ${params.toExponential(3)} parameters, ` +
+      `at least ${fmtBytes(params / 2)}, but the weight files hold only ${fmtBytes(fileBytes)}`,
+  );
+}
+
+function fmtBytes(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(2)} MB`;
+}
+
 /** GPT2Config fields → {@link GPTConfig}, refusing variants the model does not implement. */
 export function gpt2ConfigFromHf(raw: Record<string, unknown>): GPTConfig {
   const c: GPTConfig = {
@@ -340,7 +369,7 @@ export function gpt2ConfigFromHf(raw: Record<string, unknown>): GPTConfig {
     n_embd: raw.n_embd as number,
     n_layer: raw.n_layer as number,
     n_head: raw.n_head as number,
-    layer_norm_epsilon: (raw.layer_norm_epsilon as number | undefined) ?? 1e-5,
+    layer_norm_epsilon: positiveField(raw, "layer_norm_epsilon", 1e-5),
   };
   validateConfig(c);
   const act = raw.activation_function ?? "gelu_new";
@@ -368,12 +397,12 @@ export function llamaConfigFromHf(raw: Record<string, unknown>): LlamaConfig {
     num_attention_heads: raw.num_attention_heads as number,
     num_key_value_heads: (raw.num_key_value_heads as number | null | undefined) ??
       (raw.num_attention_heads as number),
-    rms_norm_eps: (raw.rms_norm_eps as number | undefined) ?? 1e-6,
-    rope_theta: (raw.rope_theta as number | undefined) ?? 10000,
+    rms_norm_eps: positiveField(raw, "rms_norm_eps", 1e-6),
+    rope_theta: positiveField(raw, "rope_theta", 10000),
     max_position_embeddings: (raw.max_position_embeddings as number | undefined) ?? 2048,
-    tie_word_embeddings: (raw.tie_word_embeddings as boolean | undefined) ?? false,
-    attention_bias: (raw.attention_bias as boolean | undefined) ?? false,
-    mlp_bias: (raw.mlp_bias as boolean | undefined) ?? false,
+    tie_word_embeddings: boolField(raw, "tie_word_embeddings", false),
+    attention_bias: boolField(raw, "attention_bias", false),
+    mlp_bias: boolField(raw, "mlp_bias", false),
     rope_scaling: (raw.rope_scaling as LlamaConfig["rope_scaling"]) ?? null,
   };
   if (raw.head_dim != null) c.head_dim = raw.head_dim as number;
@@ -430,19 +459,16 @@ interface Expect {
 
 /** Reads config.json of `dir`. */
 export async function readHfConfig(dir: string): Promise<Record<string, unknown>> {
-  let text: string;
+  let j: unknown;
   try {
-    text = await Deno.readTextFile(`${dir}/config.json`);
+    j = await readJsonChecked(`${dir}/config.json`);
   } catch (e) {
     throw new Error(`cannot read ${dir}/config.json: ${(e as Error).message}`);
   }
-  try {
-    const j = JSON.parse(text);
-    if (typeof j !== "object" || j === null || Array.isArray(j)) throw new Error("not an object");
-    return j;
-  } catch (e) {
-    throw new Error(`${dir}/config.json is not a JSON object: ${(e as Error).message}`);
+  if (typeof j !== "object" || j === null || Array.isArray(j)) {
+    throw new Error(`${dir}/config.json is not a JSON object`);
   }
+  return j as Record<string, unknown>;
 }
 
 /** Maps canonical names to stored ones, ignoring known buffers; errors name every problem. */
@@ -537,7 +563,18 @@ class Builder {
   }
 }
 
-function gpt2Expected(c: GPTConfig): Map<string, number[]> {
+/** The dimensions of a GPT-2 config that size its weights, for error messages. */
+export function gpt2Dims(c: GPTConfig): Record<string, number> {
+  return {
+    vocab_size: c.vocab_size,
+    n_positions: c.n_positions,
+    n_embd: c.n_embd,
+    n_layer: c.n_layer,
+  };
+}
+
+/** The shape of every GPT-2 parameter, by canonical name, in model order. */
+export function gpt2Expected(c: GPTConfig): Map<string, number[]> {
   const C = c.n_embd;
   const m = new Map<string, number[]>([
     ["transformer.wte.weight", [c.vocab_size, C]],
@@ -690,11 +727,18 @@ export async function loadHfWeights(
   try {
     if (arch === "gpt2") {
       const config = gpt2ConfigFromHf(raw);
+      checkConfigFitsFiles(gpt2ParamCount(config), w.dataBytes, gpt2Dims(config), dir);
       const found = plan(w, gpt2Expected(config), gpt2Canonical, "GPT2LMHeadModel");
       const model = await buildGpt2(new Builder(w, found, device, opts), config);
       return { model, arch, config, metadata: w.metadata, eosTokenId };
     }
     const config = llamaConfigFromHf(raw);
+    checkConfigFitsFiles(llamaParamCount(config), w.dataBytes, {
+      vocab_size: config.vocab_size,
+      hidden_size: config.hidden_size,
+      intermediate_size: config.intermediate_size,
+      num_hidden_layers: config.num_hidden_layers,
+    }, dir);
     const found = plan(w, llamaExpected(config), llamaCanonical(config), "LlamaForCausalLM");
     const model = await buildLlama(new Builder(w, found, device, opts), config);
     return { model, arch, config, metadata: w.metadata, eosTokenId };
@@ -708,13 +752,8 @@ export async function loadHfWeights(
  * tokenizerFromJSON), else Hugging Face's (`tokenizer.json`, or `vocab.json` + `merges.txt`).
  */
 export async function loadFolderTokenizer(dir: string, eosTokenId?: number): Promise<Tokenizer> {
-  if (await exists(`${dir}/tokenizer.json`)) {
-    let j: unknown;
-    try {
-      j = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
-    } catch (e) {
-      throw new Error(`${dir}/tokenizer.json is not valid JSON: ${(e as Error).message}`);
-    }
+  if (await pathExists(`${dir}/tokenizer.json`)) {
+    const j = await readJsonChecked(`${dir}/tokenizer.json`);
     if (typeof (j as { type?: unknown })?.type === "string") {
       return tokenizerFromJSON(j as TokenizerJSON);
     }

@@ -10,11 +10,21 @@
 import type { Backend } from "../backend/backend.ts";
 import { type Tokenizer, tokenizerFromJSON, type TokenizerJSON } from "../data/tokenizer.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
-import { GPT, type GPTConfig, validateConfig } from "../nn/gpt.ts";
+import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import type { LlamaConfig } from "../nn/llama.ts";
-import { Tensor } from "../tensor.ts";
+import { fmtShape, Tensor } from "../tensor.ts";
 import { writeJsonAtomic } from "./atomic.ts";
-import { hfArch, type HfLoadOptions, loadHfModel } from "./hf.ts";
+import { checkFile, readJsonChecked } from "./read_file.ts";
+import {
+  checkConfigFitsFiles,
+  gpt2ConfigFromHf,
+  gpt2Dims,
+  gpt2Expected,
+  gpt2ParamCount,
+  hfArch,
+  type HfLoadOptions,
+  loadHfModel,
+} from "./hf.ts";
 import { readSafetensors, tensorFromArray, tensorView, writeSafetensors } from "./safetensors.ts";
 
 /** What {@link loadModel} returns. */
@@ -75,7 +85,7 @@ export async function loadModel(
 ): Promise<LoadedModel> {
   const read = async (name: string) => {
     try {
-      return JSON.parse(await Deno.readTextFile(`${dir}/${name}`));
+      return await readJsonChecked(`${dir}/${name}`) as Record<string, unknown>;
     } catch (e) {
       throw new Error(`loadModel: cannot read ${dir}/${name}: ${(e as Error).message}`);
     }
@@ -88,15 +98,8 @@ export async function loadModel(
   ) {
     return await loadHfModel(dir, device, opts);
   }
-  const config: GPTConfig = {
-    vocab_size: raw.vocab_size,
-    n_positions: raw.n_positions,
-    n_embd: raw.n_embd,
-    n_layer: raw.n_layer,
-    n_head: raw.n_head,
-    layer_norm_epsilon: raw.layer_norm_epsilon ?? 1e-5,
-  };
-  validateConfig(config);
+  // The same field checks as a Hugging Face GPT-2 config (types, ranges, activation).
+  const config: GPTConfig = gpt2ConfigFromHf(raw);
   const tokenizer = tokenizerFromJSON((await read("tokenizer.json")) as TokenizerJSON);
   if (tokenizer.vocabSize > config.vocab_size) {
     throw new Error(
@@ -104,6 +107,7 @@ export async function loadModel(
     );
   }
   const file = await readSafetensors(`${dir}/model.safetensors`);
+  checkShapes(dir, config, file.tensors);
   const state = new Map<string, Tensor>();
   for (const [name, t] of file.tensors) {
     if (t.dtype !== "F32") {
@@ -116,11 +120,38 @@ export async function loadModel(
   return { model, tokenizer, config, metadata: file.metadata };
 }
 
+/**
+ * The file's tensors must be exactly the config's parameters with their shapes (an extra
+ * `lm_head.weight`, tied to wte, is allowed): checked before the model is allocated, the
+ * parameter count against the file size first.
+ */
+function checkShapes(dir: string, c: GPTConfig, tensors: Map<string, { shape: number[] }>) {
+  let bytes = 0;
+  for (const t of tensors.values()) bytes += 4 * t.shape.reduce((a, b) => a * b, 1);
+  checkConfigFitsFiles(gpt2ParamCount(c), bytes, gpt2Dims(c), dir);
+  const want = gpt2Expected(c);
+  for (const name of tensors.keys()) {
+    if (name !== "lm_head.weight" && !want.has(name)) {
+      throw new Error(`loadModel: ${dir}: unknown parameter ${name}`);
+    }
+  }
+  for (const [name, shape] of want) { // in model order: the first problem named is the lowest
+    const t = tensors.get(name);
+    if (!t) throw new Error(`loadModel: ${dir}: missing parameter ${name}`);
+    if (shape.join(",") !== t.shape.join(",")) {
+      throw new Error(
+        `loadModel: ${dir}: ${name} is ${fmtShape(t.shape)}, expected ${fmtShape(shape)} ` +
+          "from config.json",
+      );
+    }
+  }
+}
+
 /** A folder saveModel wrote: loralab's own tokenizer.json (with `type`) and model.safetensors. */
 async function isLoralabFolder(dir: string): Promise<boolean> {
   try {
-    const tok = JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`));
-    await Deno.stat(`${dir}/model.safetensors`);
+    const tok = await readJsonChecked(`${dir}/tokenizer.json`) as { type?: unknown } | null;
+    await checkFile(`${dir}/model.safetensors`);
     return typeof tok?.type === "string";
   } catch {
     return false;

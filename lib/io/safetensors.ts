@@ -20,6 +20,8 @@
  * @module
  */
 
+import { readFileChecked } from "./read_file.ts";
+
 /** Element types understood here, with their size in bytes (see {@link DTYPE_SIZES}). */
 export type Dtype =
   | "F64"
@@ -175,32 +177,72 @@ export function tensorFromArray(
  * implementation does). Each tensor's bytes are copied, so the result does not alias `bytes`.
  */
 export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
-  if (bytes.byteLength < 8) {
-    throw new Error(`safetensors: file too short (${bytes.byteLength} bytes, need at least 8)`);
+  const n = headerLength(bytes.subarray(0, 8), bytes.byteLength);
+  const { entries, metadata } = parseHeader(bytes.subarray(8, 8 + n), bytes.byteLength - 8 - n);
+  // Everything is valid: now copy the data out.
+  const tensors = new Map<string, SafetensorsTensor>();
+  for (const t of entries) {
+    const data = bytes.slice(8 + n + t.begin, 8 + n + t.end);
+    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
   }
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const n64 = dv.getBigUint64(0, true);
+  return { tensors, metadata };
+}
+
+/** One tensor's entry in a header: offsets relative to the data section. */
+export interface HeaderEntry {
+  /** Tensor name. */
+  name: string;
+  /** Element type. */
+  dtype: Dtype;
+  /** Dimensions. */
+  shape: number[];
+  /** First byte, relative to the data section. */
+  begin: number;
+  /** One past the last byte, relative to the data section. */
+  end: number;
+}
+
+/**
+ * The header length N from a file's first 8 bytes, checked against the file size and
+ * {@link MAX_HEADER_BYTES}. Throws `safetensors: …` for a short file or a bad length.
+ */
+export function headerLength(first8: Uint8Array, fileSize: number): number {
+  if (fileSize < 8 || first8.byteLength < 8) {
+    throw new Error(`safetensors: file too short (${fileSize} bytes, need at least 8)`);
+  }
+  const n64 = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES)) {
     throw new Error(`safetensors: header length ${n64} is too large (limit ${MAX_HEADER_BYTES})`);
   }
   const n = Number(n64);
-  if (8 + n > bytes.byteLength) {
+  if (8 + n > fileSize) {
     throw new Error(
-      `safetensors: header length ${n} goes beyond the end of the file (${bytes.byteLength} bytes)`,
+      `safetensors: header length ${n} goes beyond the end of the file (${fileSize} bytes)`,
     );
   }
+  return n;
+}
 
+/**
+ * Parses and validates a header (the N bytes after the length) for a data section of
+ * `dataLength` bytes: every check {@link parseSafetensors} lists. The one strict reader of both
+ * the in-memory parser and the lazy one of Hugging Face folders. Entries come sorted by offset.
+ */
+export function parseHeader(
+  headerBytes: Uint8Array,
+  dataLength: number,
+): { entries: HeaderEntry[]; metadata: Record<string, string> } {
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder("utf-8", { fatal: true }).decode(headerBytes);
   } catch {
     throw new Error("safetensors: header is not valid UTF-8");
   }
   let header: unknown;
   try {
     header = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`safetensors: header is not valid JSON (${(e as Error).message})`);
+  } catch {
+    throw new Error("safetensors: header is not valid JSON");
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) {
     throw new Error("safetensors: header is not a JSON object");
@@ -210,21 +252,19 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
     throw new Error(`safetensors: duplicate key "${dup}" in header`);
   }
 
-  const entries = header as Record<string, unknown>;
-  const metadata = parseMetadata(entries["__metadata__"]);
-  const dataStart = 8 + n;
-  const dataLength = bytes.byteLength - dataStart;
+  const raw = header as Record<string, unknown>;
+  const metadata = parseMetadata(raw["__metadata__"]);
 
   // Validate each entry on its own, then their layout together.
-  const infos: { name: string; dtype: Dtype; shape: number[]; begin: number; end: number }[] = [];
-  for (const [name, raw] of Object.entries(entries)) {
+  const entries: HeaderEntry[] = [];
+  for (const [name, r] of Object.entries(raw)) {
     if (name === "__metadata__") continue;
-    infos.push({ name, ...parseTensorInfo(name, raw, dataLength) });
+    entries.push({ name, ...parseTensorInfo(name, r, dataLength) });
   }
-  infos.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let pos = 0;
   let prev = "";
-  for (const t of infos) {
+  for (const t of entries) {
     if (t.begin < pos) {
       throw new Error(
         `safetensors: tensor "${t.name}" [${t.begin}, ${t.end}) overlaps tensor "${prev}"` +
@@ -246,14 +286,7 @@ export function parseSafetensors(bytes: Uint8Array): SafetensorsFile {
         ` (tensors cover ${pos} of ${dataLength} bytes)`,
     );
   }
-
-  // Everything is valid: now copy the data out.
-  const tensors = new Map<string, SafetensorsTensor>();
-  for (const t of infos) {
-    const data = bytes.slice(dataStart + t.begin, dataStart + t.end);
-    tensors.set(t.name, { dtype: t.dtype, shape: t.shape, data });
-  }
-  return { tensors, metadata };
+  return { entries, metadata };
 }
 
 function parseMetadata(raw: unknown): Record<string, string> {
@@ -353,9 +386,12 @@ function firstDuplicateKey(text: string): string | undefined {
   return undefined;
 }
 
-/** Reads and parses a safetensors file (see {@link parseSafetensors} for the checks). */
-export async function readSafetensors(path: string | URL): Promise<SafetensorsFile> {
-  return parseSafetensors(await Deno.readFile(path));
+/**
+ * Reads and parses a safetensors file (see {@link parseSafetensors} for the checks); the file
+ * must be a regular file the process may read, links resolved (see lib/io/read_file.ts).
+ */
+export async function readSafetensors(path: string): Promise<SafetensorsFile> {
+  return parseSafetensors(await readFileChecked(path));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,8 +11,14 @@
  */
 
 import { writeJsonAtomic } from "../io/atomic.ts";
-import { readSafetensors, tensorFromArray, writeSafetensors } from "../io/safetensors.ts";
-import { toF32 } from "../io/hf.ts";
+import { readJsonChecked } from "../io/read_file.ts";
+import {
+  readSafetensors,
+  type SafetensorsTensor,
+  tensorFromArray,
+  writeSafetensors,
+} from "../io/safetensors.ts";
+import { LazySafetensors, toF32 } from "../io/hf.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import type { PeftConfig, PeftModel } from "./apply.ts";
 
@@ -88,30 +94,64 @@ export async function saveAdapter(dir: string, pm: PeftModel, baseModel: string)
   await writeJsonAtomic(`${dir}/adapter_config.json`, cfg);
 }
 
-/** Reads and checks adapter_config.json; returns the PeftConfig to prepare a model with. */
+/** Base-weight formats an adapter_config.json's `loralab.quant` may name. */
+const ADAPTER_QUANTS = ["nf4", "fp4", "int8", "f16", "none"] as const;
+
+/**
+ * Reads and checks adapter_config.json; returns the PeftConfig to prepare a model with. Every
+ * field read is checked for type, range and supported value (one error naming the field), and
+ * `r` is checked against the lora_A tensors' shapes in adapter_model.safetensors (whose header is
+ * read, not its data), so a config cannot make the model allocate adapters its file does not
+ * hold.
+ */
 export async function readAdapterConfig(dir: string): Promise<PeftConfig> {
-  let j: AdapterConfigJson;
+  const path = `${dir}/adapter_config.json`;
+  let raw: unknown;
   try {
-    j = JSON.parse(await Deno.readTextFile(`${dir}/adapter_config.json`));
+    raw = await readJsonChecked(path);
   } catch (e) {
-    throw new Error(
-      `readAdapterConfig: cannot read ${dir}/adapter_config.json: ${(e as Error).message}`,
-    );
+    throw new Error(`readAdapterConfig: cannot read ${path}: ${(e as Error).message}`);
   }
+  const c = parseAdapterConfig(raw, path);
+  await checkRank(dir, c.r);
+  return c;
+}
+
+/**
+ * Validates a parsed adapter_config.json (see {@link readAdapterConfig}); `where` names the file
+ * in errors.
+ */
+export function parseAdapterConfig(
+  raw: unknown,
+  where = "adapter_config.json",
+): PeftConfig & { r: number } {
+  const bad = (field: string, v: unknown, want: string): never => {
+    throw new Error(`readAdapterConfig: ${where}: ${field} = ${show(v)}: expected ${want}`);
+  };
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    throw new Error(`readAdapterConfig: ${where} is not a JSON object`);
+  }
+  const j = raw as Record<string, unknown>;
   if (j.peft_type !== "LORA") {
-    throw new Error(`readAdapterConfig: peft_type ${j.peft_type} is not LORA`);
+    throw new Error(`readAdapterConfig: peft_type ${show(j.peft_type)} is not LORA`);
   }
-  if (!Number.isInteger(j.r) || j.r < 1) throw new Error(`readAdapterConfig: bad r ${j.r}`);
+  const r = j.r;
+  if (typeof r !== "number" || !Number.isInteger(r) || r < 1) {
+    throw new Error(`readAdapterConfig: bad r ${show(r)} (expected a positive integer)`);
+  }
   if (typeof j.target_modules === "string") {
     throw new Error(
       `readAdapterConfig: target_modules is a regular expression (${j.target_modules}); ` +
         "only a list of module names is supported",
     );
   }
-  if (!Array.isArray(j.target_modules) || j.target_modules.some((t) => typeof t !== "string")) {
+  const targets = j.target_modules;
+  if (
+    !Array.isArray(targets) || targets.length === 0 ||
+    targets.some((t) => typeof t !== "string" || t === "")
+  ) {
     throw new Error("readAdapterConfig: target_modules must be a list of names");
   }
-  const extra = j as unknown as Record<string, unknown>;
   const nonEmpty = (v: unknown) =>
     v != null && v !== false &&
     !(typeof v === "object" && Object.keys(v as object).length === 0);
@@ -124,26 +164,91 @@ export async function readAdapterConfig(dir: string): Promise<PeftConfig> {
       "layers_to_transform",
     ]
   ) {
-    if (nonEmpty(extra[k])) {
-      throw new Error(`readAdapterConfig: ${k} = ${JSON.stringify(extra[k])} is not supported`);
+    if (nonEmpty(j[k])) {
+      throw new Error(`readAdapterConfig: ${k} = ${JSON.stringify(j[k])} is not supported`);
     }
   }
   if ((j.bias ?? "none") !== "none") {
-    throw new Error(`readAdapterConfig: bias "${j.bias}" is not supported (only "none")`);
+    throw new Error(`readAdapterConfig: bias ${show(j.bias)} is not supported (only "none")`);
   }
-  if (!(j.lora_alpha > 0)) throw new Error(`readAdapterConfig: bad lora_alpha ${j.lora_alpha}`);
+  const alpha = j.lora_alpha;
+  if (typeof alpha !== "number" || !(alpha > 0) || !Number.isFinite(alpha)) {
+    throw new Error(`readAdapterConfig: bad lora_alpha ${show(alpha)} (expected a number > 0)`);
+  }
+  const dropout = j.lora_dropout ?? 0;
+  if (typeof dropout !== "number" || !(dropout >= 0 && dropout < 1)) {
+    bad("lora_dropout", dropout, "a number in [0, 1)");
+  }
+  const rslora = j.use_rslora ?? false;
+  if (typeof rslora !== "boolean") bad("use_rslora", rslora, "true or false");
+  if (j.fan_in_fan_out !== undefined && typeof j.fan_in_fan_out !== "boolean") {
+    bad("fan_in_fan_out", j.fan_in_fan_out, "true or false");
+  }
   const ll = j.loralab ?? {};
+  if (typeof ll !== "object" || ll === null || Array.isArray(ll)) {
+    bad("loralab", ll, "an object (or no such field)");
+  }
+  const x = ll as Record<string, unknown>;
+  const method = x.method ?? "lora";
+  if (method !== "lora" && method !== "qlora") bad("loralab.method", method, '"lora" or "qlora"');
+  const quant = x.quant ?? "none";
+  if (!(ADAPTER_QUANTS as readonly unknown[]).includes(quant)) {
+    bad("loralab.quant", quant, `one of ${ADAPTER_QUANTS.join(", ")}`);
+  }
+  if (method === "qlora" && quant === "none") {
+    bad("loralab.quant", quant, "a quantized format for a qlora adapter");
+  }
+  const blockSize = x.block_size ?? 64;
+  if (
+    typeof blockSize !== "number" || !Number.isInteger(blockSize) || blockSize < 32 ||
+    blockSize > 4096 || blockSize % 8 !== 0
+  ) {
+    bad("loralab.block_size", blockSize, "a multiple of 8 in [32, 4096]");
+  }
+  const doubleQuant = x.double_quant ?? true;
+  if (typeof doubleQuant !== "boolean") bad("loralab.double_quant", doubleQuant, "true or false");
   return {
-    method: ll.method === "qlora" ? "qlora" : "lora",
-    r: j.r,
-    alpha: j.lora_alpha,
-    dropout: j.lora_dropout ?? 0,
-    rslora: j.use_rslora ?? false,
-    targets: j.target_modules,
-    quant: (ll.quant as PeftConfig["quant"]) ?? "none",
-    blockSize: (ll.block_size as number) ?? 64,
-    doubleQuant: (ll.double_quant as boolean) ?? true,
+    method: method as "lora" | "qlora",
+    r,
+    alpha,
+    dropout: dropout as number,
+    rslora: rslora as boolean,
+    targets: targets as string[],
+    quant: quant as PeftConfig["quant"],
+    blockSize: blockSize as number,
+    doubleQuant: doubleQuant as boolean,
   };
+}
+
+/** A value as shown in an error: JSON, cut short. */
+function show(v: unknown): string {
+  const s = v === undefined ? "undefined" : JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Every lora_A [r, in] / lora_B [out, r] in the weights file must have the config's rank. */
+async function checkRank(dir: string, r: number): Promise<void> {
+  const path = `${dir}/adapter_model.safetensors`;
+  let file: LazySafetensors;
+  try {
+    file = await LazySafetensors.open(path);
+  } catch (e) {
+    throw new Error(`readAdapterConfig: ${(e as Error).message}`);
+  }
+  file.close();
+  for (const [key, t] of file.tensors) {
+    const rank = key.endsWith(".lora_A.weight")
+      ? t.shape[0]
+      : key.endsWith(".lora_B.weight")
+      ? t.shape[1]
+      : r;
+    if (t.shape.length !== 2 || rank !== r) {
+      throw new Error(
+        `readAdapterConfig: adapter_config.json says r = ${r}, but ${key} in ${path} is ` +
+          `${fmtShape(t.shape)}`,
+      );
+    }
+  }
 }
 
 /**
@@ -175,12 +280,17 @@ export async function loadAdapter(dir: string, pm: PeftModel): Promise<void> {
   for (const key of want.keys()) {
     if (!file.tensors.has(key)) throw new Error(`loadAdapter: ${key} is missing from the file`);
   }
+  for (const [key, t] of file.tensors) finite(key, t); // all checked before any is replaced
   for (const [path, l] of pm.loraLayers) {
     const dev = l.loraA.backend;
     const a = file.tensors.get(`${PREFIX}${path}.lora_A.weight`)!;
     const b = file.tensors.get(`${PREFIX}${path}.lora_B.weight`)!;
-    const newA = Tensor.fromArray(toF32(path, a), a.shape, { device: dev }).keep();
-    const newB = Tensor.fromArray(toF32(path, b), b.shape, { device: dev }).keep();
+    const newA = Tensor.fromArray(finite(`${PREFIX}${path}.lora_A.weight`, a), a.shape, {
+      device: dev,
+    }).keep();
+    const newB = Tensor.fromArray(finite(`${PREFIX}${path}.lora_B.weight`, b), b.shape, {
+      device: dev,
+    }).keep();
     pm.trainable.set(`${path}.lora_A.weight`, newA);
     pm.trainable.set(`${path}.lora_B.weight`, newB);
     l.loraA.dispose();
@@ -188,4 +298,18 @@ export async function loadAdapter(dir: string, pm: PeftModel): Promise<void> {
     l.loraA = newA;
     l.loraB = newB;
   }
+}
+
+/** A tensor's values as f32; NaN or ±Inf anywhere is an error naming the tensor and index. */
+function finite(key: string, t: SafetensorsTensor): Float32Array {
+  const v = toF32(key, t);
+  for (let i = 0; i < v.length; i++) {
+    if (!Number.isFinite(v[i])) {
+      throw new Error(
+        `loadAdapter: ${key} holds non-finite values (${v[i]} at index ${i}); ` +
+          "the adapter file is damaged or came from a diverged run",
+      );
+    }
+  }
+  return v;
 }

@@ -16,6 +16,7 @@
  */
 
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts";
+import { readFileChecked } from "../io/read_file.ts";
 import {
   parseSafetensors,
   type SafetensorsTensor,
@@ -388,14 +389,10 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function readOrExplain(path: string, where: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new Error(`${where}: missing ${path.slice(path.lastIndexOf("/") + 1)}`);
-    }
-    throw e;
+  if (!(await exists(path))) {
+    throw new Error(`${where}: missing ${path.slice(path.lastIndexOf("/") + 1)}`);
   }
+  return await readFileChecked(path);
 }
 
 function list(names: string[]): string {

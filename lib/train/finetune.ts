@@ -19,6 +19,7 @@ import { hashModelWeights } from "../io/hf.ts";
 import { loadModel } from "../io/model_files.ts";
 import { serializeSafetensors, tensorFromArray } from "../io/safetensors.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
+import { readJsonChecked } from "../io/read_file.ts";
 import { generate } from "../nn/generate.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { AdamW } from "../optim/optimizers.ts";
@@ -553,7 +554,8 @@ export async function finetune(
 /** A folder written by saveModel (loralab's own tokenizer.json), not a Hugging Face checkpoint. */
 async function isLoralabBase(dir: string): Promise<boolean> {
   try {
-    return typeof JSON.parse(await Deno.readTextFile(`${dir}/tokenizer.json`))?.type === "string";
+    const tok = await readJsonChecked(`${dir}/tokenizer.json`) as { type?: unknown } | null;
+    return typeof tok?.type === "string";
   } catch {
     return false;
   }

@@ -21,6 +21,7 @@
  */
 
 import { writeTextAtomic } from "../io/atomic.ts";
+import { pathExists, readTextChecked } from "../io/read_file.ts";
 
 /**
  * One line of `metrics.jsonl`. `step` is the optimizer step the row describes (1-based; a row at
@@ -88,12 +89,7 @@ export class MetricsWriter {
     checkpointStep: number,
     opts: MetricsWriterOptions = {},
   ): Promise<MetricsWriter> {
-    let text = "";
-    try {
-      text = await Deno.readTextFile(path);
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
+    const text = await pathExists(path) ? await readTextChecked(path) : "";
     const kept = parseLines(text, path)
       .filter(({ row }) => row.step <= checkpointStep)
       .map(({ line }) => line + "\n");
@@ -139,7 +135,7 @@ export function formatRow(row: MetricsRow): string {
  * naming the file and line number. A missing file is an error.
  */
 export async function readMetrics(path: string): Promise<MetricsRow[]> {
-  return parseLines(await Deno.readTextFile(path), path).map(({ row }) => row);
+  return parseLines(await readTextChecked(path), path).map(({ row }) => row);
 }
 
 function parseLines(text: string, path: string): { line: string; row: MetricsRow }[] {

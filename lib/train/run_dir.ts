@@ -8,6 +8,7 @@
 
 import denoJson from "../../deno.json" with { type: "json" };
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
+import { pathExists, ReadError, readJsonChecked } from "../io/read_file.ts";
 import { gitCommit } from "./versions.ts";
 
 /** Name of the manifest file in a run folder. */
@@ -152,18 +153,16 @@ export function writeRunJson(dir: string, manifest: RunManifest): Promise<void> 
 /** Reads `<dir>/run.json`, with an error naming the file when it is missing or invalid. */
 export async function readRunJson(dir: string): Promise<RunManifest> {
   const path = `${dir}/${RUN_JSON}`;
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) throw new Error(`${path}: missing`);
-    throw e;
-  }
+  if (!(await pathExists(path))) throw new Error(`${path}: missing`);
   let m: RunManifest;
   try {
-    m = JSON.parse(text);
-  } catch {
-    throw new Error(`${path}: not valid JSON`);
+    m = await readJsonChecked(path) as RunManifest;
+  } catch (e) {
+    throw new Error(
+      e instanceof ReadError && /JSON/.test(e.message)
+        ? `${path}: not valid JSON`
+        : (e as Error).message,
+    );
   }
   if (m?.format !== "loralab-run") throw new Error(`${path}: not a loralab run manifest`);
   m.resumes ??= [];

@@ -76,7 +76,7 @@ Deno.test("HF folders: malformed ones are clear errors that name the problem", a
     await Deno.rename(`${d}/model.safetensors`, `${d}/pytorch_model.bin`);
   });
   await expectError(
-    /model\.safetensors: safetensors: header length \d+ is beyond the file/,
+    /model\.safetensors: safetensors: header length \d+ goes beyond the end of the file/,
     async (d) => {
       const b = await Deno.readFile(`${d}/model.safetensors`);
       await Deno.writeFile(`${d}/model.safetensors`, b.subarray(0, 40));

@@ -288,8 +288,14 @@ Deno.test("PEFT-written Llama adapter (q_proj, v_proj; α/r and rsLoRA α/√r) 
     data: new Array(2 * C).fill(0),
   });
   await writePeftAdapter(`${root}/bad`, {}, bad);
+  // readAdapterConfig checks r against the file's header before anything is allocated...
+  await assert.rejects(
+    () => readAdapterConfig(`${root}/bad`),
+    /says r = 4, but .*layers\.0\.self_attn\.q_proj\.lora_A\.weight in .* is \[2,32\]/,
+  );
+  // ...and loadAdapter checks every shape against the prepared model.
   const { model } = await loadHfWeights(`${root}/base`, cpu);
-  const pm = await preparePeft(model, await readAdapterConfig(`${root}/bad`));
+  const pm = await preparePeft(model, await readAdapterConfig(`${root}/adapter-false`));
   await assert.rejects(
     () => loadAdapter(`${root}/bad`, pm),
     /layers\.0\.self_attn\.q_proj\.lora_A\.weight is \[2,32\], expected \[4,32\]/,
