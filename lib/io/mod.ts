@@ -1,5 +1,6 @@
 /**
- * File formats: safetensors reading and writing.
+ * File formats: safetensors reading and writing, model and adapter folders, and the one safe way
+ * to read a file the user named (read_file.ts).
  *
  * @module
  */
@@ -8,3 +9,4 @@ export * from "./safetensors.ts";
 export * from "./atomic.ts";
 export * from "./model_files.ts";
 export * from "./hf.ts";
+export * from "./read_file.ts";

@@ -184,7 +184,7 @@ export function parseAdapterConfig(
   if (j.fan_in_fan_out !== undefined && typeof j.fan_in_fan_out !== "boolean") {
     bad("fan_in_fan_out", j.fan_in_fan_out, "true or false");
   }
-  const ll = j.loralab ?? {};
+  const ll = j.loralab === undefined ? {} : j.loralab;
   if (typeof ll !== "object" || ll === null || Array.isArray(ll)) {
     bad("loralab", ll, "an object (or no such field)");
   }
