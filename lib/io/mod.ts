@@ -8,3 +8,4 @@ export * from "./safetensors.ts";
 export * from "./atomic.ts";
 export * from "./model_files.ts";
 export * from "./hf.ts";
+export * from "./bnb.ts";
