@@ -6,7 +6,8 @@
  * the residuals r_i = f32(a_i - offset) are quantized in blocks of 256 (default) by 8-bit
  * blockwise quantization with bitsandbytes' signed dynamic map ({@link dynamicMap}): each block
  * keeps its f32 absmax s_b = max |r_i| and each residual the index (0..255) of the map value
- * nearest to r_i / s_b (float64; ties: smaller index). Reconstructed:
+ * nearest to f32(r_i · f32(1 / s_b)) (f32 distances, ties to the smaller index, as bitsandbytes'
+ * reference `torch.argmin`). Reconstructed:
  *
  *     a_i ≈ f32(f32(map[q_i] · s_b) + offset)
  *
@@ -89,7 +90,11 @@ export function isStandardDynamicMap(map: Float32Array): boolean {
   return true;
 }
 
-/** Index of the value of an ascending `map` nearest to x (ties: the smaller index). */
+/**
+ * Index of the value of an ascending `map` nearest to the f32 `x`, by f32 distance |x - map[j]|
+ * with ties to the smaller index: `torch.argmin(|x - code|)`, bitsandbytes' reference
+ * quantizer. (f32 rounding is monotone, so the minimum is next to x's place in the map.)
+ */
 export function nearestInMap(map: Float32Array, x: number): number {
   let lo = 0, hi = map.length - 1; // binary search for the first value >= x
   while (lo < hi) {
@@ -97,8 +102,10 @@ export function nearestInMap(map: Float32Array, x: number): number {
     if (map[mid] < x) lo = mid + 1;
     else hi = mid;
   }
-  if (lo > 0 && x - map[lo - 1] <= map[lo] - x) return lo - 1;
-  return lo;
+  const d = (j: number) => f(Math.abs(f(x - map[j])));
+  let best = lo;
+  while (best > 0 && d(best - 1) <= d(best)) best--; // equal distances: the first index wins
+  return best;
 }
 
 /** Absmax constants stored as bitsandbytes stores them: 8-bit map indices + nested absmax + offset. */
@@ -188,7 +195,10 @@ export function doubleQuantize(absmax: Float32Array, blockSize = DQ_BLOCK_SIZE):
     let s = 0;
     for (let i = start; i < end; i++) s = Math.max(s, Math.abs(r[i]));
     scales[b] = s;
-    for (let i = start; i < end; i++) codes[i] = s > 0 ? nearestInMap(DYNAMIC_MAP, r[i] / s) : zero;
+    const inv = f(1 / s); // bitsandbytes multiplies by the f32 reciprocal of the block absmax
+    for (let i = start; i < end; i++) {
+      codes[i] = s > 0 ? nearestInMap(DYNAMIC_MAP, f(r[i] * inv)) : zero;
+    }
   }
   return new DoubleQuantAbsmax(codes, scales, offset, blockSize);
 }

@@ -57,7 +57,8 @@ interface BnbCase {
  * One weight W [O, I] (row-major, float64 numbers) in bitsandbytes' layout, quantized here from
  * the description: blocks of `blockSize` over the flat weight, absmax = max |w| (f32), code =
  * nearest table value to w / absmax (first on ties); with double quantization the absmax minus
- * their mean in nested blocks, each code the nearest map value to r / max|r|.
+ * their mean in nested blocks, each code the nearest map value (f32 distance, first on ties) to
+ * r · f32(1 / max|r|).
  * Returns the stored tensors and the de-quantized W as bitsandbytes computes it.
  */
 function bnbWeight(name: string, W: number[], O: number, I: number, c: BnbCase) {
@@ -100,13 +101,11 @@ function bnbWeight(name: string, W: number[], O: number, I: number, c: BnbCase) 
     used = new Float32Array(nb);
     for (let g = 0; g < nested.length; g++) {
       nested[g] = Math.max(...r.slice(g * nbs, (g + 1) * nbs).map(Math.abs));
+      const inv = f(1 / nested[g]); // bitsandbytes multiplies by the f32 reciprocal
       for (let b = g * nbs; b < Math.min(nb, (g + 1) * nbs); b++) {
+        const x = f(r[b] * inv), dist = (j: number) => f(Math.abs(f(x - map[j])));
         let best = 0;
-        for (let j = 1; j < 256; j++) {
-          if (Math.abs(r[b] / nested[g] - map[j]) < Math.abs(r[b] / nested[g] - map[best])) {
-            best = j;
-          }
-        }
+        for (let j = 1; j < 256; j++) if (dist(j) < dist(best)) best = j;
         q[b] = best;
         used[b] = f(f(map[best] * nested[g]) + off);
       }

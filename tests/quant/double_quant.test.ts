@@ -27,8 +27,9 @@ function mapRef(): number[] {
   return v.sort((a, b) => a - b);
 }
 
-// The scheme in float64 from its description: offset = mean (stored as f32); residuals
-// r = f32(a - offset); per 256: s = max |r|; q = argmin_j |map[j] - r/s| (first on ties);
+// The scheme from its description: offset = mean (float64, stored as f32); residuals
+// r = f32(a - offset); per 256: s = max |r|; x = f32(r · f32(1/s)) (bitsandbytes multiplies by
+// the reciprocal); q = argmin_j f32|x - map[j]| (torch.argmin: first on ties);
 // back = f32(f32(map[q]·s) + offset).
 function dqRef(a: Float32Array, map: Float32Array, bs = 256) {
   const f = Math.fround;
@@ -41,11 +42,11 @@ function dqRef(a: Float32Array, map: Float32Array, bs = 256) {
     const blk = r.slice(b * bs, (b + 1) * bs);
     const s = Math.max(...blk.map(Math.abs));
     scales.push(s);
-    for (const x of blk) {
+    const inv = f(1 / s);
+    for (const v of blk) {
+      const x = f(v * inv), dist = (j: number) => f(Math.abs(f(x - map[j])));
       let best = 0;
-      for (let j = 1; j < 256; j++) {
-        if (Math.abs(map[j] - x / s) < Math.abs(map[best] - x / s)) best = j;
-      }
+      for (let j = 1; j < 256; j++) if (dist(j) < dist(best)) best = j;
       if (s === 0) best = map.indexOf(0);
       codes.push(best);
       back.push(f(f(map[best] * s) + off));
