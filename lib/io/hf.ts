@@ -424,12 +424,14 @@ export function llamaConfigFromHf(raw: Record<string, unknown>): LlamaConfig {
 export interface HfLoadOptions {
   /**
    * Store the block linears quantized as they are read (`nf4`/`fp4` blockwise, `int8` per row,
-   * `f16`), frozen in {@link QuantLinear}s. Default `none` (f32 {@link Linear}s).
+   * `f16`), frozen in {@link QuantLinear}s. Default `none` (f32 {@link Linear}s). A bitsandbytes
+   * 4-bit checkpoint keeps its stored format with `nf4`/`fp4` (`preparePeft` then checks it is
+   * the one asked for), is de-quantized to f32 with `none`, and refuses `int8`/`f16`.
    */
   quantize?: BaseQuant;
-  /** 4-bit block size. Default 64. */
+  /** 4-bit block size. Default 64. (A bitsandbytes checkpoint keeps its own.) */
   blockSize?: number;
-  /** Double quantization of the 4-bit constants. Default true. */
+  /** Double quantization of the 4-bit constants. Default true. (Ditto.) */
   doubleQuant?: boolean;
 }
 
