@@ -60,7 +60,12 @@ export type UnaryOp =
   | "geluGrad"
   | "step";
 
-/** Hyper-parameters of one AdamW step (bias corrections precomputed: 1 - β^t). */
+/**
+ * Hyper-parameters of one AdamW step (bias corrections precomputed: 1 - β^t). `1 - β1` and
+ * `1 - β2` are their own parameters, computed in float64 before any rounding to f32 (as
+ * torch.optim.AdamW does: its Python floats are subtracted in double): 1 - f32(0.999) is
+ * 1.3e-5 (relative) off 1 - 0.999.
+ */
 export interface AdamParams {
   /** Learning rate. */
   lr: number;
@@ -68,6 +73,10 @@ export interface AdamParams {
   beta1: number;
   /** Second-moment decay β2. */
   beta2: number;
+  /** 1 - β1, computed in float64. */
+  oneMinusBeta1: number;
+  /** 1 - β2, computed in float64. */
+  oneMinusBeta2: number;
   /** Denominator epsilon. */
   eps: number;
   /** Decoupled weight decay. */

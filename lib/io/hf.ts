@@ -10,6 +10,11 @@
  * linears are quantized (NF4 with double quantization, FP4, int8 or f16) as they are read, so the
  * whole model never exists in f32: peak host memory is one tensor's bytes plus its f32 copy.
  *
+ * Checkpoints published already quantized by bitsandbytes (config.json `quantization_config`
+ * with `load_in_4bit`; NF4 or FP4, with or without double quantization, see `bnb.ts`) load their
+ * 4-bit linears straight into {@link QuantLinear}s, as stored (an integer repack of the codes,
+ * no f32 copy); with `quantize: "none"` they are de-quantized into f32 Linears instead.
+ *
  * @module
  */
 
@@ -32,6 +37,13 @@ import {
 import type { BaseQuant } from "../peft/quant_linear.ts";
 import { QuantLinear } from "../peft/quant_linear.ts";
 import { toDevice } from "../quant/device_weight.ts";
+import {
+  BNB_SUFFIXES,
+  type BnbConfig,
+  bnbConfigFromHf,
+  bnbToBlockwise,
+  isBnbCompanion,
+} from "./bnb.ts";
 import { fromBf16Bits, fromF16Bits } from "../quant/f16.ts";
 import { quantize } from "../quant/quantize.ts";
 import { Tensor } from "../tensor.ts";
@@ -228,6 +240,18 @@ export class HfWeights {
     return f.tensors.get(name)!;
   }
 
+  /** Whether a tensor of that name is stored. */
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+
+  /** Reads one tensor's stored bytes. */
+  async raw(name: string): Promise<SafetensorsTensor> {
+    const f = this.where.get(name);
+    if (!f) throw new Error(`${this.dir}: missing tensor ${name}`);
+    return await f.read(name);
+  }
+
   /** Reads one tensor as f32. */
   async f32(name: string): Promise<Float32Array> {
     const f = this.where.get(name);
@@ -251,6 +275,13 @@ export class HfWeights {
   close(): void {
     for (const f of this.files) f.close();
   }
+}
+
+/** Whether a stored weight is a bitsandbytes 4-bit one (U8 with a quant_state beside it). */
+function isBnbWeight(w: HfWeights, stored: string): boolean {
+  return w.info(stored).dtype === "U8" &&
+    (w.has(`${stored}.quant_state.bitsandbytes__nf4`) ||
+      w.has(`${stored}.quant_state.bitsandbytes__fp4`));
 }
 
 /**
@@ -422,12 +453,14 @@ export function llamaConfigFromHf(raw: Record<string, unknown>): LlamaConfig {
 export interface HfLoadOptions {
   /**
    * Store the block linears quantized as they are read (`nf4`/`fp4` blockwise, `int8` per row,
-   * `f16`), frozen in {@link QuantLinear}s. Default `none` (f32 {@link Linear}s).
+   * `f16`), frozen in {@link QuantLinear}s. Default `none` (f32 {@link Linear}s). A bitsandbytes
+   * 4-bit checkpoint keeps its stored format with `nf4`/`fp4` (`preparePeft` then checks it is
+   * the one asked for), is de-quantized to f32 with `none`, and refuses `int8`/`f16`.
    */
   quantize?: BaseQuant;
-  /** 4-bit block size. Default 64. */
+  /** 4-bit block size. Default 64. (A bitsandbytes checkpoint keeps its own.) */
   blockSize?: number;
-  /** Double quantization of the 4-bit constants. Default true. */
+  /** Double quantization of the 4-bit constants. Default true. (Ditto.) */
   doubleQuant?: boolean;
 }
 
@@ -477,10 +510,19 @@ function plan(
   expected: Map<string, number[]>,
   canonical: (stored: string) => string | null,
   what: string,
+  bnb: BnbConfig | null,
 ): Map<string, Expect> {
   const found = new Map<string, Expect>();
   const unexpected: string[] = [];
   for (const stored of w.names()) {
+    if (isBnbCompanion(stored)) {
+      if (!bnb) {
+        throw new Error(
+          `${w.dir}: ${stored} is a bitsandbytes tensor, but config.json has no quantization_config`,
+        );
+      }
+      continue; // read with its weight (Builder.linear)
+    }
     const c = canonical(stored);
     if (c === null) continue; // a known buffer or tied copy
     if (!expected.has(c)) {
@@ -509,6 +551,7 @@ function plan(
   }
   for (const [name, want] of expected) { // in model order: the first problem named is the lowest
     const e = found.get(name)!;
+    if (bnb && isBnbWeight(w, e.stored)) continue; // its quant_state's shape is checked on read
     if (e.shape.join(",") !== want.join(",")) {
       throw new Error(
         `${w.dir}: ${e.stored} is [${e.shape.join(", ")}], expected [${
@@ -529,6 +572,7 @@ class Builder {
   constructor(
     readonly w: HfWeights,
     readonly found: Map<string, Expect>,
+    readonly expected: Map<string, number[]>,
     readonly device: Backend,
     readonly opts: HfLoadOptions,
   ) {}
@@ -539,12 +583,38 @@ class Builder {
     return Tensor.fromArray(data, e.shape, { device: this.device }).keep();
   }
 
-  /** `${path}.weight` (+ `.bias`) as a Linear, or a frozen QuantLinear when quantizing. */
+  /**
+   * `${path}.weight` (+ `.bias`) as a Linear, or a frozen QuantLinear when quantizing. A
+   * bitsandbytes 4-bit weight goes to the device as stored (codes repacked, never f32), unless
+   * `quantize` is `none`: then it is de-quantized into an f32 Linear.
+   */
   async linear(path: string, layout: WeightLayout, bias: boolean): Promise<LinearLike> {
     const b = bias ? await this.tensor(`${path}.bias`) : null;
     const q = this.opts.quantize ?? "none";
-    if (q === "none") return new Linear(await this.tensor(`${path}.weight`), b, layout);
     const e = this.found.get(`${path}.weight`)!;
+    if (isBnbWeight(this.w, e.stored)) {
+      const [r, c] = this.expected.get(`${path}.weight`)!;
+      const [O, I] = layout === "out_in" ? [r, c] : [c, r];
+      const names = [e.stored, ...BNB_SUFFIXES.map((s) => `${e.stored}${s}`)];
+      const got = new Map<string, SafetensorsTensor>();
+      for (const n of names) if (this.w.has(n)) got.set(n, await this.w.raw(n));
+      const qw = bnbToBlockwise(e.stored, (n) => got.get(n), [O, I]);
+      if (q === "int8" || q === "f16") {
+        throw new Error(
+          `${this.w.dir}: ${e.stored} is stored as bitsandbytes ${qw.format}; ` +
+            `quantize "${q}" would quantize it a second time`,
+        );
+      }
+      if (q !== "none") return new QuantLinear(toDevice(this.device, qw), b);
+      const wd = qw.dequantize(); // [O, I]
+      let data = wd;
+      if (layout === "in_out") {
+        data = new Float32Array(I * O);
+        for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) data[i * O + o] = wd[o * I + i];
+      }
+      return new Linear(Tensor.fromArray(data, [r, c], { device: this.device }).keep(), b, layout);
+    }
+    if (q === "none") return new Linear(await this.tensor(`${path}.weight`), b, layout);
     let w = await this.w.f32(e.stored);
     const [r, c] = e.shape;
     const [O, I] = layout === "out_in" ? [r, c] : [c, r];
@@ -723,13 +793,15 @@ export async function loadHfWeights(
   const arch = hfArch(raw);
   const eos = Array.isArray(raw.eos_token_id) ? raw.eos_token_id[0] : raw.eos_token_id;
   const eosTokenId = Number.isInteger(eos) ? eos as number : undefined;
+  const bnb = bnbConfigFromHf(raw, `${dir}/config.json`);
   const w = await HfWeights.open(dir);
   try {
     if (arch === "gpt2") {
       const config = gpt2ConfigFromHf(raw);
       checkConfigFitsFiles(gpt2ParamCount(config), w.dataBytes, gpt2Dims(config), dir);
-      const found = plan(w, gpt2Expected(config), gpt2Canonical, "GPT2LMHeadModel");
-      const model = await buildGpt2(new Builder(w, found, device, opts), config);
+      const ex = gpt2Expected(config);
+      const found = plan(w, ex, gpt2Canonical, "GPT2LMHeadModel", bnb);
+      const model = await buildGpt2(new Builder(w, found, ex, device, opts), config);
       return { model, arch, config, metadata: w.metadata, eosTokenId };
     }
     const config = llamaConfigFromHf(raw);
@@ -739,8 +811,9 @@ export async function loadHfWeights(
       intermediate_size: config.intermediate_size,
       num_hidden_layers: config.num_hidden_layers,
     }, dir);
-    const found = plan(w, llamaExpected(config), llamaCanonical(config), "LlamaForCausalLM");
-    const model = await buildLlama(new Builder(w, found, device, opts), config);
+    const ex = llamaExpected(config);
+    const found = plan(w, ex, llamaCanonical(config), "LlamaForCausalLM", bnb);
+    const model = await buildLlama(new Builder(w, found, ex, device, opts), config);
     return { model, arch, config, metadata: w.metadata, eosTokenId };
   } finally {
     w.close();

@@ -10,3 +10,4 @@ export * from "./atomic.ts";
 export * from "./model_files.ts";
 export * from "./hf.ts";
 export * from "./read_file.ts";
+export * from "./bnb.ts";

@@ -25,7 +25,16 @@ import {
   type HfLoadOptions,
   loadHfModel,
 } from "./hf.ts";
-import { readSafetensors, tensorFromArray, tensorView, writeSafetensors } from "./safetensors.ts";
+import {
+  readSafetensors,
+  type SafetensorsTensor,
+  tensorFromArray,
+  tensorView,
+  writeSafetensors,
+} from "./safetensors.ts";
+import { blockwiseToBnb, type BnbConfig, bnbQuantizationConfig } from "./bnb.ts";
+import { Linear } from "../nn/linear.ts";
+import { quantizeBlockwise4 } from "../quant/blockwise.ts";
 
 /** What {@link loadModel} returns. */
 export interface LoadedModel {
@@ -73,6 +82,83 @@ export async function saveModel(
   await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
 }
 
+/** Options of {@link saveBnbModel}. */
+export interface SaveBnbOptions {
+  /** `nf4` (default) or `fp4`. */
+  quantType?: "nf4" | "fp4";
+  /** Double quantization (bitsandbytes' `bnb_4bit_use_double_quant`). Default true. */
+  doubleQuant?: boolean;
+  /** Weights per absmax block (bitsandbytes: a power of two, 64 by default). Default 64. */
+  blockSize?: number;
+}
+
+/**
+ * Writes a GPT model as a bitsandbytes 4-bit checkpoint, the layout transformers writes for a
+ * model loaded with `BitsAndBytesConfig(load_in_4bit=True)` (see `bnb.ts`): every block linear
+ * quantized (NF4/FP4, double-quantized by default) as bitsandbytes' `Linear4bit` stores it,
+ * embeddings, LayerNorms and biases F32; config.json with its `quantization_config`, and
+ * tokenizer.json. A QLoRA-ready base: `loadModel` reads it back with the 4-bit weights as
+ * stored, and transformers loads it with bitsandbytes installed.
+ *
+ * The block linears must be f32 {@link Linear}s (a model loaded without quantization, or with
+ * its adapters merged); their weights are quantized from the host copy, one at a time.
+ */
+export async function saveBnbModel(
+  dir: string,
+  model: GPT,
+  tokenizer: Tokenizer,
+  opts: SaveBnbOptions = {},
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  const cfg: BnbConfig = {
+    quantType: opts.quantType ?? "nf4",
+    doubleQuant: opts.doubleQuant ?? true,
+  };
+  const blockSize = opts.blockSize ?? 64;
+  const tensors = new Map<string, SafetensorsTensor>();
+  const linears = model.linears();
+  const params = model.namedParameters();
+  const quantized = new Set<string>();
+  for (const [path, lin] of linears) {
+    if (!(lin instanceof Linear)) {
+      throw new Error(
+        `saveBnbModel: ${path} is a ${lin.constructor.name}, not an f32 Linear ` +
+          `(save from f32 weights: load without quantization or merge the adapters first)`,
+      );
+    }
+    const w = (await lin.weight.toArray()) as Float32Array;
+    const [O, I] = [lin.outFeatures, lin.inFeatures];
+    let oi = w; // [O, I], as bitsandbytes' Linear4bit stores it
+    if (lin.layout === "in_out") {
+      oi = new Float32Array(O * I);
+      for (let i = 0; i < I; i++) for (let o = 0; o < O; o++) oi[o * I + i] = w[i * O + o];
+    }
+    const q = quantizeBlockwise4(oi, [O, I], cfg.quantType, {
+      blockSize,
+      doubleQuant: cfg.doubleQuant,
+    });
+    for (const [n, t] of blockwiseToBnb(`${path}.weight`, q)) tensors.set(n, t);
+    quantized.add(`${path}.weight`);
+  }
+  for (const [name, t] of params) {
+    if (quantized.has(name)) continue;
+    tensors.set(name, tensorFromArray("F32", [...t.shape], (await t.toArray()) as Float32Array));
+  }
+  await Deno.mkdir(dir, { recursive: true });
+  await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
+  await writeJsonAtomic(`${dir}/config.json`, {
+    model_type: "gpt2",
+    architectures: ["GPT2LMHeadModel"],
+    ...model.config,
+    layer_norm_epsilon: model.config.layer_norm_epsilon ?? 1e-5,
+    tie_word_embeddings: true,
+    activation_function: "gelu_new",
+    torch_dtype: "float32",
+    quantization_config: bnbQuantizationConfig(cfg),
+  });
+  await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
+}
+
 /**
  * Reads a model directory onto `device`: one written by {@link saveModel}, or a Hugging Face
  * folder of a GPT-2 or Llama checkpoint (config.json's `model_type` / `architectures` decide;
@@ -94,7 +180,7 @@ export async function loadModel(
   const legacy = raw.model_type === undefined && raw.architectures === undefined;
   if (
     !legacy && (hfArch(raw) !== "gpt2" || !(await isLoralabFolder(dir)) ||
-      (opts.quantize ?? "none") !== "none")
+      (opts.quantize ?? "none") !== "none" || raw.quantization_config !== undefined)
   ) {
     return await loadHfModel(dir, device, opts);
   }

@@ -71,6 +71,8 @@ export class AdamW {
       lr,
       beta1: b1,
       beta2: b2,
+      oneMinusBeta1: 1 - b1, // float64, before the f32 rounding of the kernels
+      oneMinusBeta2: 1 - b2,
       eps: this.opts.eps,
       weightDecay: 0,
       biasCorrection1: 1 - b1 ** this.step,

@@ -17,8 +17,10 @@
  *
  * Storage for the GPU: `packed` is Uint32Array [numBlocks * blockSize / 8], element 8k+j in
  * bits 4j..4j+3 of word k; `absmax` is Float32Array [numBlocks] without double quantization,
- * otherwise `dq` holds int8 codes + f32 scales + f32 mean and `absmaxF32()` rebuilds the
- * f32 constants. `codesAsBytes()` gives the byte layout (low nibble = even element).
+ * otherwise `dq` holds bitsandbytes' double quantization (8-bit dynamic-map codes + f32 nested
+ * absmax per 256 constants + f32 offset; `double_quant.ts`) and `absmaxF32()` rebuilds the f32
+ * constants. `codesAsBytes()` gives the byte layout (low nibble = even element; bitsandbytes'
+ * files put the even element in the high nibble: see `lib/io/bnb.ts`).
  *
  * @module
  */
@@ -36,9 +38,9 @@ export const DEFAULT_BLOCK_SIZE = 64;
 export interface Blockwise4Options {
   /** Weights per absmax block: a multiple of 8 in [32, 4096]. Default 64. */
   blockSize?: number;
-  /** Double-quantize the absmax constants (QLoRA). Default false. */
+  /** Double-quantize the absmax constants (QLoRA, bitsandbytes' scheme). Default false. */
   doubleQuant?: boolean;
-  /** Absmax constants per double-quantization scale. Default 256. */
+  /** Absmax constants per nested block of double quantization. Default 256. */
   dqBlockSize?: number;
 }
 

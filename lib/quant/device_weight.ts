@@ -11,6 +11,7 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
+import { isStandardDynamicMap, sharedDynamicMap } from "./double_quant.ts";
 import { type PackedArrays, packedBytes, type PackedLayout, packWeight } from "./packed.ts";
 import type { QuantFormat, QuantizedWeight } from "./weight.ts";
 
@@ -26,21 +27,29 @@ export class DeviceWeight {
   readonly allocatedBytes: number;
   #host: PackedArrays | null;
   #gpu: GPUBuffer[] | null;
+  #borrowed: GPUBuffer | null;
   #disposed = false;
 
-  /** Wraps arrays (CPU) or buffers (WebGPU) that the weight now owns; see {@link toDevice}. */
+  /**
+   * Wraps arrays (CPU) or buffers (WebGPU) that the weight now owns, except `borrowed` (a
+   * buffer shared by many weights, e.g. the standard dynamic map: bound, never released by
+   * this weight); see {@link toDevice}.
+   */
   constructor(
     backend: Backend,
     layout: PackedLayout,
     bytes: number,
-    held: { host: PackedArrays } | { gpu: GPUBuffer[] },
+    held: { host: PackedArrays } | { gpu: GPUBuffer[]; borrowed?: GPUBuffer | null },
   ) {
     this.backend = backend;
     this.layout = layout;
     this.bytes = bytes;
     this.#host = "host" in held ? held.host : null;
     this.#gpu = "gpu" in held ? held.gpu : null;
-    this.allocatedBytes = this.#gpu ? this.#gpu.reduce((s, b) => s + b.size, 0) : bytes;
+    this.#borrowed = "gpu" in held ? held.borrowed ?? null : null;
+    this.allocatedBytes = this.#gpu
+      ? this.#gpu.reduce((s, b) => s + (b === this.#borrowed ? 0 : b.size), 0)
+      : bytes;
   }
 
   /** Storage format. */
@@ -83,7 +92,7 @@ export class DeviceWeight {
     if (this.#disposed) return;
     this.#disposed = true;
     if (this.#gpu && this.backend instanceof WebGpuBackend) {
-      for (const b of this.#gpu) this.backend.engine.release(b);
+      for (const b of this.#gpu) if (b !== this.#borrowed) this.backend.engine.release(b);
     }
     this.#gpu = null;
     this.#host = null;
@@ -120,5 +129,33 @@ export function toDevice(dev: Backend, q: QuantizedWeight): DeviceWeight {
     engine.write(buf, a);
     buffers.push(buf);
   }
-  return new DeviceWeight(dev, layout, bytes, { gpu: buffers });
+  let borrowed: GPUBuffer | null = null;
+  if (arrays.dqMap) {
+    if (isStandardDynamicMap(arrays.dqMap)) {
+      borrowed = sharedMapBuffer(engine);
+      buffers.push(borrowed);
+    } else {
+      const buf = engine.alloc(arrays.dqMap.byteLength);
+      engine.write(buf, arrays.dqMap);
+      buffers.push(buf);
+    }
+  }
+  return new DeviceWeight(dev, layout, bytes, { gpu: buffers, borrowed });
+}
+
+// One buffer of the standard dynamic map per engine, shared by every double-quantized weight.
+const MAP_BUFFERS = new WeakMap<object, GPUBuffer>();
+
+function sharedMapBuffer(engine: WebGpuBackend["engine"]): GPUBuffer {
+  let b = MAP_BUFFERS.get(engine);
+  if (!b) {
+    // Outside the pool and its live-byte count: it lives as long as the engine.
+    b = engine.device.createBuffer({
+      size: sharedDynamicMap().byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    engine.write(b, sharedDynamicMap());
+    MAP_BUFFERS.set(engine, b);
+  }
+  return b;
 }

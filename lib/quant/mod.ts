@@ -51,7 +51,15 @@ export {
   quantizeInt4,
   quantizeNF4,
 } from "./blockwise.ts";
-export { DoubleQuantAbsmax, doubleQuantize, DQ_BLOCK_SIZE } from "./double_quant.ts";
+export {
+  buildDynamicMap,
+  DoubleQuantAbsmax,
+  doubleQuantize,
+  DQ_BLOCK_SIZE,
+  dynamicMap,
+  isStandardDynamicMap,
+  nearestInMap,
+} from "./double_quant.ts";
 export { quantize, type QuantizeOptions } from "./quantize.ts";
 export {
   type ErrorStats,

@@ -10,19 +10,21 @@
  * - nf4 / fp4 / int4: eight per word, element 8w+j in bits 4j..4j+3 (as `Blockwise4Weight`).
  *
  * Side arrays: `absmax` holds int8's scale ([1], or [N] per row) or the 4-bit blocks' absmax
- * ([numBlocks]); with double quantization `dqCodes` packs the int8 residual codes four per word
- * and `dqScales` is [mean, scale_0, …, scale_{S-1}].
+ * ([numBlocks]); with double quantization (bitsandbytes' scheme, `double_quant.ts`) `dqCodes`
+ * packs the 8-bit map indices four per word (index 4w+j in byte j), `dqScales` is
+ * [offset, nested_absmax_0, …, nested_absmax_{S-1}] and `dqMap` the 256-entry f32 map.
  *
  * The decoder does each f32 operation of the kernel in the same order, rounding to f32 after
  * each step, so the CPU twin and the WGSL kernel agree bit for bit wherever the GPU rounds
- * correctly (everything except the division by 127 of int8 and double quantization, which WGSL
- * allows to be 2.5 ulp off).
+ * correctly (everything except the division by 127 of int8, which WGSL allows to be 2.5 ulp
+ * off).
  *
  * @module
  */
 
 import { Blockwise4Weight } from "./blockwise.ts";
 import { sharedTable } from "./codes.ts";
+import { isStandardDynamicMap } from "./double_quant.ts";
 import { bf16BitsToF32, f16BitsToF32 } from "./f16.ts";
 import { F16Weight, F32Weight } from "./float.ts";
 import { Int8Weight } from "./int8.ts";
@@ -48,10 +50,12 @@ export interface PackedArrays {
   readonly data: Uint32Array;
   /** int8: absmax [1] or [N]; 4-bit without double quantization: absmax [numBlocks]. */
   readonly absmax: Float32Array | null;
-  /** Double quantization: int8 residual codes, four per word, [⌈numBlocks / 4⌉]. */
+  /** Double quantization: 8-bit map indices, four per word, [⌈numBlocks / 4⌉]. */
   readonly dqCodes: Uint32Array | null;
-  /** Double quantization: [mean, scale_0, …, scale_{S-1}], S = ⌈numBlocks / dqBlockSize⌉. */
+  /** Double quantization: [offset, absmax_0, …, absmax_{S-1}], S = ⌈numBlocks / dqBlockSize⌉. */
   readonly dqScales: Float32Array | null;
+  /** Double quantization: the 8-bit map [256] (usually the shared dynamic map). */
+  readonly dqMap: Float32Array | null;
 }
 
 /** A layout together with its arrays. */
@@ -62,8 +66,8 @@ export interface PackedWeight {
   readonly arrays: PackedArrays;
 }
 
-/** Packs int8 values four per u32 word, element 4w+j in byte j: Uint32Array [⌈n / 4⌉]. */
-export function packInt8(codes: Int8Array): Uint32Array {
+/** Packs bytes (int8 or uint8) four per u32 word, element 4w+j in byte j: Uint32Array [⌈n / 4⌉]. */
+export function packInt8(codes: Int8Array | Uint8Array): Uint32Array {
   const out = new Uint32Array(Math.ceil(codes.length / 4));
   for (let i = 0; i < codes.length; i++) out[i >>> 2] |= (codes[i] & 0xff) << ((i & 3) * 8);
   return out;
@@ -88,7 +92,7 @@ export function packWeight(q: QuantizedWeight): PackedWeight {
   }
   const [N, K] = q.shape;
   const base = { format: q.format, N, K, blockSize: 0, dqBlockSize: 0 };
-  const none = { absmax: null, dqCodes: null, dqScales: null };
+  const none = { absmax: null, dqCodes: null, dqScales: null, dqMap: null };
   if (q instanceof F32Weight) {
     const data = new Uint32Array(q.data.buffer, q.data.byteOffset, q.data.length);
     return { layout: base, arrays: { data, ...none } };
@@ -97,7 +101,7 @@ export function packWeight(q: QuantizedWeight): PackedWeight {
   if (q instanceof Int8Weight) {
     return {
       layout: base,
-      arrays: { data: packInt8(q.codes), absmax: q.absmax, dqCodes: null, dqScales: null },
+      arrays: { ...none, data: packInt8(q.codes), absmax: q.absmax },
     };
   }
   if (q instanceof Blockwise4Weight) {
@@ -105,24 +109,26 @@ export function packWeight(q: QuantizedWeight): PackedWeight {
     if (!q.dq) {
       return {
         layout,
-        arrays: { data: q.packed, absmax: q.absmax, dqCodes: null, dqScales: null },
+        arrays: { ...none, data: q.packed, absmax: q.absmax },
       };
     }
-    const dqScales = new Float32Array(1 + q.dq.scales.length); // [mean, scales…]
-    dqScales[0] = q.dq.mean[0];
+    const dqScales = new Float32Array(1 + q.dq.scales.length); // [offset, nested absmax…]
+    dqScales[0] = q.dq.offset[0];
     dqScales.set(q.dq.scales, 1);
-    return {
-      layout,
-      arrays: { data: q.packed, absmax: null, dqCodes: packInt8(q.dq.codes), dqScales },
-    };
+    const dqCodes = packInt8(q.dq.codes);
+    return { layout, arrays: { data: q.packed, absmax: null, dqCodes, dqScales, dqMap: q.dq.map } };
   }
   throw new TypeError(`packWeight: unsupported weight container (format ${q.format})`);
 }
 
-/** Bytes of the arrays: what a device holds for the weight (each array padded to 4 bytes). */
+/**
+ * Bytes of the arrays: what a device holds for the weight (each array padded to 4 bytes). The
+ * shared standard dynamic map is one buffer per device, not counted per weight.
+ */
 export function packedBytes(a: PackedArrays): number {
+  const map = a.dqMap && !isStandardDynamicMap(a.dqMap) ? a.dqMap.byteLength : 0;
   return a.data.byteLength + (a.absmax?.byteLength ?? 0) + (a.dqCodes?.byteLength ?? 0) +
-    (a.dqScales?.byteLength ?? 0);
+    (a.dqScales?.byteLength ?? 0) + map;
 }
 
 /**
@@ -136,7 +142,7 @@ const fr = Math.fround;
 /** Builds the {@link Decoder} of a packed weight. */
 export function makeDecoder(p: PackedWeight): Decoder {
   const { format, K, blockSize, dqBlockSize } = p.layout;
-  const { data, absmax, dqCodes, dqScales } = p.arrays;
+  const { data, absmax, dqCodes, dqScales, dqMap } = p.arrays;
   switch (format) {
     case "f32": {
       const f = new Float32Array(data.buffer, data.byteOffset, data.length);
@@ -171,9 +177,9 @@ export function makeDecoder(p: PackedWeight): Decoder {
       // absmax of block b: stored, or rebuilt from double quantization in the kernel's steps.
       const amax = dqCodes
         ? (b: number) => {
-          const q = (dqCodes[b >>> 2] << (24 - 8 * (b & 3))) >> 24;
+          const q = (dqCodes[b >>> 2] >>> (8 * (b & 3))) & 255;
           const s = dqScales![1 + Math.floor(b / dqBlockSize)];
-          return fr(Math.max(0, fr(fr(fr(q * s) / 127) + dqScales![0])));
+          return fr(fr(dqMap![q] * s) + dqScales![0]); // WGSL: QM[q] * s + offset
         }
         : (b: number) => absmax![b];
       return (i0, n, out) => {

@@ -19,7 +19,7 @@ export type QuantFormat =
  * A weight held in some storage format.
  *
  * `bytes` is the sum of the `byteLength`s of the typed arrays the object actually holds
- * (codes, scales, double-quantization codes/scales/mean); constant code tables shared by
+ * (codes, scales, double-quantization codes/nested absmax/offset); constant code tables shared by
  * all weights and the JS shape array are not counted.
  */
 export interface QuantizedWeight {

@@ -216,10 +216,12 @@ export async function finetune(
   let loaded;
   try {
     // A Hugging Face checkpoint is quantized while it loads for LoRA/QLoRA, so its f32 weights
-    // never all exist at once. (A folder written by saveModel loads in f32 as it always has.)
+    // never all exist at once; a bitsandbytes 4-bit one loads its 4-bit weights as stored. (A
+    // folder written by saveModel loads in f32 as it always has.)
     const lora = args.method === "lora" || args.method === "qlora";
+    const hfQuant = !(await isLoralabBase(args.base)) || await isBnbBase(args.base);
     loaded = await loadModel(args.base, dev, {
-      quantize: lora && !(await isLoralabBase(args.base)) ? args.quant : "none",
+      quantize: lora && hfQuant ? args.quant : "none",
     });
   } catch (e) {
     throw new InputError(`--base ${args.base} is not a model folder: ${(e as Error).message}`);
@@ -552,6 +554,14 @@ export async function finetune(
 }
 
 /** A folder written by saveModel (loralab's own tokenizer.json), not a Hugging Face checkpoint. */
+async function isBnbBase(dir: string): Promise<boolean> {
+  try {
+    return JSON.parse(await Deno.readTextFile(`${dir}/config.json`))?.quantization_config != null;
+  } catch {
+    return false;
+  }
+}
+
 async function isLoralabBase(dir: string): Promise<boolean> {
   try {
     const tok = await readJsonChecked(`${dir}/tokenizer.json`) as { type?: unknown } | null;

@@ -130,6 +130,8 @@ Deno.test("twins: AdamW and SGD steps update in place identically (10 steps)", o
           lr: 1e-2,
           beta1: 0.9,
           beta2: 0.95,
+          oneMinusBeta1: 1 - 0.9,
+          oneMinusBeta2: 1 - 0.95,
           eps: 1e-8,
           weightDecay: 0.1,
           biasCorrection1: 1 - 0.9 ** (t + 1),

@@ -91,6 +91,45 @@ bothBackends("SGD with momentum matches the float64 rule", async (dev) => {
   assertClose(await p.toArray(), q, 1e-6, "sgd");
 });
 
+bothBackends(
+  "AdamW's moments match torch.optim.AdamW's (float64, β = 0.9, 0.999) to f32 rounding over 10 steps",
+  async (dev) => {
+    // torch.optim.AdamW: m ← β1·m + (1-β1)·g, v ← β2·v + (1-β2)·g², with 1-β computed from the
+    // Python floats in double. Reference: the same recurrences in float64. Three tensors, so
+    // WebGPU takes its multi-tensor kernel, and one alone (its single-tensor kernel).
+    const rng = new Rng(5);
+    const b1 = 0.9, b2 = 0.999, steps = 10;
+    for (const sizes of [[37, 5, 64], [29]]) {
+      const ps = sizes.map((n) => Tensor.fromArray(randData(rng, n), [n], { device: dev }));
+      const gs = sizes.map((n) => Array.from({ length: steps }, () => randData(rng, n)));
+      const opt = new AdamW(new Map(ps.map((p, i) => [`p${i}`, p])), { betas: [b1, b2] });
+      for (let t = 0; t < steps; t++) {
+        opt.update(
+          new Map(ps.map((p, i) => [p, Tensor.fromArray(gs[i][t], [sizes[i]], { device: dev })])),
+        );
+      }
+      const st = await opt.getState();
+      sizes.forEach((n, i) => {
+        for (let j = 0; j < n; j++) {
+          let m = 0, v = 0, mAbs = 0;
+          for (let t = 0; t < steps; t++) {
+            const g = gs[i][t][j];
+            m = b1 * m + (1 - b1) * g;
+            mAbs = b1 * mAbs + (1 - b1) * Math.abs(g);
+            v = b2 * v + (1 - b2) * g * g;
+          }
+          // f32: each step rounds ~5 times (u = 6e-8) and f32(β)^10 carries ≤ 10u: ≲ 15u = 9e-7
+          // of the sum of |terms| (v's terms are all positive: relative). 1 - f32(0.999) instead of
+          // 1 - 0.999 puts v 1.3e-5 off, so 2e-6 catches it.
+          const { m: gm, v: gv } = st.buffers[`p${i}`];
+          assert.ok(Math.abs(gm[j] - m) <= 2e-6 * mAbs, `m[${i}][${j}] ${gm[j]} vs ${m}`);
+          assert.ok(Math.abs(gv[j] - v) <= 2e-6 * v, `v[${i}][${j}] ${gv[j]} vs ${v}`);
+        }
+      });
+    }
+  },
+);
+
 Deno.test("cosineSchedule: warm-up, cosine, floor", () => {
   const f = cosineSchedule({ maxLr: 1, minLr: 0.1, warmup: 10, total: 110 });
   assert.equal(f(0), 0.1);

@@ -73,7 +73,7 @@ bothBackends("DeviceWeight: bytes are the packed sizes", async (dev) => {
   assert.equal(toDevice(dev, quant.quantize(odd, [7, 9], "f16")).bytes, 64 * 2); // 63 -> 64 halves
   assert.equal(toDevice(dev, quant.quantize(odd, [7, 9], "int8")).bytes, 64 + 4);
   const nf4 = quant.quantize(odd, [7, 9], "nf4", { blockSize: 32, doubleQuant: true });
-  // 2 blocks of 32 codes = 32 bytes; 2 int8 codes -> 4 bytes; mean + 1 scale = 8 bytes.
+  // 2 blocks of 32 codes = 32 bytes; 2 8-bit codes -> 4 bytes; offset + 1 nested absmax = 8 bytes.
   assert.equal(toDevice(dev, nf4).bytes, 32 + 4 + 8);
 });
 

@@ -54,9 +54,10 @@ export function randomWeight(rng: Rng, v: Variant, N: number, K: number): quant.
 /**
  * How far a kernel's de-quantized weight may be from `QuantizedWeight.dequantize()`, per
  * element: 0 where both are one correctly rounded f32 operation (f32, f16, bf16, 4-bit without
- * double quantization). int8 and the double-quantized absmax divide by 127 in f32 after a
- * rounded product, and WGSL allows a division 2.5 ulp off: we allow 2^-20 (16 u) of |w|, and
- * for double quantization 2^-20 of |code value|·(scale + |mean|), the size of the terms summed.
+ * double quantization). int8 divides by 127 in f32 after a rounded product, and WGSL allows a
+ * division 2.5 ulp off: we allow 2^-20 (16 u) of |w|. The double-quantized absmax is
+ * map[q]·s + offset, which a shader compiler may contract into one fma (one rounding fewer):
+ * we allow 2^-22 (4 u) of |code value|·(s + |offset|), the size of the terms, plus 2^-22 of |w|.
  */
 export function dequantSlack(q: quant.QuantizedWeight): Float64Array {
   const d = new Float64Array(q.numel);
@@ -64,11 +65,11 @@ export function dequantSlack(q: quant.QuantizedWeight): Float64Array {
   if (q instanceof quant.Int8Weight) {
     for (let i = 0; i < d.length; i++) d[i] = 2 ** -20 * Math.abs(wd[i]);
   } else if (q instanceof quant.Blockwise4Weight && q.dq) {
-    const t = q.codeTable(), mean = Math.abs(q.dq.mean[0]);
+    const t = q.codeTable(), off = Math.abs(q.dq.offset[0]);
     for (let i = 0; i < d.length; i++) {
       const b = Math.floor(i / q.blockSize);
       const s = q.dq.scales[Math.floor(b / q.dq.blockSize)];
-      d[i] = 2 ** -20 * Math.abs(t[q.code(i)]) * (s + mean) + 2 ** -21 * Math.abs(wd[i]);
+      d[i] = 2 ** -22 * Math.abs(t[q.code(i)]) * (s + off) + 2 ** -22 * Math.abs(wd[i]);
     }
   }
   return d;

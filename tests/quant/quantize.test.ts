@@ -25,12 +25,13 @@ Deno.test("accounting: 1,000,000 weights in each format", () => {
   assert.equal(nf4.bytes, 500_000 + 4 * 15_625); // codes + an f32 absmax per 64
   assert.equal(nf4.bitsPerParameter, 4.5);
   const dq = quantize(W, shape, "nf4", { doubleQuant: true });
-  // codes + int8 per absmax + f32 per 256 absmax (ceil(15625/256) = 62) + f32 mean
+  // codes + an 8-bit map index per absmax + f32 nested absmax per 256 (ceil(15625/256) = 62)
+  // + the f32 offset (the shared 256-entry map is a format constant, like the NF4 table)
   assert.equal(dq.bytes, 500_000 + 15_625 + 62 * 4 + 4); // 515,877
   assert.equal(
     dq.bytes,
     dq.packed.byteLength + dq.dq!.codes.byteLength + dq.dq!.scales.byteLength +
-      dq.dq!.mean.byteLength,
+      dq.dq!.offset.byteLength,
   );
   assert.ok(Math.abs(dq.bytes - 515_900) < 100);
   assert.ok(Math.abs(dq.bitsPerParameter - 4.127) < 0.001, `${dq.bitsPerParameter}`);

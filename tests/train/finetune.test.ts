@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ByteTokenizer, cpu, GPT } from "../../lib/mod.ts";
-import { saveModel } from "../../lib/io/mod.ts";
+import { loadModel, saveBnbModel, saveModel } from "../../lib/io/mod.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { finetune } from "../../lib/train/finetune.ts";
 import { gpu } from "../harness.ts";
@@ -86,6 +86,25 @@ Deno.test("train: a stopped and resumed run gives the same losses bit for bit (C
   assert.deepEqual(rows.map((r) => r.step), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
   const run = JSON.parse(await Deno.readTextFile(`${fx.root}/b/run.json`));
   assert.equal(run.resumes.length, 1);
+  await Deno.remove(fx.root, { recursive: true });
+});
+
+Deno.test("train on a bitsandbytes 4-bit base: its stored weights, the losses of the f32 base", async () => {
+  // QLoRA quantizes the f32 base with NF4 + double quantization at block 64, exactly what
+  // saveBnbModel stores: training on the saved folder (4-bit weights loaded as stored) must give
+  // the same losses bit for bit.
+  const fx = await fixture();
+  const { model, tokenizer } = await loadModel(fx.base, cpu);
+  await saveBnbModel(`${fx.root}/bnb`, model as GPT, tokenizer);
+  model.dispose();
+  const lines: string[] = [];
+  const a = await finetune(args(fx, `${fx.root}/a`, ["--save-every", "0"]), quiet);
+  const b = await finetune(
+    args({ ...fx, base: `${fx.root}/bnb` }, `${fx.root}/b`, ["--save-every", "0"]),
+    { log: (l) => lines.push(l), device: cpu },
+  );
+  assert.deepEqual(b.losses, a.losses);
+  assert.ok(lines.some((l) => /as nf4/.test(l)), lines.join("\n"));
   await Deno.remove(fx.root, { recursive: true });
 });
 

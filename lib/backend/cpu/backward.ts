@@ -176,7 +176,8 @@ export function unnarrowCpu(
 
 /**
  * One AdamW step in place (PyTorch's order: decoupled decay p ← p·(1 - lr·wd), then
- * p ← p - lr · (m / bc1) / (√(v / bc2) + eps)).
+ * m ← β1·m + (1-β1)·g, v ← β2·v + (1-β2)·g², p ← p - lr · (m / bc1) / (√(v / bc2) + eps)),
+ * with 1-β1 and 1-β2 taken from `h` (computed in float64, then rounded to f32 once).
  */
 export function adamwCpu(
   p: Float32Array,
@@ -190,10 +191,11 @@ export function adamwCpu(
   const f = Math.fround;
   const lr = f(h.lr), b1 = f(h.beta1), b2 = f(h.beta2), eps = f(h.eps), wd = f(h.weightDecay);
   const bc1 = f(h.biasCorrection1), bc2 = f(h.biasCorrection2);
+  const c1 = f(h.oneMinusBeta1), c2 = f(h.oneMinusBeta2); // 1 - β from float64, not 1 - f32(β)
   for (let i = 0; i < n; i++) {
     const gi = gscale ? f(g[i] * gscale[1]) : g[i];
-    m[i] = f(b1 * m[i]) + f((1 - b1) * gi);
-    v[i] = f(b2 * v[i]) + f(f((1 - b2) * gi) * gi);
+    m[i] = f(b1 * m[i]) + f(c1 * gi);
+    v[i] = f(b2 * v[i]) + f(f(c2 * gi) * gi);
     const pd = f(p[i] - f(f(lr * wd) * p[i]));
     const den = f(f(Math.sqrt(f(v[i] / bc2))) + eps);
     p[i] = f(pd - f(lr * f(f(m[i] / bc1) / den)));

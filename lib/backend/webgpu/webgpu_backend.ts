@@ -716,7 +716,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       adamwKernel(),
       [this.buf(p), this.buf(g), this.buf(m), this.buf(v), gscale ? this.buf(gscale) : this.dummy],
-      [n, ...f.map(f32Bits), gscale ? 1 : 0],
+      [n, ...f.map(f32Bits), gscale ? 1 : 0, f32Bits(h.oneMinusBeta1), f32Bits(h.oneMinusBeta2)],
       groups1d(n),
     );
   }
@@ -745,7 +745,14 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         adamwManyKernel(chunk.length),
         bufs,
-        [...head, gscale ? 1 : 0, ...offs, ...chunk.map((it) => f32Bits(it.weightDecay))],
+        [
+          ...head,
+          gscale ? 1 : 0,
+          f32Bits(h.oneMinusBeta1),
+          f32Bits(h.oneMinusBeta2),
+          ...offs,
+          ...chunk.map((it) => f32Bits(it.weightDecay)),
+        ],
         groups1d(offs[offs.length - 1]),
       );
     }

@@ -255,7 +255,8 @@ ${MAIN_1D} {
 }
 
 /**
- * AdamW in place. params: n, lr, beta1, beta2, eps, wd, bc1, bc2 (floats as bits), scaled.
+ * AdamW in place. params: n, lr, beta1, beta2, eps, wd, bc1, bc2 (floats as bits), scaled,
+ * 1-beta1, 1-beta2 (bits; computed in float64 on the host, not as 1.0 - b in f32).
  * Bindings: P (rw), G, M (rw), V (rw), S ([norm, factor]: G is multiplied by S[1] when scaled).
  */
 export function adamwKernel(): Kernel {
@@ -275,8 +276,8 @@ ${MAIN_1D} {
   let b2 = pf(3u);
   var g = G[i];
   if (pu(8u) == 1u) { g *= S[1]; }
-  let m = b1 * M[i] + (1.0 - b1) * g;
-  let v = b2 * V[i] + (1.0 - b2) * g * g;
+  let m = b1 * M[i] + pf(9u) * g;
+  let v = b2 * V[i] + pf(10u) * g * g;
   M[i] = m;
   V[i] = v;
   let pd = P[i] - lr * pf(5u) * P[i];
@@ -286,14 +287,14 @@ ${MAIN_1D} {
 }
 
 /** Parameter words before the per-tensor offsets in {@link adamwManyKernel}. */
-const MANY_HEAD = 7;
+const MANY_HEAD = 9;
 /** Most tensors one {@link adamwManyKernel} dispatch takes (its offsets and decays fill the 32 words). */
-export const ADAMW_MANY_MAX = 12;
+export const ADAMW_MANY_MAX = 11;
 
 /**
  * AdamW on `k` tensors in one dispatch over their concatenated elements, with the arithmetic of
  * {@link adamwKernel} per element (bit-identical). params: lr, beta1, beta2, eps, bc1, bc2 (bits),
- * scaled, then k + 1 element offsets (the last is the total), then k weight decays (bits).
+ * scaled, 1-beta1, 1-beta2 (bits), then k + 1 element offsets (the last is the total), then k weight decays (bits).
  * Bindings: S ([norm, factor]), then P, G, M, V of each tensor. Dispatch: groups1d(total).
  */
 export function adamwManyKernel(k: number): Kernel {
@@ -311,8 +312,8 @@ export function adamwManyKernel(k: number): Kernel {
     let j = i - pu(${MANY_HEAD + t}u);
     var g = G${t}[j];
     if (scaled) { g *= S[1]; }
-    let m = b1 * M${t}[j] + (1.0 - b1) * g;
-    let v = b2 * V${t}[j] + (1.0 - b2) * g * g;
+    let m = b1 * M${t}[j] + c1 * g;
+    let v = b2 * V${t}[j] + c2 * g * g;
     M${t}[j] = m;
     V${t}[j] = v;
     let pd = P${t}[j] - lr * pf(${MANY_HEAD + k + 1 + t}u) * P${t}[j];
@@ -331,6 +332,8 @@ ${MAIN_1D} {
   let b1 = pf(1u);
   let b2 = pf(2u);
   let scaled = pu(6u) == 1u;
+  let c1 = pf(7u);
+  let c2 = pf(8u);
 ${body.join("\n")}
 }`,
   };

@@ -29,7 +29,7 @@ export interface QWeightSpec {
   format: "f32" | "f16" | "bf16" | "int8" | "int8-row" | "nf4" | "fp4" | "int4";
   /** 4-bit formats: weights per absmax block (a multiple of 8); else 0. */
   blockSize: number;
-  /** Double quantization: constants per scale; 0 without. */
+  /** Double quantization (bitsandbytes'): constants per nested block; 0 without. */
   dqBlockSize: number;
   /** 4-bit formats: the f32 code table [16]; else null. */
   table: Float32Array | null;
@@ -42,9 +42,9 @@ export const MV_WG_ROWS = 8;
 /** W columns per workgroup of the transposed matrix-vector kernel. */
 export const MVT_WG_COLS = 256;
 
-/** Number of storage buffers the weight binds (data, then absmax or dq codes + scales). */
+/** Number of storage buffers the weight binds (data, then absmax or dq codes + scales + map). */
 export function weightBindings(s: QWeightSpec): number {
-  if (s.dqBlockSize > 0) return 3;
+  if (s.dqBlockSize > 0) return 4;
   return s.format === "f32" || s.format === "f16" || s.format === "bf16" ? 1 : 2;
 }
 
@@ -133,10 +133,11 @@ fn wload4(i0: u32, n: u32) -> vec4<f32> {
       const table = Array.from(s.table!, lit).join(", ");
       const amax = s.dqBlockSize > 0
         ? `@group(0) @binding(${b0 + 1}) var<storage, read> QC: array<u32>;
-@group(0) @binding(${b0 + 2}) var<storage, read> QD: array<f32>; // [mean, scales…]
+@group(0) @binding(${b0 + 2}) var<storage, read> QD: array<f32>; // [offset, nested absmax…]
+@group(0) @binding(${b0 + 3}) var<storage, read> QM: array<f32>; // the 8-bit map [256]
 fn amax(b: u32) -> f32 {
-  let q = f32(bitcast<i32>(QC[b >> 2u] << (24u - 8u * (b & 3u))) >> 24u);
-  return max(0.0, q * QD[1u + b / ${s.dqBlockSize}u] / 127.0 + QD[0]);
+  let q = (QC[b >> 2u] >> (8u * (b & 3u))) & 255u;
+  return QM[q] * QD[1u + b / ${s.dqBlockSize}u] + QD[0];
 }`
         : `${S}
 fn amax(b: u32) -> f32 { return QS[b]; }`;
