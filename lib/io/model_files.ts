@@ -71,14 +71,7 @@ export async function saveModel(
     tensors.set(name, tensorFromArray("F32", [...params.get(name)!.shape], data));
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
-  await writeJsonAtomic(`${dir}/config.json`, {
-    model_type: "gpt2",
-    architectures: ["GPT2LMHeadModel"],
-    ...model.config,
-    layer_norm_epsilon: model.config.layer_norm_epsilon ?? 1e-5,
-    tie_word_embeddings: true,
-    activation_function: "gelu_new",
-  });
+  await writeJsonAtomic(`${dir}/config.json`, gpt2ConfigJson(model.config));
   await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
 }
 
@@ -147,12 +140,7 @@ export async function saveBnbModel(
   await Deno.mkdir(dir, { recursive: true });
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
   await writeJsonAtomic(`${dir}/config.json`, {
-    model_type: "gpt2",
-    architectures: ["GPT2LMHeadModel"],
-    ...model.config,
-    layer_norm_epsilon: model.config.layer_norm_epsilon ?? 1e-5,
-    tie_word_embeddings: true,
-    activation_function: "gelu_new",
+    ...gpt2ConfigJson(model.config),
     torch_dtype: "float32",
     quantization_config: bnbQuantizationConfig(cfg),
   });
@@ -242,4 +230,16 @@ async function isLoralabFolder(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** config.json of a GPT-2 model as Hugging Face's GPT2Config writes it (tied embeddings). */
+function gpt2ConfigJson(c: GPTConfig): Record<string, unknown> {
+  return {
+    model_type: "gpt2",
+    architectures: ["GPT2LMHeadModel"],
+    ...c,
+    layer_norm_epsilon: c.layer_norm_epsilon ?? 1e-5,
+    tie_word_embeddings: true,
+    activation_function: "gelu_new",
+  };
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   AdamW,
+  type Backend,
   clipGradNorm,
   clipGradNormOnDevice,
   cosineSchedule,
@@ -237,9 +238,13 @@ Deno.test({
   },
 });
 
-bothBackends("gradient accumulation over two half-batches equals the full batch", async (dev) => {
-  const rng = new Rng(73);
-  const [N, C, V] = [8, 5, 7];
+/**
+ * A softmax regression on random data: weights w [5, 7] and `gradOf(lo, hi)`, the gradient of
+ * the mean cross-entropy over rows lo..hi of N random rows (the accumulation tests' problem).
+ */
+function softmaxRegression(dev: Backend, seed: number, N: number) {
+  const rng = new Rng(seed);
+  const [C, V] = [5, 7];
   const x = randData(rng, N * C), w0 = randData(rng, C * V);
   const tg = Array.from({ length: N }, () => rng.int(V));
   const w = Tensor.fromArray(w0, [C, V], { device: dev });
@@ -251,6 +256,12 @@ bothBackends("gradient accumulation over two half-batches equals the full batch"
     const loss = tape.run(() => crossEntropy(matmul(xs, w), ts));
     return tape.backward(loss);
   };
+  return { w, gradOf };
+}
+
+bothBackends("gradient accumulation over two half-batches equals the full batch", async (dev) => {
+  const N = 8;
+  const { w, gradOf } = softmaxRegression(dev, 73, N);
   const full = await gradOf(0, N).get(w)!.toArray();
   const acc = new GradAccumulator();
   acc.add(gradOf(0, N / 2));
@@ -264,19 +275,8 @@ bothBackends(
   async (dev) => {
     // The trainer runs each micro-batch in a scope and keeps only the gradients it hands over;
     // the running sums made in the second and later micro-batches must outlive those scopes.
-    const rng = new Rng(74);
-    const [N, C, V, K] = [9, 5, 7, 3];
-    const x = randData(rng, N * C), w0 = randData(rng, C * V);
-    const tg = Array.from({ length: N }, () => rng.int(V));
-    const w = Tensor.fromArray(w0, [C, V], { device: dev });
-    const gradOf = (lo: number, hi: number) => {
-      const tape = new Tape();
-      tape.watch(w);
-      const xs = Tensor.fromArray(x.slice(lo * C, hi * C), [hi - lo, C], { device: dev });
-      const ts = Tensor.fromArray(tg.slice(lo, hi), [hi - lo], { device: dev, dtype: "i32" });
-      const loss = tape.run(() => crossEntropy(matmul(xs, w), ts));
-      return tape.backward(loss);
-    };
+    const [N, K] = [9, 3];
+    const { w, gradOf } = softmaxRegression(dev, 74, N);
     const full = await gradOf(0, N).get(w)!.toArray();
     const acc = new GradAccumulator();
     for (let k = 0; k < K; k++) {
