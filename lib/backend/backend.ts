@@ -176,6 +176,12 @@ export interface Backend {
   readonly description: string;
   /** Whether `f16` storage and arithmetic are available. */
   readonly hasF16: boolean;
+  /**
+   * Largest storage in bytes (WebGPU: the adapter's `maxStorageBufferBindingSize`; the CPU:
+   * `Infinity`, bounded only by memory). Checked before big work so that a run too large for the
+   * adapter fails with one clear error instead of a kernel error mid-step.
+   */
+  readonly maxStorageBytes: number;
 
   /** Copies host data into a new storage. */
   upload(dtype: DType, data: HostArray): Storage;

@@ -100,8 +100,8 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
 // The model is written at the end of a long run: make sure it can be, before training.
 if (Deno.permissions.querySync({ name: "write", path: a.out }).state !== "granted") {
   console.error(
-    `pretrain: --out ${a.out}: no permission to write there (deno task pretrain may write only ` +
-      "data/base); choose that, or run lib/cli/pretrain.ts with your own --allow-write",
+    `pretrain: --out ${a.out}: no permission to write there (deno task pretrain grants the ` +
+      "--out it is given, else data/base); run lib/cli/pretrain.ts with --allow-write on it",
   );
   Deno.exit(2);
 }

@@ -24,15 +24,16 @@ if ("help" in args) {
   Deno.exit(0);
 }
 for (const w of args.warnings) console.error(`train: note: ${w}`);
-// `deno task train` may write only under runs/: say so before any work, not as a permission error
-// at the first file.
+// The process may write only where it was allowed (`deno task train` grants the --out or
+// --resume folder, else runs/): say so before any work, not as a permission error at the first
+// file.
 const canWrite =
   Deno.permissions.querySync({ name: "write", path: args.out }).state === "granted" &&
   Deno.permissions.querySync({ name: "read", path: args.out }).state === "granted";
 if (!canWrite) {
   console.error(
-    `train: --out ${args.out}: this command may only write under runs/ (its --allow-write); ` +
-      "choose a folder there, or run lib/cli/train.ts with your own permissions",
+    `train: --out ${args.out}: this process may not write there; deno task train grants the ` +
+      "folder it is given, or run lib/cli/train.ts with --allow-read and --allow-write on it",
   );
   Deno.exit(2);
 }
@@ -41,5 +42,5 @@ try {
   if (r.interrupted) Deno.exit(130);
 } catch (e) {
   console.error(`train: ${(e as Error).message}`);
-  Deno.exit(e instanceof InputError ? 2 : 1);
+  Deno.exit(e instanceof InputError || e instanceof UsageError ? 2 : 1);
 }

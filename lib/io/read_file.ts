@@ -62,8 +62,9 @@ function absolute(path: string): string {
 function outside(path: string, real: string): ReadError {
   return new ReadError(
     `${path}${linkNote(path, real)} is outside what this command may read ` +
-      "(deno task train, generate and pretrain read only inside the repository): " +
-      "move the file there, or run the script with deno run --allow-read=<its folder>",
+      "(the deno tasks read the repository and the paths their flags name, not what links " +
+      "inside those point to): name the file itself in the flag, or run the script with " +
+      "deno run --allow-read=<its folder>",
   );
 }
 

@@ -90,6 +90,12 @@ export interface TrainArgs {
   layers: number | null;
   /** Flags that were given but that the method ignores, one sentence each. */
   warnings: string[];
+  /**
+   * The flags given on the command line (names without `--`, e.g. `eval-every`), so that a
+   * resumed run can tell a flag set on purpose from a default. Absent in run.json files written
+   * before it existed.
+   */
+  given?: string[];
 }
 
 /** The answer to `--help`. */
@@ -138,7 +144,9 @@ Data and files
   --val SRC         separate validation source (default: hold out part of --data)
   --base DIR        base model directory (default data/base)
   --out DIR         run folder, must be new or empty (default runs/<method>-<UTC timestamp>)
-  --resume DIR      continue the run in DIR from its last checkpoint
+  --resume DIR      continue the run in DIR from its last checkpoint, with the run's own
+                    settings (its --eval-every and --save-every too); only --eval-every,
+                    --save-every and --backend may be given again, to change them
   --eval-every N    validate every N steps, 0 = start and end only (default 50)
   --save-every N    checkpoint every N steps, 0 = end only (default 100)
   --backend B       cpu | webgpu | auto (default: LORALAB_BACKEND, else auto)
@@ -295,6 +303,55 @@ export function parseTrainArgs(
     saveEvery,
     layers,
     warnings,
+    given: Object.keys(values).filter((k) => values[k] !== undefined),
+  };
+}
+
+/** Flags that may be given with `--resume` to change a run's setting. */
+export const RESUME_FLAGS: readonly string[] = [
+  "resume",
+  "out",
+  "eval-every",
+  "save-every",
+  "backend",
+];
+
+/** `grad-accum` → `gradAccum`: the TrainArgs field of a flag. */
+function fieldOf(flag: string): keyof TrainArgs {
+  return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as keyof TrainArgs;
+}
+
+/**
+ * The settings of a resumed run: `saved` (run.json's config) with `--eval-every`,
+ * `--save-every` and `--backend` from `args` where they were given, else the run's own values
+ * (a run checkpointed every 20 steps keeps doing so). A training setting given again with a
+ * different value is a {@link UsageError}: the checkpoint was made with the run's settings, and
+ * silently ignoring the flag would train something else than asked.
+ */
+export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
+  const given = args.given ?? [];
+  for (const flag of given) {
+    if (RESUME_FLAGS.includes(flag)) continue;
+    const f = fieldOf(flag);
+    if (JSON.stringify(args[f]) === JSON.stringify(saved[f])) continue;
+    const was = Array.isArray(saved[f]) ? (saved[f] as string[]).join(",") : String(saved[f]);
+    throw new UsageError(
+      `--${flag} with --resume ${args.resume}: the run was started with --${flag} ${was}, and a ` +
+        "resumed run keeps its settings (only --eval-every, --save-every and --backend may " +
+        `change); drop --${flag}, or start a new run`,
+    );
+  }
+  const pick = <K extends "evalEvery" | "saveEvery">(flag: string, k: K): TrainArgs[K] =>
+    given.includes(flag) || saved[k] === undefined ? args[k] : saved[k];
+  return {
+    ...saved,
+    resume: args.resume,
+    out: args.resume!,
+    evalEvery: pick("eval-every", "evalEvery"),
+    saveEvery: pick("save-every", "saveEvery"),
+    backend: args.backend ?? saved.backend,
+    warnings: args.warnings,
+    given,
   };
 }
 

@@ -115,8 +115,16 @@ export function configHash(config: unknown): Promise<string> {
  * model and the data.
  */
 export function resumeSettings(args: TrainArgs): Record<string, unknown> {
-  const { out: _o, resume: _r, evalEvery: _e, saveEvery: _s, backend: _b, warnings: _w, ...rest } =
-    args;
+  const {
+    out: _o,
+    resume: _r,
+    evalEvery: _e,
+    saveEvery: _s,
+    backend: _b,
+    warnings: _w,
+    given: _g,
+    ...rest
+  } = args;
   return rest;
 }
 

@@ -32,7 +32,8 @@ import {
 import { type PeftModel, preparePeft } from "../peft/apply.ts";
 import { saveAdapter } from "../peft/peft_files.ts";
 import { scope, Tensor } from "../tensor.ts";
-import { DEFAULT_TARGETS, type TrainArgs } from "./args.ts";
+import { DEFAULT_TARGETS, resumedArgs, type TrainArgs } from "./args.ts";
+import { InputError } from "./input_error.ts";
 import {
   type CheckpointState,
   configHash,
@@ -43,10 +44,12 @@ import {
 } from "./checkpoint.ts";
 import { evaluate, natsToBits } from "./eval.ts";
 import { type MetricsRow, MetricsWriter, readMetrics } from "./metrics.ts";
+import { preflight } from "./preflight.ts";
 import { Progress } from "./progress.ts";
 import { writeReport } from "./report.ts";
 import {
   buildRunManifest,
+  checkRunDir,
   prepareRunDir,
   readRunJson,
   recordResume,
@@ -54,11 +57,7 @@ import {
   writeSamples,
 } from "./run_dir.ts";
 
-/** A failure caused by the user's input (bad data, bad base folder): exit code 2. */
-export class InputError extends Error {
-  /** Process exit status. */
-  readonly exitCode = 2;
-}
+export { InputError };
 
 /** What a finished (or stopped) run reports. */
 export interface FinetuneResult {
@@ -199,17 +198,21 @@ export async function finetune(
   const log = hooks.log ?? ((s: string) => console.log(s));
   const t0 = performance.now();
   const runDir = args.resume ?? args.out;
-  // A resumed run takes its settings from run.json; only reporting flags may differ.
+  // A resumed run takes its settings from run.json; only --eval-every, --save-every and
+  // --backend may be given again to change them.
+  await checkRunDir(runDir, { resume: !!args.resume });
   if (args.resume) {
-    const m = await readRunJson(args.resume);
-    args = {
-      ...(m.config as unknown as TrainArgs),
-      resume: args.resume,
-      out: args.resume,
-      evalEvery: args.evalEvery,
-      saveEvery: args.saveEvery,
-      backend: args.backend,
-    };
+    let m;
+    try {
+      m = await readRunJson(args.resume);
+    } catch (e) {
+      throw new InputError(`--resume ${args.resume}: ${(e as Error).message}`);
+    }
+    args = resumedArgs(m.config as unknown as TrainArgs, args);
+    log(
+      `resuming with the run's settings: --eval-every ${args.evalEvery}, --save-every ${args.saveEvery}` +
+        (args.backend ? `, --backend ${args.backend}` : ""),
+    );
   }
   const dev = hooks.device ?? await getDevice({ backend: args.backend });
   log(`backend: ${dev.kind} (${dev.description})`);
@@ -227,17 +230,13 @@ export async function finetune(
     throw new InputError(`--base ${args.base} is not a model folder: ${(e as Error).message}`);
   }
   const { model, tokenizer: tok } = loaded;
-  if (args.ctx > model.contextLength) {
-    throw new InputError(
-      `--ctx ${args.ctx} exceeds the base model's context length ${model.contextLength}`,
-    );
-  }
   // --targets defaults to GPT-2's module names; on another architecture the default means
   // "every block linear" in that architecture's names.
   const gpt2Default = args.targets.join(",") === DEFAULT_TARGETS.join(",");
   const targets = gpt2Default && model.arch !== "gpt2"
     ? [...model.peftLayout.defaultTargets]
     : args.targets;
+  preflight(args, model, dev, targets);
   const data = await loadData(args, tok);
   log(
     `data: ${args.data} (${data.source.documents.length} ${data.source.unit}s), train ${data.train.length} tokens, ` +

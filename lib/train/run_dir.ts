@@ -9,6 +9,7 @@
 import denoJson from "../../deno.json" with { type: "json" };
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { pathExists, ReadError, readJsonChecked } from "../io/read_file.ts";
+import { InputError } from "./input_error.ts";
 import { gitCommit } from "./versions.ts";
 
 /** Name of the manifest file in a run folder. */
@@ -23,40 +24,49 @@ export interface PrepareRunDirOptions {
 }
 
 /**
- * Makes the run folder ready. A new run: creates `dir` (and its parents); an existing folder is
- * accepted only when empty, so a run never mixes its files with another's. A resume: `dir` must
- * be a run folder (holding `run.json`). Throws an error that says what to do instead.
+ * Checks that `dir` can hold the run, creating nothing: for a new run it must be missing or an
+ * empty folder (a run never mixes its files with another's); for a resume (`opts.resume`) it must
+ * be a run folder (holding `run.json`). Throws an {@link InputError} that says what to do
+ * instead. `finetune` calls it before any slow work, so a bad `--out` fails at once.
  */
-export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions = {}): Promise<void> {
+export async function checkRunDir(dir: string, opts: PrepareRunDirOptions = {}): Promise<void> {
   let info: Deno.FileInfo | null = null;
   try {
     info = await Deno.stat(dir);
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (!(e instanceof Deno.errors.NotFound)) {
+      throw new InputError(`${opts.resume ? "--resume" : "--out"} ${dir}: ${(e as Error).message}`);
+    }
   }
   if (opts.resume) {
-    if (info === null) throw new Error(`--resume ${dir}: no such folder`);
-    if (!info.isDirectory) throw new Error(`--resume ${dir}: not a folder`);
+    if (info === null) throw new InputError(`--resume ${dir}: no such folder`);
+    if (!info.isDirectory) throw new InputError(`--resume ${dir}: not a folder`);
     try {
       await Deno.stat(`${dir}/${RUN_JSON}`);
     } catch {
-      throw new Error(`--resume ${dir}: not a run folder (no ${RUN_JSON})`);
+      throw new InputError(`--resume ${dir}: not a run folder (no ${RUN_JSON})`);
     }
     return;
   }
-  if (info !== null) {
-    if (!info.isDirectory) {
-      throw new Error(`${dir} exists and is not a folder; choose another --out`);
-    }
-    for await (const _ of Deno.readDir(dir)) {
-      throw new Error(
-        `${dir} exists and is not empty; choose another --out, or continue that run with ` +
-          `--resume ${dir}`,
-      );
-    }
-    return;
+  if (info === null) return;
+  if (!info.isDirectory) {
+    throw new InputError(`${dir} exists and is not a folder; choose another --out`);
   }
-  await Deno.mkdir(dir, { recursive: true });
+  for await (const _ of Deno.readDir(dir)) {
+    throw new InputError(
+      `${dir} exists and is not empty; choose another --out, or continue that run with ` +
+        `--resume ${dir}`,
+    );
+  }
+}
+
+/**
+ * Makes the run folder ready: {@link checkRunDir}, then for a new run creates `dir` (and its
+ * parents). Throws an {@link InputError} that says what to do instead.
+ */
+export async function prepareRunDir(dir: string, opts: PrepareRunDirOptions = {}): Promise<void> {
+  await checkRunDir(dir, opts);
+  if (!opts.resume) await Deno.mkdir(dir, { recursive: true });
 }
 
 /** Versions of everything that shaped a run's numbers. */

@@ -3,6 +3,7 @@ import {
   DEFAULT_TARGETS,
   HELP,
   parseTrainArgs,
+  resumedArgs,
   runTimestamp,
   type TrainArgs,
   UsageError,
@@ -54,6 +55,7 @@ Deno.test("args: defaults (qlora)", () => {
     saveEvery: 100,
     layers: null,
     warnings: [],
+    given: [],
   });
   assert.deepEqual(DEFAULT_TARGETS, ["c_attn", "c_proj", "c_fc"]);
   assert.equal(runTimestamp(NOW), "2026-11-28T20-54-07Z");
@@ -141,6 +143,28 @@ Deno.test("args: every flag", () => {
     saveEvery: 5,
     layers: null,
     warnings: [],
+    given: [
+      "method",
+      "quant",
+      "rank",
+      "alpha",
+      "rslora",
+      "targets",
+      "dropout",
+      "steps",
+      "lr",
+      "batch",
+      "grad-accum",
+      "ctx",
+      "data",
+      "val",
+      "base",
+      "seed",
+      "out",
+      "backend",
+      "eval-every",
+      "save-every",
+    ],
   });
   for (const q of ["nf4", "fp4", "int8", "f16"]) assert.equal(parse(["--quant", q]).quant, q);
   for (const b of ["cpu", "webgpu", "auto"]) assert.equal(parse(["--backend", b]).backend, b);
@@ -157,6 +181,49 @@ Deno.test("args: --resume continues in its own folder", () => {
     ["--resume", "runs/old", "--out", "runs/new"],
     "--out runs/new with --resume runs/old: a resumed run continues in its own folder; drop --out",
   );
+});
+
+Deno.test("args: a resumed run keeps its settings; --eval-every, --save-every, --backend may change", () => {
+  const saved = parse([
+    "--method",
+    "lora",
+    "--eval-every",
+    "20",
+    "--save-every",
+    "20",
+    "--lr",
+    "0.01",
+  ]);
+  const plain = resumedArgs(saved, parse(["--resume", "runs/old"]));
+  assert.deepEqual(
+    [plain.method, plain.lr, plain.evalEvery, plain.saveEvery, plain.out, plain.resume],
+    ["lora", 0.01, 20, 20, "runs/old", "runs/old"],
+  );
+  const changed = resumedArgs(
+    saved,
+    parse(["--resume", "runs/old", "--save-every", "5", "--eval-every", "0", "--backend", "cpu"]),
+  );
+  assert.deepEqual([changed.evalEvery, changed.saveEvery, changed.backend], [0, 5, "cpu"]);
+  // The run's own value again is fine; another value is an error naming the flag and the value.
+  assert.equal(resumedArgs(saved, parse(["--resume", "runs/old", "--lr", "0.01"])).lr, 0.01);
+  for (
+    const [flags, was] of [
+      [["--lr", "0.1"], "--lr 0.01"],
+      [["--method", "qlora"], "--method lora"],
+      [["--targets", "c_attn"], "--targets c_attn,c_proj,c_fc"],
+      [["--rslora"], "--rslora false"],
+    ] as const
+  ) {
+    assert.throws(
+      () => resumedArgs(saved, parse(["--resume", "runs/old", ...flags])),
+      (e: unknown) =>
+        e instanceof UsageError && e.message.startsWith(`${flags[0]} with --resume runs/old: `) &&
+        e.message.includes(`started with ${was},`),
+    );
+  }
+  // run.json files written before `given` existed resume with their saved values.
+  const old = { ...saved, given: undefined };
+  assert.equal(resumedArgs(old, parse(["--resume", "r"])).saveEvery, 20);
 });
 
 Deno.test("args: --help returns the help text, which lists every flag with its default", () => {

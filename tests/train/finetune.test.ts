@@ -89,6 +89,42 @@ Deno.test("train: a stopped and resumed run gives the same losses bit for bit (C
   await Deno.remove(fx.root, { recursive: true });
 });
 
+Deno.test("train: --resume keeps the run's --eval-every and --save-every; other settings may not change", async () => {
+  const fx = await fixture();
+  const dir = `${fx.root}/r`;
+  const every2 = ["--eval-every", "2", "--save-every", "2"];
+  await finetune(args(fx, dir, every2), { ...quiet, stopAfter: 3 });
+  const resume = (extra: string[]) => {
+    const a = parseTrainArgs(["--resume", dir, "--backend", "cpu", ...extra]);
+    if ("help" in a) throw new Error("unexpected help");
+    return a;
+  };
+  const lines: string[] = [];
+  await finetune(resume([]), { log: (l) => lines.push(l), device: cpu, stopAfter: 2 });
+  assert.ok(
+    lines.includes(
+      "resuming with the run's settings: --eval-every 2, --save-every 2, --backend cpu",
+    ),
+    lines.join("\n"),
+  );
+  const state = JSON.parse(await Deno.readTextFile(`${dir}/checkpoint/state.json`));
+  assert.equal(state.step, 5);
+  await assert.rejects(
+    () => finetune(resume(["--lr", "0.1"]), quiet),
+    /--lr with --resume .*: the run was started with --lr 0.002, .*drop --lr/,
+  );
+  // Given again, they change; a training flag given with the run's own value is accepted.
+  await finetune(resume(["--eval-every", "1", "--lr", "0.002", "--ctx", "32"]), quiet);
+  const rows = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l)
+  );
+  assert.deepEqual(
+    rows.filter((r) => r.val_loss !== undefined).map((r) => r.step),
+    [0, 2, 4, 6, 7, 8],
+  );
+  await Deno.remove(fx.root, { recursive: true });
+});
+
 Deno.test("train on a bitsandbytes 4-bit base: its stored weights, the losses of the f32 base", async () => {
   // QLoRA quantizes the f32 base with NF4 + double quantization at block 64, exactly what
   // saveBnbModel stores: training on the saved folder (4-bit weights loaded as stored) must give
@@ -228,6 +264,7 @@ async function cli(
       write,
       "--allow-env",
       "--allow-ffi=/usr/lib",
+      "--allow-sys=systemMemoryInfo",
       new URL("../../lib/cli/train.ts", import.meta.url).pathname,
       ...argv,
     ],
@@ -244,13 +281,13 @@ Deno.test("train CLI: bad input is one clear line and exit code 2; NaN loss exit
   let r = await cli(["--bogus"]);
   assert.equal(r.code, 2);
   assert.match(r.err, /unknown flag --bogus/);
-  // Writing only where the task may (runs/ for `deno task train`): a clear error before any work.
+  // Writing only where the process may: a clear error before any work.
   r = await cli(
     [...common, "--data", fx.data, "--out", `${fx.root}/elsewhere`],
     "--allow-write=runs",
   );
   assert.equal(r.code, 2);
-  assert.match(r.err, /--out .*elsewhere: this command may only write under runs\//);
+  assert.match(r.err, /--out .*elsewhere: this process may not write there/);
   r = await cli([...common, "--data", `${fx.root}/nope.txt`, "--out", `${fx.root}/r1`]);
   assert.equal(r.code, 2);
   assert.match(r.err, /--data .*nope.txt/);
@@ -265,6 +302,26 @@ Deno.test("train CLI: bad input is one clear line and exit code 2; NaN loss exit
   r = await cli([...common, "--data", fx.data, "--base", fx.root, "--out", `${fx.root}/r4`]);
   assert.equal(r.code, 2);
   assert.match(r.err, /is not a model folder/);
+  // Input found bad after loading (issue 21.9): still exit 2, one line, no run folder made.
+  const late: [string[], RegExp][] = [
+    [["--method", "freeze-lower", "--layers", "100"], /--layers 100: the base model has 2 blocks/],
+    [["--targets", "c_attn,nonsense"], /"nonsense" matches no linear layer .*c_attn, c_proj, c_fc/],
+    [["--batch", "10000000"], /--batch 10000000 --ctx 32: one micro-batch needs at least/],
+  ];
+  for (const [flags, message] of late) {
+    r = await cli([...common, "--data", fx.data, ...flags, "--out", `${fx.root}/late`]);
+    assert.equal(r.code, 2, r.err);
+    assert.match(r.err, message);
+    assert.equal(r.err.trim().split("\n").filter((l) => l.startsWith("train:")).length, 1);
+    await assert.rejects(() => Deno.stat(`${fx.root}/late`), Deno.errors.NotFound);
+  }
+  await Deno.mkdir(`${fx.root}/taken`);
+  await Deno.writeTextFile(`${fx.root}/taken/x`, "mine");
+  r = await cli([...common, "--data", fx.data, "--out", `${fx.root}/taken`]);
+  assert.equal(r.code, 2, r.err);
+  assert.match(r.err, /taken exists and is not empty; choose another --out/);
+  assert.doesNotMatch(r.err, /backend:/, "checked before any work");
+  assert.equal(await Deno.readTextFile(`${fx.root}/taken/x`), "mine");
   r = await cli([
     ...common,
     "--data",

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { InputError } from "../../lib/train/input_error.ts";
 import denoJson from "../../deno.json" with { type: "json" };
 import {
   buildRunManifest,
@@ -26,7 +27,7 @@ Deno.test("run dir: refuses to overwrite a non-empty folder or a file, unless re
   await Deno.writeTextFile(`${dir}/metrics.jsonl`, "");
   await assert.rejects(
     () => prepareRunDir(dir),
-    new Error(
+    new InputError(
       `${dir} exists and is not empty; choose another --out, or continue that run with ` +
         `--resume ${dir}`,
     ),

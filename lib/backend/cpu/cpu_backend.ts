@@ -77,6 +77,8 @@ export class CpuBackend implements Backend {
   }
   /** f16 storage is emulated with Float16Array. */
   readonly hasF16 = true;
+  /** No limit but memory. */
+  readonly maxStorageBytes: number = Infinity;
 
   /** Stamps host data as this backend's storage. */
   private wrap(data: HostArray): CpuStorage {

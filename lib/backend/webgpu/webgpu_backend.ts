@@ -125,6 +125,10 @@ export class WebGpuBackend implements Backend {
   get hasF16(): boolean {
     return this.engine.hasF16;
   }
+  /** The device's `maxStorageBufferBindingSize`. */
+  get maxStorageBytes(): number {
+    return this.engine.device.limits.maxStorageBufferBindingSize;
+  }
 
   /** The buffer behind a storage of this backend. */
   private buf(s: Storage): GPUBuffer {
