@@ -115,3 +115,18 @@ export function layerNormRef(
   }
   return out;
 }
+
+/**
+ * The nearest number with `mant` fraction bits (exponent ≥ `emin`: subnormals below) to x,
+ * ties to even, in float64 arithmetic (exact: scaling by powers of two).
+ */
+export function rneTo(x: number, mant: number, emin: number): number {
+  if (x === 0) return 0;
+  let e = Math.floor(Math.log2(Math.abs(x)));
+  while (2 ** (e + 1) <= Math.abs(x)) e++;
+  while (2 ** e > Math.abs(x)) e--;
+  const ulp = 2 ** (Math.max(e, emin) - mant);
+  const q = x / ulp, fl = Math.floor(q);
+  const n = q - fl === 0.5 ? (fl % 2 === 0 ? fl : fl + 1) : Math.round(q);
+  return n * ulp;
+}

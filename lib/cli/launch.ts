@@ -1,5 +1,5 @@
 /**
- * The launcher behind `deno task train|generate|quantize|pretrain`: user data and models live
+ * The launcher behind `deno task train|generate|eval|merge|quantize|pretrain`: user data and models live
  * anywhere on disk, yet each command runs with least privilege. The launcher reads the command's
  * path flags (`--data`, `--val`, `--base`, `--model`, `--adapter`, `--resume`, `--out`), and
  * starts the command in a second Deno process that may read the repository and those paths (and
@@ -54,6 +54,22 @@ export const COMMANDS: Readonly<Record<string, CommandSpec>> = {
   quantize: {
     script: "quantize.ts",
     read: ["model"],
+    write: ["out"],
+    defaultWrite: [],
+    run: [],
+    builtins: [],
+  },
+  eval: {
+    script: "eval.ts",
+    read: ["base", "adapter", "data"],
+    write: [],
+    defaultWrite: [],
+    run: [],
+    builtins: ["moby-dick", "sotu"],
+  },
+  merge: {
+    script: "merge.ts",
+    read: ["base", "adapter"],
     write: ["out"],
     defaultWrite: [],
     run: [],

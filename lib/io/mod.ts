@@ -11,3 +11,4 @@ export * from "./model_files.ts";
 export * from "./hf.ts";
 export * from "./read_file.ts";
 export * from "./bnb.ts";
+export * from "./encode_float.ts";

@@ -19,6 +19,7 @@ export * from "./checkpoint.ts";
 export * from "./report.ts";
 export * from "./run_dir.ts";
 export * from "./eval.ts";
+export * from "./eval_text.ts";
 export * from "./progress.ts";
 export * from "./versions.ts";
 

@@ -23,11 +23,19 @@ export class Progress {
   private lastPrint = 0;
   private readonly tty: boolean;
 
-  /** `total` steps; on a non-terminal prints at most every `everySeconds` (default 10). */
-  constructor(readonly total: number, readonly label = "", readonly everySeconds = 10) {
+  /**
+   * `total` steps; on a non-terminal prints at most every `everySeconds` (default 10). Lines go
+   * to stdout, or to stderr with `stream: "stderr"` (commands whose stdout is for results).
+   */
+  constructor(
+    readonly total: number,
+    readonly label = "",
+    readonly everySeconds = 10,
+    readonly stream: "stdout" | "stderr" = "stdout",
+  ) {
     let tty = false;
     try {
-      tty = Deno.stdout.isTerminal();
+      tty = (stream === "stderr" ? Deno.stderr : Deno.stdout).isTerminal();
     } catch {
       tty = false;
     }
@@ -44,12 +52,14 @@ export class Progress {
     const line = `${this.label}step ${step}/${this.total} | ${f} | ${
       fmtDuration(el)
     } elapsed, ETA ${fmtDuration(eta)}`;
+    const out = this.stream === "stderr" ? Deno.stderr : Deno.stdout;
     if (this.tty) {
-      Deno.stdout.writeSync(new TextEncoder().encode(`\r\x1b[K${line}`));
-      if (force || step === this.total) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
+      out.writeSync(new TextEncoder().encode(`\r\x1b[K${line}`));
+      if (force || step === this.total) out.writeSync(new TextEncoder().encode("\n"));
     } else if (force || step === this.total || el - this.lastPrint >= this.everySeconds) {
       this.lastPrint = el;
-      console.log(line);
+      if (this.stream === "stderr") console.error(line);
+      else console.log(line);
     }
   }
 }
