@@ -98,7 +98,7 @@ async function launch(cwd: string, argv: string[]) {
   };
 }
 
-Deno.test("launch: train and generate on a model and data outside the repository", async () => {
+Deno.test("launch: train, generate, eval and merge on a model and data outside the repository", async () => {
   const home = await Deno.realPath(await Deno.makeTempDir());
   const cfg = { vocab_size: 257, n_positions: 32, n_embd: 32, n_layer: 1, n_head: 2 };
   await saveModel(
@@ -135,6 +135,32 @@ Deno.test("launch: train and generate on a model and data outside the repository
     "4",
   ]);
   assert.equal(r.code, 0, r.err);
+  // eval and merge too: the merged folder (written outside) scores as base + adapter.
+  const evalOf = async (flags: string[]) => {
+    const e = await launch(home, [
+      "eval",
+      "--data",
+      "notes.txt",
+      "--ctx",
+      "16",
+      "--json",
+      ...flags,
+    ]);
+    assert.equal(e.code, 0, e.err);
+    return JSON.parse(e.out).loss as number;
+  };
+  const adapted = await evalOf(["--base", "models/tiny", "--adapter", "out/run"]);
+  r = await launch(home, [
+    "merge",
+    "--base",
+    "models/tiny",
+    "--adapter",
+    "out/run",
+    "--out",
+    "merged",
+  ]);
+  assert.equal(r.code, 0, r.err);
+  assert.ok(Math.abs((await evalOf(["--base", "merged"])) - adapted) < 1e-5);
   // The read sandbox still holds inside a granted folder: a link out of it is refused.
   await Deno.mkdir(`${home}/secret`);
   await Deno.writeTextFile(`${home}/secret/tokenizer.json`, "{}");
