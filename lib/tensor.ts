@@ -15,7 +15,7 @@ import {
 } from "./backend/backend.ts";
 import { cpu } from "./backend/device.ts";
 import { Rng } from "./rng.ts";
-import { activeTape, record } from "./autograd/tape.ts";
+import { activeTape, record } from "./autograd/record.ts";
 
 /** Shared storage with a reference count (reshape makes views that share it). */
 interface StorageRef {

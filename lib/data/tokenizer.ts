@@ -1,11 +1,10 @@
 /**
- * Tokenizers: the {@link Tokenizer} interface every tokenizer implements (so GPT-2's BPE can
- * plug in later) and {@link ByteTokenizer}, the byte-level one.
+ * Tokenizers: the {@link Tokenizer} interface every tokenizer implements (GPT-2's and other
+ * Hugging Face BPE tokenizers in `bpe.ts`) and {@link ByteTokenizer}, the byte-level one. A leaf:
+ * it imports nothing (`tokenizer_files.ts` rebuilds either kind from JSON).
  *
  * @module
  */
-
-import { HfTokenizer, type HfTokenizerFile } from "./bpe.ts";
 
 /** The JSON description of a tokenizer, saved as `tokenizer.json` next to a model. */
 export interface TokenizerJSON {
@@ -110,39 +109,4 @@ export class ByteTokenizer implements Tokenizer {
       eotText: this.eotText,
     };
   }
-}
-
-/**
- * Rebuilds a tokenizer from its {@link TokenizerJSON} (e.g. a parsed `tokenizer.json`).
- * Knows `type: "byte"` and `type: "hf"` (a Hugging Face tokenizer, see lib/data/bpe.ts); throws
- * for any other type or for fields that do not match.
- */
-export function tokenizerFromJSON(json: TokenizerJSON): Tokenizer {
-  if (json.type === "hf") {
-    const tok = new HfTokenizer(json.tokenizer as HfTokenizerFile, {
-      name: json.name,
-      eotToken: json.eotToken,
-      config: json.config as Record<string, unknown> | undefined,
-    });
-    if (json.vocabSize !== tok.vocabSize) {
-      throw new Error(
-        `tokenizerFromJSON: hf tokenizer has ${tok.vocabSize} tokens, the JSON says ${json.vocabSize}`,
-      );
-    }
-    return tok;
-  }
-  if (json.type === "byte") {
-    if (json.eotText !== undefined && typeof json.eotText !== "string") {
-      throw new Error("tokenizerFromJSON: eotText must be a string");
-    }
-    const tok = new ByteTokenizer({ eotText: json.eotText as string | undefined });
-    if (json.vocabSize !== tok.vocabSize || json.eotToken !== tok.eotToken) {
-      throw new Error(
-        `tokenizerFromJSON: byte tokenizer must have vocabSize ${tok.vocabSize} and eotToken` +
-          ` ${tok.eotToken}, got ${json.vocabSize} and ${json.eotToken}`,
-      );
-    }
-    return tok;
-  }
-  throw new Error(`tokenizerFromJSON: unknown tokenizer type ${JSON.stringify(json.type)}`);
 }

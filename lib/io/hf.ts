@@ -20,7 +20,8 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { loadHfTokenizer } from "../data/bpe.ts";
-import { tokenizerFromJSON, type TokenizerJSON } from "../data/tokenizer.ts";
+import type { TokenizerJSON } from "../data/tokenizer.ts";
+import { tokenizerFromJSON } from "../data/tokenizer_files.ts";
 import { sha256Hex } from "../data/hash.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
@@ -34,8 +35,8 @@ import {
   RMSNorm,
   validateLlamaConfig,
 } from "../nn/llama.ts";
-import type { BaseQuant } from "../peft/quant_linear.ts";
-import { QuantLinear } from "../peft/quant_linear.ts";
+import type { BaseQuant } from "../nn/quant_linear.ts";
+import { QuantLinear } from "../nn/quant_linear.ts";
 import { toDevice } from "../quant/device_weight.ts";
 import {
   BNB_SUFFIXES,

@@ -8,7 +8,8 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { type Tokenizer, tokenizerFromJSON, type TokenizerJSON } from "../data/tokenizer.ts";
+import type { Tokenizer, TokenizerJSON } from "../data/tokenizer.ts";
+import { tokenizerFromJSON } from "../data/tokenizer_files.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import type { LlamaConfig } from "../nn/llama.ts";

@@ -11,7 +11,7 @@
  */
 
 import type { AttentionParams } from "../backend/backend.ts";
-import { activeTape, record } from "../autograd/tape.ts";
+import { activeTape, record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
 import { scale } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";

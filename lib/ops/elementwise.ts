@@ -5,9 +5,9 @@
  */
 
 import type { BinaryOp, UnaryOp } from "../backend/backend.ts";
-import { activeTape, record } from "../autograd/tape.ts";
+import { activeTape, record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
-import { sumTo } from "./broadcast.ts";
+import { sumTo } from "./_adjoint.ts";
 import { contiguousStrides, needDtype, sameBackend } from "./util.ts";
 
 /** The numpy broadcast of two shapes, or an error naming both. */

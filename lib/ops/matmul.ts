@@ -4,7 +4,7 @@
  * @module
  */
 
-import { record } from "../autograd/tape.ts";
+import { record } from "../autograd/record.ts";
 import type { MatmulParams } from "../backend/backend.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
 import { sum } from "./reduce.ts";

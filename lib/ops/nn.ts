@@ -5,7 +5,7 @@
  * @module
  */
 
-import { record } from "../autograd/tape.ts";
+import { record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
 import { exp, mul, sub } from "./elementwise.ts";
 import { mean, sum } from "./reduce.ts";

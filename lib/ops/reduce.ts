@@ -5,10 +5,9 @@
  */
 
 import type { ReduceOp } from "../backend/backend.ts";
-import { record } from "../autograd/tape.ts";
+import { record } from "../autograd/record.ts";
 import { numel, scope, Tensor } from "../tensor.ts";
-import { broadcastTo } from "./broadcast.ts";
-import { scale } from "./elementwise.ts";
+import { expandTo, scaleBy } from "./_adjoint.ts";
 import { needDtype, normAxis } from "./util.ts";
 
 /** Options of the reductions. */
@@ -36,8 +35,8 @@ function reduce(op: ReduceOp, a: Tensor, axis: number, opts: ReduceOptions): Ten
     if (op === "max") throw new Error("autograd: max has no backward in loralab");
     return scope(() => {
       const keep = a.shape.map((d, i) => (i === ax ? 1 : d));
-      const full = broadcastTo(g.reshape(keep), a.shape);
-      return [op === "mean" ? scale(full, 1 / len) : full];
+      const full = expandTo(g.reshape(keep), a.shape);
+      return [op === "mean" ? scaleBy(full, 1 / len) : full];
     });
   });
 }

@@ -5,7 +5,7 @@
  */
 
 import type { DType } from "../backend/backend.ts";
-import { record } from "../autograd/tape.ts";
+import { record } from "../autograd/record.ts";
 import { fmtShape, numel, Tensor } from "../tensor.ts";
 import { contiguousStrides, needDtype, normAxis, sameBackend } from "./util.ts";
 

@@ -27,7 +27,7 @@ import { Rng } from "../rng.ts";
 import { scope, Tensor } from "../tensor.ts";
 import { BottleneckAdapter } from "./bottleneck.ts";
 import { LoraLinear } from "./lora.ts";
-import { type BaseQuant, QuantLinear } from "./quant_linear.ts";
+import { type BaseQuant, QuantLinear } from "../nn/quant_linear.ts";
 
 /** Fine-tuning methods. */
 export type Method = "lora" | "qlora" | "full" | "adapter" | "bitfit" | "freeze-lower" | "sparse";

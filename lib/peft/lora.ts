@@ -17,7 +17,7 @@ import { Tensor } from "../tensor.ts";
 import { toDevice } from "../quant/device_weight.ts";
 import { dequantizeOnDevice } from "../quant/qmatmul.ts";
 import { quantize } from "../quant/quantize.ts";
-import type { QuantLinear } from "./quant_linear.ts";
+import type { QuantLinear } from "../nn/quant_linear.ts";
 
 /** LoRA hyper-parameters of one layer. */
 export interface LoraOptions {

@@ -25,7 +25,7 @@ import { MAX_TEXT_BYTES, pathExists, readFileChecked } from "../io/read_file.ts"
 import { type SafetensorsTensor, writeSafetensors } from "../io/safetensors.ts";
 import { Linear } from "../nn/linear.ts";
 import { dequantizeOnDevice } from "../quant/qmatmul.ts";
-import { type BaseQuant, QuantLinear } from "./quant_linear.ts";
+import { type BaseQuant, QuantLinear } from "../nn/quant_linear.ts";
 import { loadWithAdapter } from "./load_adapted.ts";
 import { LoraLinear } from "./lora.ts";
 

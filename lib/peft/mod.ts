@@ -5,7 +5,7 @@
  * @module
  */
 
-export * from "./quant_linear.ts";
+export * from "../nn/quant_linear.ts";
 export * from "./lora.ts";
 export * from "./bottleneck.ts";
 export * from "./apply.ts";

@@ -6,9 +6,9 @@
  * @module
  */
 
-import { record } from "../autograd/tape.ts";
+import { record } from "../autograd/record.ts";
 import type { Backend } from "../backend/backend.ts";
-import type { Linear, LinearLike } from "../nn/linear.ts";
+import type { Linear, LinearLike } from "./linear.ts";
 import { type DeviceWeight, toDevice } from "../quant/device_weight.ts";
 import { qmatmul } from "../quant/qmatmul.ts";
 import { sum } from "../ops/reduce.ts";

@@ -1,0 +1,44 @@
+/**
+ * Tokenizers from their saved JSON: {@link tokenizerFromJSON} knows the byte-level tokenizer
+ * (`tokenizer.ts`) and Hugging Face tokenizers (`bpe.ts`), so neither of those imports the other.
+ *
+ * @module
+ */
+
+import { HfTokenizer, type HfTokenizerFile } from "./bpe.ts";
+import { ByteTokenizer, type Tokenizer, type TokenizerJSON } from "./tokenizer.ts";
+
+/**
+ * Rebuilds a tokenizer from its {@link TokenizerJSON} (e.g. a parsed `tokenizer.json`).
+ * Knows `type: "byte"` and `type: "hf"` (a Hugging Face tokenizer, see lib/data/bpe.ts); throws
+ * for any other type or for fields that do not match.
+ */
+export function tokenizerFromJSON(json: TokenizerJSON): Tokenizer {
+  if (json.type === "hf") {
+    const tok = new HfTokenizer(json.tokenizer as HfTokenizerFile, {
+      name: json.name,
+      eotToken: json.eotToken,
+      config: json.config as Record<string, unknown> | undefined,
+    });
+    if (json.vocabSize !== tok.vocabSize) {
+      throw new Error(
+        `tokenizerFromJSON: hf tokenizer has ${tok.vocabSize} tokens, the JSON says ${json.vocabSize}`,
+      );
+    }
+    return tok;
+  }
+  if (json.type === "byte") {
+    if (json.eotText !== undefined && typeof json.eotText !== "string") {
+      throw new Error("tokenizerFromJSON: eotText must be a string");
+    }
+    const tok = new ByteTokenizer({ eotText: json.eotText as string | undefined });
+    if (json.vocabSize !== tok.vocabSize || json.eotToken !== tok.eotToken) {
+      throw new Error(
+        `tokenizerFromJSON: byte tokenizer must have vocabSize ${tok.vocabSize} and eotToken` +
+          ` ${tok.eotToken}, got ${json.vocabSize} and ${json.eotToken}`,
+      );
+    }
+    return tok;
+  }
+  throw new Error(`tokenizerFromJSON: unknown tokenizer type ${JSON.stringify(json.type)}`);
+}
