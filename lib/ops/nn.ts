@@ -124,7 +124,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
 }
 
 /** The target that {@link crossEntropy} skips when told how many targets count (PyTorch's). */
-export const IGNORE_INDEX = -100;
+export const IGNORE_INDEX: number = -100;
 
 /** Options of {@link crossEntropy}. */
 export interface CrossEntropyOptions {
