@@ -260,8 +260,17 @@ export interface Backend {
   ): Storage;
   /** out[n, :] = table[ids[n], :]; table: [V, C], ids: i32 [n]. */
   embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage;
-  /** Per-row cross-entropy `logsumexp(logits[r]) - logits[r, targets[r]]`; out: [rows]. */
-  crossEntropy(logits: Storage, targets: Storage, rows: number, V: number): Storage;
+  /**
+   * Per-row cross-entropy `logsumexp(logits[r]) - logits[r, targets[r]]`; out: [rows]. With
+   * `ignore`, a row whose target is -100 (PyTorch's `ignore_index`) gives 0.
+   */
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    V: number,
+    ignore?: boolean,
+  ): Storage;
   /** Strided gather (see {@link StridedParams}); keeps the dtype. */
   strided(a: Storage, dtype: DType, p: StridedParams): Storage;
   /** Converts `n` elements between f32 and f16. */
@@ -283,13 +292,17 @@ export interface Backend {
   ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null };
   /** Embedding backward: dtable [V, C] = Σ over positions n with ids[n] = v of dy[n, :]. */
   embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage;
-  /** Cross-entropy backward: dlogits[r] = (softmax(logits[r]) - onehot(t_r)) · g[r]. */
+  /**
+   * Cross-entropy backward: dlogits[r] = (softmax(logits[r]) - onehot(t_r)) · g[r]. With
+   * `ignore`, a row whose target is -100 gets zeros.
+   */
   crossEntropyBackward(
     logits: Storage,
     targets: Storage,
     g: Storage,
     rows: number,
     V: number,
+    ignore?: boolean,
   ): Storage;
   /** Zeros of [outer, full, inner] with a: [outer, len, inner] placed at `start` (narrow's adjoint). */
   unnarrow(

@@ -19,5 +19,9 @@ export {
 export { type DataPackage, dataPackageDir } from "./npm_package.ts";
 export * from "./split.ts";
 export * from "./text_source.ts";
+export * from "./instruct.ts";
+export * from "./chat_template.ts";
+export * from "./examples.ts";
+export * from "./example_batch.ts";
 export * from "./hash.ts";
 export * from "./batch.ts";

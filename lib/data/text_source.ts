@@ -7,6 +7,13 @@
 
 import { MAX_TEXT_BYTES, pathExists, ReadError, readFileChecked } from "../io/read_file.ts";
 import { sha256Hex } from "./hash.ts";
+import {
+  exampleJson,
+  type InstructExample,
+  type JsonlFormat,
+  parseInstructRow,
+  rowFormat,
+} from "./instruct.ts";
 import { chapterDocument, loadMobyDick, MOBY_DICK_PACKAGE } from "./moby_dick.ts";
 import { errMessage } from "./npm_package.ts";
 import { loadSotu, SOTU_PACKAGE } from "./sotu.ts";
@@ -25,8 +32,18 @@ export interface TextSource {
   kind: "builtin" | "txt" | "jsonl";
   /** What one document is: `"address"`, `"chapter"`, `"paragraph"` (txt) or `"line"` (jsonl). */
   unit: "address" | "chapter" | "paragraph" | "line";
-  /** The documents, in source order, none empty. */
+  /**
+   * `"text"` (builtins, `.txt`, `{"text"}` rows), or for instruction data `"prompt-completion"`
+   * or `"chat"` (see lib/data/instruct.ts).
+   */
+  format: JsonlFormat;
+  /**
+   * The documents, in source order, none empty. For instruction data, each row as canonical
+   * JSON (see `exampleJson`), so digests and splits work the same way.
+   */
   documents: string[];
+  /** Instruction data only: the rows, parallel to `documents`. */
+  examples?: InstructExample[];
   /**
    * One short label per document, for reports of which units went to validation: e.g.
    * `"1790 George Washington"`, `"CHAPTER 1. Loomings."`, `"paragraph 3 (line 12)"`, `"line 7"`.
@@ -47,8 +64,10 @@ export interface TextSource {
  *   epilogue (see `loadMobyDick`).
  * - `*.txt`: UTF-8 text split into documents at blank lines (lines holding only spaces or tabs
  *   count as blank); each document is trimmed; CRLF becomes LF; a leading BOM is dropped.
- * - `*.jsonl`: one JSON object per line with a non-empty string `"text"`; blank lines are
- *   skipped; a bad line is an error that names the file and line number.
+ * - `*.jsonl`: one JSON object per line; blank lines are skipped; a bad line is an error that
+ *   names the file and line number. The first row decides the format of the whole file: rows
+ *   with a non-empty string `"text"`, or instruction rows `{"prompt", "completion"}` or
+ *   `{"messages": [...]}` (see {@link parseInstructRow}); a row of another format is an error.
  *
  * Builtin names win over files of the same name (write `./sotu` for a file). Throws clear errors
  * for a missing or unreadable file, invalid UTF-8 or JSON, an unknown extension and empty data.
@@ -61,6 +80,7 @@ export async function loadTextSource(spec: string): Promise<TextSource> {
       spec,
       kind: "builtin",
       unit: "address",
+      format: "text",
       documents: speeches.map((s) => s.text),
       labels: speeches.map((s) => `${s.year} ${s.president}`),
       origin: `npm:${SOTU_PACKAGE.name}@${SOTU_PACKAGE.version}`,
@@ -72,6 +92,7 @@ export async function loadTextSource(spec: string): Promise<TextSource> {
       spec,
       kind: "builtin",
       unit: "chapter",
+      format: "text",
       documents: chapters.map(chapterDocument),
       labels: chapters.map((c) => c.heading),
       origin: `npm:${MOBY_DICK_PACKAGE.name}@${MOBY_DICK_PACKAGE.version}`,
@@ -93,7 +114,10 @@ export async function loadTextSource(spec: string): Promise<TextSource> {
     throw new Error(`${spec}: not valid UTF-8 text`);
   }
   text = text.replace(/\r\n?/g, "\n");
-  const parsed = kind === "txt" ? parseTxt(text) : parseJsonl(text, spec);
+  const parsed = kind === "txt" ? { ...parseTxt(text), format: "text" as const } : parseJsonl(
+    text,
+    spec,
+  );
   if (parsed.documents.length === 0) {
     throw new Error(`${spec}: no text (the file is empty or holds only blank lines)`);
   }
@@ -146,10 +170,20 @@ function parseTxt(text: string): { documents: string[]; labels: string[] } {
   return { documents, labels };
 }
 
-/** Documents of a .jsonl file: the `text` of each non-blank line. */
-function parseJsonl(text: string, path: string): { documents: string[]; labels: string[] } {
+/** Documents of a .jsonl file: the `text` of each non-blank line, or its instruction row. */
+function parseJsonl(
+  text: string,
+  path: string,
+): {
+  documents: string[];
+  labels: string[];
+  format: JsonlFormat;
+  examples?: InstructExample[];
+} {
   const documents: string[] = [];
   const labels: string[] = [];
+  const examples: InstructExample[] = [];
+  let format: JsonlFormat | null = null;
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
@@ -162,9 +196,21 @@ function parseJsonl(text: string, path: string): { documents: string[]; labels: 
       throw new Error(`${where}: invalid JSON (${errMessage(err)})`);
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) {
-      throw new Error(`${where}: expected an object like {"text": "..."}`);
+      throw new Error(
+        `${where}: expected an object like {"text": "..."}, {"prompt": "...", "completion": ` +
+          `"..."} or {"messages": [...]}`,
+      );
     }
-    const t = (value as Record<string, unknown>).text;
+    const row = value as Record<string, unknown>;
+    format ??= rowFormat(row);
+    if (format !== "text") {
+      const ex = parseInstructRow(row, format, where, i + 1);
+      examples.push(ex);
+      documents.push(exampleJson(ex));
+      labels.push(`line ${i + 1}`);
+      continue;
+    }
+    const t = row.text;
     if (typeof t !== "string") {
       throw new Error(`${where}: expected a string field "text", got ${describe(t)}`);
     }
@@ -172,7 +218,10 @@ function parseJsonl(text: string, path: string): { documents: string[]; labels: 
     documents.push(t);
     labels.push(`line ${i + 1}`);
   }
-  return { documents, labels };
+  format ??= "text";
+  return format === "text"
+    ? { documents, labels, format }
+    : { documents, labels, format, examples };
 }
 
 function describe(v: unknown): string {

@@ -10,6 +10,7 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
+import type { CrossEntropyOptions } from "../ops/nn.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
 import type { LinearLike } from "./linear.ts";
 
@@ -136,8 +137,12 @@ export interface CausalLM {
    * without a cache, then one token at a time); `generate` uses it while the context fits.
    */
   forwardCached?(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache };
-  /** Mean next-token cross-entropy (nats/token): ids, targets i32 [B, T] → scalar. */
-  loss(ids: Tensor, targets: Tensor): Tensor;
+  /**
+   * Mean next-token cross-entropy (nats/token): ids, targets i32 [B, T] → scalar. With
+   * `options.count` (the number of targets that are not -100) the -100 targets are masked out
+   * of the mean and the gradient (see `CrossEntropyOptions` in lib/ops/nn.ts).
+   */
+  loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor;
   /** Every tensor parameter by Hugging Face name (quantized weights are not tensors). */
   namedParameters(): Map<string, Tensor>;
   /** Every block linear layer by module path. */

@@ -16,6 +16,7 @@ import {
   causalSelfAttentionQkv,
   concat,
   crossEntropy,
+  type CrossEntropyOptions,
   embedding,
   gelu,
   matmul,
@@ -440,9 +441,12 @@ export class GPT implements CausalLM {
     return { logits, cache: r.cache };
   }
 
-  /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */
-  loss(ids: Tensor, targets: Tensor): Tensor {
-    return crossEntropy(this.forward(ids), targets);
+  /**
+   * Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). With
+   * `options.count`, targets of -100 are masked out (see `CrossEntropyOptions`).
+   */
+  loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
+    return crossEntropy(this.forward(ids), targets, options);
   }
 
   /** Frees every parameter. */

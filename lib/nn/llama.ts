@@ -28,6 +28,7 @@ import {
   causalSelfAttention,
   concat,
   crossEntropy,
+  type CrossEntropyOptions,
   div,
   embedding,
   exp,
@@ -612,9 +613,12 @@ export class Llama implements CausalLM {
     return { logits: matmul(this.norm.forward(r.x), head, { transB: true }), cache: r.cache };
   }
 
-  /** Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). */
-  loss(ids: Tensor, targets: Tensor): Tensor {
-    return crossEntropy(this.forward(ids), targets);
+  /**
+   * Mean next-token cross-entropy: ids, targets: i32 [B, T] → scalar [] (nats per token). With
+   * `options.count`, targets of -100 are masked out (see `CrossEntropyOptions`).
+   */
+  loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
+    return crossEntropy(this.forward(ids), targets, options);
   }
 
   /** Frees every parameter and cached table. */

@@ -7,7 +7,7 @@
 
 import { record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
-import { exp, mul, sub } from "./elementwise.ts";
+import { exp, mul, scale, sub } from "./elementwise.ts";
 import { mean, sum } from "./reduce.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
@@ -123,21 +123,74 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   });
 }
 
+/** The target that {@link crossEntropy} skips when told how many targets count (PyTorch's). */
+export const IGNORE_INDEX: number = -100;
+
+/** Options of {@link crossEntropy}. */
+export interface CrossEntropyOptions {
+  /**
+   * How many targets are not {@link IGNORE_INDEX} (the caller built the targets, so it knows;
+   * the device never has to be asked). When given and smaller than the number of targets,
+   * positions whose target is -100 add nothing to the loss and get zero gradient, and the loss is
+   * the mean over the other `count` positions: Σ losses · (1 / count). `count` 0 (everything
+   * masked) gives loss 0 and zero gradients, not NaN. When omitted or equal to the number of
+   * targets, every target counts and -100 is an error (CPU) or NaN (WebGPU), exactly as without
+   * options.
+   */
+  count?: number;
+}
+
 /**
  * Mean cross-entropy of logits [..., V] against integer targets [...] (i32). A target outside
- * [0, V) is an error on the CPU and gives NaN on WebGPU.
+ * [0, V) is an error on the CPU and gives NaN on WebGPU, except -100 ({@link IGNORE_INDEX}) when
+ * `options.count` says how many targets are not -100: those positions are masked out of the mean
+ * (see {@link CrossEntropyOptions}).
  */
-export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
-  const rows = crossEntropyRows(logits, targets);
+export function crossEntropy(
+  logits: Tensor,
+  targets: Tensor,
+  options: CrossEntropyOptions = {},
+): Tensor {
+  const count = options.count;
+  if (count !== undefined && !(Number.isInteger(count) && count >= 0 && count <= targets.size)) {
+    throw new RangeError(
+      `crossEntropy: count ${count} is not an integer in [0, ${targets.size}] (the targets)`,
+    );
+  }
+  if (count === undefined || count === targets.size) {
+    // Every target counts: the unmasked path, bit for bit what it always was.
+    const rows = crossEntropyRows(logits, targets);
+    const flat = rows.reshape([rows.size]);
+    const m = mean(flat, 0);
+    rows.dispose();
+    flat.dispose();
+    return m;
+  }
+  // Masked rows are 0 in `rows` and get no gradient; the sum then divides by the unmasked count.
+  const rows = crossEntropyRows(logits, targets, { ignore: true });
   const flat = rows.reshape([rows.size]);
-  const m = mean(flat, 0);
-  rows.dispose();
-  flat.dispose();
+  const s = sum(flat, 0);
+  const m = scale(s, count > 0 ? 1 / count : 0);
+  for (const t of [rows, flat, s]) t.dispose();
   return m;
 }
 
-/** Per-position cross-entropy: logits [..., V], targets [...] → losses [...]. */
-export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
+/** Options of {@link crossEntropyRows}. */
+export interface CrossEntropyRowsOptions {
+  /** Positions whose target is -100 ({@link IGNORE_INDEX}) give loss 0 and zero gradient. */
+  ignore?: boolean;
+}
+
+/**
+ * Per-position cross-entropy: logits [..., V], targets [...] → losses [...]. With `ignore`,
+ * targets of -100 give 0 (see {@link CrossEntropyRowsOptions}).
+ */
+export function crossEntropyRows(
+  logits: Tensor,
+  targets: Tensor,
+  options: CrossEntropyRowsOptions = {},
+): Tensor {
+  const ignore = options.ignore ?? false;
   sameBackend("crossEntropy", logits, targets);
   needDtype("crossEntropy", logits, "f32", "logits");
   needDtype("crossEntropy", targets, "i32", "targets");
@@ -151,7 +204,7 @@ export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
     );
   }
   const rows = targets.size;
-  const s = logits.backend.crossEntropy(logits.storage, targets.storage, rows, V);
+  const s = logits.backend.crossEntropy(logits.storage, targets.storage, rows, V, ignore);
   const out = new Tensor(logits.backend, s, lead, "f32");
   return record(out, [logits, targets], (g) => {
     const d = logits.backend.crossEntropyBackward(
@@ -160,6 +213,7 @@ export function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
       g.storage,
       rows,
       V,
+      ignore,
     );
     return [new Tensor(logits.backend, d, logits.shape, "f32"), null];
   });

@@ -72,6 +72,13 @@ export interface TrainArgs {
   data: string;
   /** Separate validation source, or null to hold out part of `data`. */
   val: string | null;
+  /**
+   * Instruction data: train on every token, prompts and user turns too (default false: only
+   * completions and assistant turns are targets).
+   */
+  trainOnPrompt: boolean;
+  /** Instruction data: pack several short examples into one context (default false). */
+  pack: boolean;
   /** Base model directory. Default `data/base`. */
   base: string;
   /** Seed of adapter init, split, batches and dropout. Default 0. */
@@ -141,7 +148,12 @@ How long and how fast
 
 Data and files
   --data SRC        moby-dick | sotu | FILE.txt | FILE.jsonl (default moby-dick)
+                    .jsonl rows: {"text"}, {"prompt","completion"} or {"messages":[...]}
   --val SRC         separate validation source (default: hold out part of --data)
+  --train-on-prompt instruction data: also train on prompts and user turns (default: only
+                    completions and assistant turns count in the loss)
+  --pack            instruction data: pack several examples into one context (default: one
+                    example per row, padded)
   --base DIR        base model directory (default data/base)
   --out DIR         run folder, must be new or empty (default runs/<method>-<UTC timestamp>)
   --resume DIR      continue the run in DIR from its last checkpoint, with the run's own
@@ -167,6 +179,8 @@ const OPTIONS = {
   ctx: { type: "string" },
   data: { type: "string" },
   val: { type: "string" },
+  "train-on-prompt": { type: "boolean" },
+  pack: { type: "boolean" },
   base: { type: "string" },
   seed: { type: "string" },
   out: { type: "string" },
@@ -294,6 +308,8 @@ export function parseTrainArgs(
     ctx,
     data,
     val,
+    trainOnPrompt: values["train-on-prompt"] === true,
+    pack: values.pack === true,
     base,
     seed,
     out,

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { evalBatches } from "../data/batch.ts";
+import { type Batch, evalBatches } from "../data/batch.ts";
+import { countTargets } from "../data/example_batch.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { scope, Tensor } from "../tensor.ts";
 
@@ -15,17 +16,32 @@ const READ_EVERY = 32;
 /**
  * Mean next-token cross-entropy (nats/token) of `model` on `tokens`, over non-overlapping
  * windows of `seqLen`, `batchSize` rows at a time, at most `maxBatches` batches (default all).
- * Losses are read back {@link READ_EVERY} batches at a time (one GPU wait each, not one per
- * batch) and summed in batch order, so the result does not depend on the grouping.
+ * See {@link evaluateBatches}.
  */
-export async function evaluate(
+export function evaluate(
   model: CausalLM,
   tokens: Int32Array,
   batchSize: number,
   seqLen: number,
   maxBatches = Infinity,
 ): Promise<number> {
-  let total = 0, count = 0, batches = 0;
+  return evaluateBatches(model, evalBatches(tokens, batchSize, seqLen), maxBatches);
+}
+
+/**
+ * Mean next-token cross-entropy (nats/token) of `model` over `batches` (at most `maxBatches`):
+ * every target that is not -100 weighs the same, so a batch's mean loss weighs by its number of
+ * unmasked targets (all `rows · seqLen` for token windows; instruction batches mask prompts and
+ * padding). Batches with no unmasked target are skipped. Losses are read back
+ * {@link READ_EVERY} batches at a time (one GPU wait each, not one per batch) and summed in batch
+ * order, so the result does not depend on the grouping. Throws when no target counted at all.
+ */
+export async function evaluateBatches(
+  model: CausalLM,
+  batches: Iterable<Batch>,
+  maxBatches = Infinity,
+): Promise<number> {
+  let total = 0, count = 0, batches_ = 0;
   const pending: { loss: Tensor; weight: number }[] = [];
   const drain = async () => {
     const values = await Promise.all(pending.map((p) => p.loss.item()));
@@ -34,23 +50,28 @@ export async function evaluate(
     pending.length = 0;
   };
   try {
-    for (const b of evalBatches(tokens, batchSize, seqLen)) {
-      if (batches++ >= maxBatches) break;
+    for (const b of batches) {
+      if (batches_++ >= maxBatches) break;
+      const { seqLen } = b;
       const rows = b.x.length / seqLen;
+      const weight = countTargets(b.y);
+      if (weight === 0) continue;
       const loss = scope(() => {
         const x = Tensor.fromArray(b.x, [rows, seqLen], { device: model.device, dtype: "i32" });
         const y = Tensor.fromArray(b.y, [rows, seqLen], { device: model.device, dtype: "i32" });
-        return model.loss(x, y);
+        return model.loss(x, y, { count: weight });
       });
-      pending.push({ loss, weight: rows * seqLen });
-      count += rows * seqLen;
+      pending.push({ loss, weight });
+      count += weight;
       if (pending.length >= READ_EVERY) await drain();
     }
     await drain();
   } finally {
     for (const p of pending) p.loss.dispose();
   }
-  if (count === 0) throw new Error("evaluate: the validation stream is shorter than one window");
+  if (count === 0) {
+    throw new Error("evaluate: no validation targets (the stream is shorter than one window)");
+  }
   return total / count;
 }
 

@@ -11,6 +11,15 @@ import type { Backend } from "../backend/backend.ts";
 import { getDevice } from "../backend/device.ts";
 import { WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
 import { BatchSampler, encodeDocuments } from "../data/batch.ts";
+import { type ChatFormat, loadChatFormat } from "../data/chat_template.ts";
+import { countTargets, evalExampleBatches, ExampleSampler } from "../data/example_batch.ts";
+import {
+  countExampleTargets,
+  type EncodedExample,
+  encodeExamples,
+  type TargetCounts,
+} from "../data/examples.ts";
+import type { JsonlFormat } from "../data/instruct.ts";
 import { sha256Hex } from "../data/hash.ts";
 import { splitByUnit } from "../data/split.ts";
 import { loadTextSource, type TextSource } from "../data/text_source.ts";
@@ -42,11 +51,11 @@ import {
   resumeSettings,
   saveCheckpoint,
 } from "./checkpoint.ts";
-import { evaluate, natsToBits } from "./eval.ts";
+import { evaluate, evaluateBatches, natsToBits } from "./eval.ts";
 import { type MetricsRow, MetricsWriter, readMetrics } from "./metrics.ts";
 import { preflight } from "./preflight.ts";
 import { Progress } from "./progress.ts";
-import { writeReport } from "./report.ts";
+import { type ReportTable, writeReport } from "./report.ts";
 import {
   buildRunManifest,
   checkRunDir,
@@ -90,11 +99,25 @@ const EVAL_BATCHES = 24;
 const PROMPTS = ["Call me Ishmael. ", "The whale ", "Captain Ahab said, "];
 
 interface Data {
+  /** Token stream (text), or the examples' ids end to end (instruction data, for digests). */
   train: Int32Array;
   val: Int32Array;
   source: TextSource;
   valSource: TextSource | null;
   valLabels: string[];
+  /** Instruction data only: the encoded examples and how their targets split. */
+  instruct: Instruct | null;
+}
+
+/** Encoded instruction examples of a run. */
+interface Instruct {
+  format: Exclude<JsonlFormat, "text">;
+  chat: ChatFormat;
+  train: EncodedExample[];
+  val: EncodedExample[];
+  /** Targets of the training examples within the context (what one epoch trains and masks). */
+  trainCounts: TargetCounts;
+  valCounts: TargetCounts;
 }
 
 async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
@@ -106,11 +129,18 @@ async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
   }
   let trainDocs = source.documents, valDocs: readonly string[], valLabels: string[];
   let valSource: TextSource | null = null;
+  let valIndices: number[] | null = null;
   if (args.val) {
     try {
       valSource = await loadTextSource(args.val);
     } catch (e) {
       throw new InputError(`--val ${args.val}: ${(e as Error).message}`);
+    }
+    if (valSource.format !== source.format) {
+      throw new InputError(
+        `--val ${args.val}: its rows are ${valSource.format}, --data ${args.data}'s are ` +
+          `${source.format}; validation needs the same format`,
+      );
     }
     valDocs = valSource.documents;
     valLabels = [valSource.spec];
@@ -125,6 +155,27 @@ async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
     trainDocs = split.train;
     valDocs = split.val;
     valLabels = split.valIndices.map((i) => source.labels[i]);
+    valIndices = split.valIndices;
+  }
+  if (source.format !== "text") {
+    const instruct = await loadInstruct(args, tok, source, valSource, valIndices);
+    const ends = (es: EncodedExample[]) => { // the examples' ids end to end, for digests
+      const out = new Int32Array(es.reduce((n, e) => n + e.ids.length, 0));
+      let o = 0;
+      for (const e of es) {
+        out.set(e.ids, o);
+        o += e.ids.length;
+      }
+      return out;
+    };
+    return {
+      train: ends(instruct.train),
+      val: ends(instruct.val),
+      source,
+      valSource,
+      valLabels,
+      instruct,
+    };
   }
   const train = encodeDocuments(tok, trainDocs), val = encodeDocuments(tok, valDocs);
   if (train.length <= args.ctx + 1) {
@@ -137,14 +188,92 @@ async function loadData(args: TrainArgs, tok: Tokenizer): Promise<Data> {
       `validation data has ${val.length} tokens, fewer than the context ${args.ctx} + 1`,
     );
   }
-  return { train, val, source, valSource, valLabels };
+  return { train, val, source, valSource, valLabels, instruct: null };
 }
 
-async function samplesFrom(model: CausalLM, pm: PeftModel | null, tok: Tokenizer, seed: number) {
+/**
+ * Instruction data: renders (chat template of `--base`, or the default format), tokenizes and
+ * masks the examples, split as the documents were (`valIndices`, or the --val file).
+ */
+async function loadInstruct(
+  args: TrainArgs,
+  tok: Tokenizer,
+  source: TextSource,
+  valSource: TextSource | null,
+  valIndices: number[] | null,
+): Promise<Instruct> {
+  let chat: ChatFormat;
+  try {
+    chat = await loadChatFormat(args.base, tok);
+  } catch (e) {
+    throw new InputError(`--base ${args.base}: ${(e as Error).message}`);
+  }
+  const opts = { trainOnPrompt: args.trainOnPrompt };
+  let all: EncodedExample[], val: EncodedExample[];
+  try {
+    all = encodeExamples(tok, source.examples!, chat, source.spec, opts);
+    val = valSource
+      ? encodeExamples(tok, valSource.examples!, chat, valSource.spec, opts)
+      : valIndices!.map((i) => all[i]);
+  } catch (e) {
+    throw new InputError((e as Error).message);
+  }
+  const held = new Set(valSource ? [] : valIndices!);
+  const train = all.filter((_, i) => !held.has(i));
+  const trainCounts = countExampleTargets(train, args.ctx);
+  const valCounts = countExampleTargets(val, args.ctx);
+  if (trainCounts.trained === 0) {
+    throw new InputError(
+      `--data ${args.data}: no training targets within --ctx ${args.ctx} + 1 tokens (every ` +
+        `completion is cut off or empty)`,
+    );
+  }
+  if (valCounts.trained === 0) {
+    throw new InputError(
+      `validation data has no targets within --ctx ${args.ctx} + 1 tokens (every completion ` +
+        `is cut off)`,
+    );
+  }
+  return {
+    format: source.format as Instruct["format"],
+    chat,
+    train,
+    val,
+    trainCounts,
+    valCounts,
+  };
+}
+
+/** A sample prompt: its text and token ids. */
+interface SamplePrompt {
+  text: string;
+  ids: number[];
+}
+
+/**
+ * Sample prompts: for instruction data the prompt part (everything before the first trained
+ * token: rendered prompt, or conversation up to the first assistant turn) of the first three
+ * validation examples; for text, three fixed openings.
+ */
+function samplePrompts(tok: Tokenizer, instruct: Instruct | null): SamplePrompt[] {
+  if (!instruct) return PROMPTS.map((text) => ({ text, ids: tok.encode(text) }));
+  return instruct.val.slice(0, 3).map((e) => {
+    const ids = Array.from(e.ids.subarray(0, e.promptLength));
+    return { text: tok.decode(ids), ids };
+  });
+}
+
+async function samplesFrom(
+  model: CausalLM,
+  pm: PeftModel | null,
+  tok: Tokenizer,
+  seed: number,
+  prompts: SamplePrompt[],
+) {
   pm?.setTraining(false);
   const out: string[] = [];
-  for (const [i, p] of PROMPTS.entries()) {
-    const ids = await generate(model, tok.encode(p), {
+  for (const [i, p] of prompts.entries()) {
+    const ids = await generate(model, p.ids, {
       maxTokens: 160,
       temperature: 0.8,
       topK: 40,
@@ -244,6 +373,10 @@ export async function finetune(
         data.valLabels.length <= 4 ? ": " + data.valLabels.join("; ") : ""
       })`,
   );
+  if (data.instruct) log(instructSummary(args, data.instruct));
+  else if (args.trainOnPrompt || args.pack) {
+    log(`--train-on-prompt and --pack apply to instruction data only; ${args.data} is text`);
+  }
   const baseSha = await hashModelWeights(args.base);
   const hash = await configHash({
     settings: resumeSettings(args),
@@ -254,10 +387,16 @@ export async function finetune(
 
   // Base model: validation loss and samples before training (skipped on resume: in run.json).
   const B = args.batch, T = args.ctx;
+  const instruct = data.instruct;
+  const validate = () =>
+    instruct
+      ? evaluateBatches(model, evalExampleBatches(instruct.val, B, T), EVAL_BATCHES)
+      : evaluate(model, data.val, B, T, EVAL_BATCHES);
+  const prompts = samplePrompts(tok, instruct);
   let valBefore = NaN, samplesBefore: string[] = [];
   if (!args.resume) {
-    valBefore = await evaluate(model, data.val, B, T, EVAL_BATCHES);
-    samplesBefore = await samplesFrom(model, null, tok, args.seed);
+    valBefore = await validate();
+    samplesBefore = await samplesFrom(model, null, tok, args.seed, prompts);
     log(
       `base model: val loss ${valBefore.toFixed(4)} nats/token = ${
         natsToBits(valBefore).toFixed(3)
@@ -301,7 +440,16 @@ export async function finetune(
     warmup,
     total: args.steps,
   });
-  const sampler = new BatchSampler(data.train, { batchSize: B, seqLen: T, seed: args.seed });
+  const sampler = instruct
+    ? new ExampleSampler(instruct.train, {
+      batchSize: B,
+      seqLen: T,
+      seed: args.seed,
+      pack: args.pack,
+    })
+    : new BatchSampler(data.train, { batchSize: B, seqLen: T, seed: args.seed });
+  // Targets the steps have trained on and masked (padding included), over the whole run.
+  const tally = { trained: 0, masked: 0 };
 
   let step = 0;
   let metrics: MetricsWriter;
@@ -319,6 +467,7 @@ export async function finetune(
     sampler.setState(ck.sampler);
     pm.dropoutRng.setState(ck.dropoutRng);
     step = ck.step;
+    Object.assign(tally, ck.extra?.targets ?? {});
     valBefore = (ck.extra?.valBefore as number) ?? NaN;
     samplesBefore = (ck.extra?.samplesBefore as string[]) ?? [];
     metrics = await MetricsWriter.resume(`${runDir}/metrics.jsonl`, step);
@@ -346,6 +495,8 @@ export async function finetune(
           base: { dir: args.base, modelSha256: baseSha },
           trainTokensSha256: await sha256Hex(new Uint8Array(data.train.buffer)),
           valTokensSha256: await sha256Hex(new Uint8Array(data.val.buffer)),
+          format: data.source.format,
+          ...(instruct ? { instruct: instructManifest(args, instruct) } : {}),
         },
         extra: { counts, valBefore },
       }),
@@ -364,7 +515,7 @@ export async function finetune(
       dropoutRng: pm.dropoutRng.getState(),
       configHash: hash,
       args,
-      extra: { valBefore, samplesBefore },
+      extra: { valBefore, samplesBefore, targets: { ...tally } },
     };
     await saveCheckpoint(runDir, state);
     await saveTrained(runDir, pm, args.base, trainable);
@@ -395,12 +546,17 @@ export async function finetune(
       let lossSum = 0;
       for (let k = 0; k < args.gradAccum; k++) {
         const batch = sampler.next();
+        // Token windows count every target (the unmasked loss, as ever); instruction batches
+        // mask prompts and padding (-100) out of the mean.
+        const count = countTargets(batch.y);
+        tally.trained += count;
+        tally.masked += batch.y.length - count;
         const l = await scope(async () => {
           const x = Tensor.fromArray(batch.x, [B, T], { device: dev, dtype: "i32" });
           const y = Tensor.fromArray(batch.y, [B, T], { device: dev, dtype: "i32" });
           const tape = new Tape();
           tape.watch(...pm.trainable.values());
-          const loss = tape.run(() => model.loss(x, y));
+          const loss = tape.run(() => model.loss(x, y, { count }));
           const grads = tape.backward(loss);
           for (const g of grads.values()) g.keep();
           acc.add(grads);
@@ -459,11 +615,12 @@ export async function finetune(
         lr,
         tokens_per_s: tps,
         time_s: (performance.now() - t0) / 1000,
+        ...(instruct ? { targets_trained: tally.trained, targets_masked: tally.masked } : {}),
       };
       const evalNow = (args.evalEvery > 0 && step % args.evalEvery === 0) || step === args.steps;
       if (evalNow) {
         pm.setTraining(false);
-        row.val_loss = await evaluate(model, data.val, B, T, EVAL_BATCHES);
+        row.val_loss = await validate();
         pm.setTraining(true);
         if (step === args.steps) valAfter = row.val_loss;
       }
@@ -494,10 +651,10 @@ export async function finetune(
   }
   if (interrupted) return { runDir, step, losses, valBefore, valAfter: NaN, interrupted };
 
-  const samplesAfter = await samplesFrom(model, pm, tok, args.seed);
+  const samplesAfter = await samplesFrom(model, pm, tok, args.seed, prompts);
   await writeSamples(
     runDir,
-    PROMPTS.flatMap((p, i) => [
+    prompts.map((q) => q.text).flatMap((p, i) => [
       {
         title: `before (base model), prompt ${JSON.stringify(p)}`,
         prompt: p,
@@ -523,7 +680,7 @@ export async function finetune(
         after: round(natsToBits(valAfter)),
       },
     ],
-    samples: PROMPTS.map((p, i) => ({
+    samples: prompts.map((q) => q.text).map((p, i) => ({
       prompt: p,
       before: samplesBefore[i] ?? "",
       after: samplesAfter[i],
@@ -541,15 +698,81 @@ export async function finetune(
       storedFormat: args.quant === "none" ? "f32" : args.quant,
       optimizerBytes: counts.optimizerBytes,
     },
+    ...(instruct ? { tables: [instructTable(args, instruct, tally)] } : {}),
   });
-  log(`sample before (base model): ${JSON.stringify(PROMPTS[0] + (samplesBefore[0] ?? ""))}`);
-  log(`sample after (${args.method}): ${JSON.stringify(PROMPTS[0] + samplesAfter[0])}`);
+  const p0 = prompts[0]?.text ?? "";
+  log(`sample before (base model): ${JSON.stringify(p0 + (samplesBefore[0] ?? ""))}`);
+  log(`sample after (${args.method}): ${JSON.stringify(p0 + (samplesAfter[0] ?? ""))}`);
+  if (instruct) {
+    log(
+      `targets: trained on ${tally.trained.toLocaleString("en-US")}, masked ${
+        tally.masked.toLocaleString("en-US")
+      } (prompts and padding) over ${args.steps} steps`,
+    );
+  }
   log(
     `validation loss ${valBefore.toFixed(4)} → ${valAfter.toFixed(4)} nats/token ` +
       `(${natsToBits(valBefore).toFixed(3)} → ${natsToBits(valAfter).toFixed(3)} bits/byte); ` +
       `${((performance.now() - t0) / 1000).toFixed(0)} s; wrote ${runDir}/`,
   );
   return { runDir, step, losses, valBefore, valAfter, interrupted };
+}
+
+/** One log line about instruction data: format, template, targets, cuts. */
+function instructSummary(args: TrainArgs, ins: Instruct): string {
+  const c = ins.trainCounts;
+  const pct = (100 * c.trained / Math.max(1, c.trained + c.masked)).toFixed(1);
+  return `instruction data (${ins.format}, ${
+    ins.chat.origin === "default" ? "default chat format" : `chat template ${ins.chat.origin}`
+  }): ` +
+    `${ins.train.length} train / ${ins.val.length} val examples; per epoch ${c.trained} targets ` +
+    `trained, ${c.masked} masked (${pct}% trained${
+      args.trainOnPrompt ? ", --train-on-prompt" : ""
+    })` +
+    `${args.pack ? ", packed" : ", one example per row"}` +
+    (c.truncated > 0 ? `; ${c.truncated} examples cut at --ctx ${args.ctx} + 1 tokens` : "") +
+    (c.empty > 0 ? `, ${c.empty} left with no target` : "");
+}
+
+/** The instruction-data part of run.json's `data`. */
+function instructManifest(args: TrainArgs, ins: Instruct): Record<string, unknown> {
+  return {
+    chatTemplate: ins.chat.origin,
+    trainOnPrompt: args.trainOnPrompt,
+    pack: args.pack,
+    trainExamples: ins.train.length,
+    valExamples: ins.val.length,
+    trainTargets: { ...ins.trainCounts },
+    valTargets: { ...ins.valCounts },
+  };
+}
+
+/** The report's table of trained and masked targets. */
+function instructTable(
+  args: TrainArgs,
+  ins: Instruct,
+  steps: { trained: number; masked: number },
+): ReportTable {
+  const c = ins.trainCounts, v = ins.valCounts;
+  return {
+    title: `Instruction data (${ins.format})`,
+    columns: ["", "examples", "targets trained", "targets masked", "cut at context"],
+    rows: [
+      ["training set (one epoch)", ins.train.length, c.trained, c.masked, c.truncated],
+      ["validation set", ins.val.length, v.trained, v.masked, v.truncated],
+      ["seen by the training steps", null, steps.trained, steps.masked, null],
+    ],
+    note:
+      `Loss on ${
+        args.trainOnPrompt
+          ? "every token (--train-on-prompt)"
+          : "completions and assistant turns only"
+      }; ` +
+      `chat format: ${ins.chat.origin}; ${
+        args.pack ? "examples packed into rows" : "one example per row"
+      }. ` +
+      "Masked targets of the steps include padding.",
+  };
 }
 
 /** A folder written by saveModel (loralab's own tokenizer.json), not a Hugging Face checkpoint. */

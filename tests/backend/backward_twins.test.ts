@@ -78,6 +78,16 @@ Deno.test("twins: embeddingBackward, crossEntropyBackward, unnarrow", opts, asyn
       [n * V],
       "ceBwd",
     );
+    // Masked: random rows with target -100 (forward 0, backward zeros) on both twins.
+    const masked = ids.map((k) => rng.uniform() < 0.4 ? -100 : k);
+    await both(
+      (d) => [
+        d.crossEntropy(up(d, logits), upI(d, masked), n, V, true),
+        d.crossEntropyBackward(up(d, logits), upI(d, masked), up(d, g), n, V, true),
+      ],
+      [n, n * V],
+      `ce masked ${n}x${V}`,
+    );
     const [outer, len, inner] = [randInt(rng, 1, 5), randInt(rng, 1, 7), randInt(rng, 1, 9)];
     const full = len + randInt(rng, 0, 5), start = rng.int(full - len + 1);
     const a = randData(rng, outer * len * inner);

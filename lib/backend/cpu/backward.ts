@@ -135,16 +135,21 @@ export function embeddingBackwardCpu(
   return out;
 }
 
-/** dlogits[r, :] = (softmax(logits[r]) - onehot(targets[r])) · g[r]. */
+/**
+ * dlogits[r, :] = (softmax(logits[r]) - onehot(targets[r])) · g[r]; with `ignore`, rows whose
+ * target is -100 get zeros.
+ */
 export function crossEntropyBackwardCpu(
   logits: Float32Array,
   targets: Int32Array,
   g: Float32Array,
   rows: number,
   V: number,
+  ignore = false,
 ): Float32Array {
   const out = new Float32Array(rows * V);
   for (let r = 0; r < rows; r++) {
+    if (ignore && targets[r] === -100) continue; // the row stays 0
     const o = r * V;
     let max = -Infinity;
     for (let c = 0; c < V; c++) max = Math.max(max, logits[o + c]);

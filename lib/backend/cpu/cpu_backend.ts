@@ -215,8 +215,14 @@ export class CpuBackend implements Backend {
     return this.wrap(embeddingCpu(this.i32(ids), this.f32(table), n, V, C));
   }
   /** See {@link Backend.crossEntropy}. */
-  crossEntropy(logits: Storage, targets: Storage, rows: number, V: number): Storage {
-    return this.wrap(crossEntropyCpu(this.f32(logits), this.i32(targets), rows, V));
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    V: number,
+    ignore = false,
+  ): Storage {
+    return this.wrap(crossEntropyCpu(this.f32(logits), this.i32(targets), rows, V, ignore));
   }
   /** See {@link Backend.strided}. */
   strided(a: Storage, dtype: DType, p: StridedParams): Storage {
@@ -255,9 +261,10 @@ export class CpuBackend implements Backend {
     g: Storage,
     rows: number,
     V: number,
+    ignore = false,
   ): Storage {
     return this.wrap(
-      crossEntropyBackwardCpu(this.f32(logits), this.i32(targets), this.f32(g), rows, V),
+      crossEntropyBackwardCpu(this.f32(logits), this.i32(targets), this.f32(g), rows, V, ignore),
     );
   }
   /** See {@link Backend.unnarrow}. */

@@ -262,16 +262,21 @@ export function embeddingCpu(
   return out;
 }
 
-/** Per-row cross-entropy of [rows, V] logits against integer targets. */
+/**
+ * Per-row cross-entropy of [rows, V] logits against integer targets. With `ignore`, a target of
+ * -100 (PyTorch's `ignore_index`) gives 0; any other target outside [0, V) is an error.
+ */
 export function crossEntropyCpu(
   logits: Float32Array,
   targets: Int32Array,
   rows: number,
   V: number,
+  ignore = false,
 ): Float32Array {
   const out = new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const t = targets[r];
+    if (ignore && t === -100) continue; // out[r] stays 0
     if (!(t >= 0 && t < V)) {
       throw new RangeError(`crossEntropy: target ${t} at row ${r} is outside [0, ${V})`);
     }

@@ -502,12 +502,18 @@ export class WebGpuBackend implements Backend {
     return o;
   }
   /** See {@link Backend.crossEntropy}. */
-  crossEntropy(logits: Storage, targets: Storage, rows: number, V: number): Storage {
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    V: number,
+    ignore = false,
+  ): Storage {
     const o = this.out(rows);
     this.engine.run(
       crossEntropyKernel(),
       [this.buf(logits), this.buf(targets), o.buffer],
-      [rows, V],
+      [rows, V, ignore ? 1 : 0],
       rowGroups(rows),
     );
     return o;
@@ -594,12 +600,13 @@ export class WebGpuBackend implements Backend {
     g: Storage,
     rows: number,
     V: number,
+    ignore = false,
   ): Storage {
     const o = this.out(rows * V);
     this.engine.run(
       crossEntropyBackwardKernel(),
       [this.buf(logits), this.buf(targets), this.buf(g), o.buffer],
-      [rows, V],
+      [rows, V, ignore ? 1 : 0],
       rowGroups(rows),
     );
     return o;

@@ -195,8 +195,9 @@ ${MAIN_1D} {
 }
 
 /**
- * Cross-entropy backward, a workgroup per row (see `rows.ts`). params: rows, V.
- * Bindings: L (logits), T (i32 targets), G [rows], O [rows, V]. Dispatch: `rowGroups(rows)`.
+ * Cross-entropy backward, a workgroup per row (see `rows.ts`). params: rows, V, ignore (1: rows
+ * whose target is -100 get zeros). Bindings: L (logits), T (i32 targets), G [rows], O [rows, V].
+ * Dispatch: `rowGroups(rows)`.
  */
 export function crossEntropyBackwardKernel(): Kernel {
   return {
@@ -219,9 +220,10 @@ ${ROW_MAIN} {
   let sum = ms.y;
   let t = T[r];
   let g = G[r];
+  let skip = pu(2u) != 0u && t == -100;
   for (var c = lid; c < V; c += WG) {
     let p = exp(L[o + c] - mx) / sum;
-    O[o + c] = (p - select(0.0, 1.0, i32(c) == t)) * g;
+    O[o + c] = select((p - select(0.0, 1.0, i32(c) == t)) * g, 0.0, skip);
   }
 }`,
   };

@@ -149,8 +149,9 @@ ${ROW_IDS}
 }
 
 /**
- * params: rows, V. Bindings: logits, targets (i32), out. A target outside [0, V) gives NaN.
- * Dispatch: rowGroups.
+ * params: rows, V, ignore. Bindings: logits, targets (i32), out. With ignore = 1 a target of -100
+ * gives 0 (the row's max and sum are still computed: the barriers stay in uniform control flow);
+ * any other target outside [0, V) gives NaN. Dispatch: rowGroups.
  */
 export function crossEntropyKernel(): Kernel {
   return {
@@ -171,7 +172,13 @@ ${ROW_IDS}
   let sum = ms.y;
   if (lid == 0u) {
     let t = T[r];
-    if (t < 0 || u32(t) >= V) { O[r] = nan(); } else { O[r] = log(sum) + mx - L[o + u32(t)]; }
+    if (pu(2u) != 0u && t == -100) {
+      O[r] = 0.0;
+    } else if (t < 0 || u32(t) >= V) {
+      O[r] = nan();
+    } else {
+      O[r] = log(sum) + mx - L[o + u32(t)];
+    }
   }
 }`,
   };
