@@ -11,10 +11,13 @@
  */
 
 import { type BackendChoice, getDevice } from "../backend/device.ts";
+import { loadChatFormat } from "../data/chat_template.ts";
+import { encodeExamples } from "../data/examples.ts";
 import { loadTextSource } from "../data/text_source.ts";
 import { loadWithAdapter } from "../peft/load_adapted.ts";
-import { evaluateText, type TextEvalResult } from "../train/eval_text.ts";
+import { evaluateExamples, evaluateText, type TextEvalResult } from "../train/eval_text.ts";
 import { Progress } from "../train/progress.ts";
+import { InputError } from "../train/input_error.ts";
 import { type FlagSpec, nonEmpty, oneOf, parseFlags, positiveInt, UsageError } from "./flags.ts";
 
 /** Tokens evaluated when --eval-tokens is not given. */
@@ -22,12 +25,15 @@ const DEFAULT_EVAL_TOKENS = 65536;
 
 const HELP = `deno task eval --data SRC [flags]   loss, perplexity and bits per byte of a model
 
-  --data SRC          moby-dick | sotu | FILE.txt | FILE.jsonl (required)
+  --data SRC          moby-dick | sotu | FILE.txt | FILE.jsonl (required); instruction or chat
+                      JSONL is rendered as training renders it (the base's chat template) and
+                      scored on completions / assistant turns only, one example per window
   --base DIR          model folder (default data/base), or a Hugging Face GPT-2/Llama folder
   --adapter DIR       LoRA adapter folder applied to the model (e.g. a run of deno task train)
   --ctx T             tokens per window (default: the model's context, at most 1024)
   --batch B           windows per batch (default 8)
   --eval-tokens N     evaluate the first N tokens of the data, or all (default ${DEFAULT_EVAL_TOKENS})
+  --include-prompt    instruction data: score the prompt tokens too (as --train-on-prompt)
   --json              print one JSON object on stdout instead of text
   --backend cpu|webgpu|auto
   --help`;
@@ -40,6 +46,7 @@ const OPTIONS: FlagSpec = {
   batch: { type: "string" },
   "eval-tokens": { type: "string" },
   json: { type: "boolean" },
+  "include-prompt": { type: "boolean" },
   backend: { type: "string" },
   help: { type: "boolean" },
 };
@@ -92,30 +99,60 @@ if (ctx > model.contextLength) {
   fail(`--ctx ${ctx} exceeds the model's context length ${model.contextLength}`, 2);
 }
 
+const instruct = source.format === "prompt-completion" || source.format === "chat";
 let r: TextEvalResult;
 try {
   let progress: Progress | null = null; // sized at the first report, when windows are known
-  r = await evaluateText(model, loaded.tokenizer, source.documents, {
+  const opts = {
     ctx,
     batch,
     maxTokens: evalTokens,
-    onProgress: (done, total) => {
-      progress ??= new Progress(total, "eval: windows ", 10, "stderr");
-      progress.update(done, { tokens: done * ctx });
+    onProgress: (done: number, total: number) => {
+      progress ??= new Progress(
+        total,
+        instruct ? "eval: examples " : "eval: windows ",
+        10,
+        "stderr",
+      );
+      progress.update(done, instruct ? {} : { tokens: done * ctx });
     },
-  });
+  };
+  if (instruct) {
+    const chat = await loadChatFormat(base, loaded.tokenizer).catch((e) => {
+      throw new InputError(`--base ${base}: ${(e as Error).message}`);
+    });
+    let examples;
+    try {
+      examples = encodeExamples(loaded.tokenizer, source.examples!, chat, data, {
+        trainOnPrompt: a["include-prompt"] === true,
+      });
+    } catch (e) {
+      throw new InputError((e as Error).message);
+    }
+    r = await evaluateExamples(model, loaded.tokenizer, examples, opts);
+  } else {
+    r = await evaluateText(model, loaded.tokenizer, source.documents, opts);
+  }
 } catch (e) {
   const msg = (e as Error).message;
-  fail(msg, /fewer than one window/.test(msg) ? 2 : 1);
+  fail(msg, e instanceof InputError || /fewer than one window|no targets/.test(msg) ? 2 : 1);
 }
 model.dispose();
 
 const what = `${base}${adapter ? ` + adapter ${adapter}` : ""} on ${data}`;
+const unit = instruct
+  ? `${r.windows} examples, ${r.streamTokens} tokens`
+  : `${r.streamTokens} tokens`;
 const scope = r.truncated
-  ? `the first ${r.streamTokens} tokens (--eval-tokens ${
+  ? `the first ${unit} (--eval-tokens ${
     evalTokens === DEFAULT_EVAL_TOKENS && a["eval-tokens"] === undefined ? "default " : ""
   }${evalTokens}; --eval-tokens all for the whole data)`
-  : `all ${r.streamTokens} tokens`;
+  : `all ${unit}`;
+const scored = !instruct
+  ? "every token"
+  : a["include-prompt"]
+  ? "every token of each example (--include-prompt)"
+  : "completions / assistant turns only (prompts masked)";
 if (a.json) {
   console.log(JSON.stringify({
     base,
@@ -135,16 +172,19 @@ if (a.json) {
     perplexity: r.perplexity,
     bits_per_token: r.bitsPerToken,
     bits_per_byte: r.bitsPerByte,
+    data_format: source.format,
+    scored: instruct ? (a["include-prompt"] ? "all" : "completions") : "all",
+    ...(instruct ? { examples: r.windows } : {}),
   }));
 } else {
-  console.log(`eval: ${what}: ${scope}`);
+  console.log(`eval: ${what}: ${scope}; scored: ${scored}`);
   console.log(
     `loss ${r.loss.toFixed(4)} nats/token | perplexity ${fmt(r.perplexity)} | ` +
       `${r.bitsPerToken.toFixed(4)} bits/token | ${r.bitsPerByte.toFixed(4)} bits/byte`,
   );
   console.log(
-    `(${r.tokens} tokens predicted in ${r.windows} windows of ${ctx}, spelling ${r.bytes} ` +
-      `UTF-8 bytes; backend ${dev.kind})`,
+    `(${r.tokens} tokens predicted in ${r.windows} ${instruct ? "examples" : "windows"} of ` +
+      `${instruct ? "at most " : ""}${ctx}, spelling ${r.bytes} UTF-8 bytes; backend ${dev.kind})`,
   );
 }
 

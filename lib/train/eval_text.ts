@@ -13,10 +13,12 @@
  * @module
  */
 
-import { evalWindowCount } from "../data/batch.ts";
+import { type Batch, evalWindowCount } from "../data/batch.ts";
+import { countTargets, evalExampleBatches } from "../data/example_batch.ts";
+import type { EncodedExample } from "../data/examples.ts";
 import { ByteTokenizer, type Tokenizer } from "../data/tokenizer.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
-import { evaluate } from "./eval.ts";
+import { evaluate, evaluateBatches } from "./eval.ts";
 
 /** Options of {@link evaluateText}. */
 export interface TextEvalOptions {
@@ -140,5 +142,80 @@ export function targetBytes(tokenizer: Tokenizer, docs: number[][], last: number
     if (start + ids.length <= last && start + ids.length >= 1) bytes += 1; // its end-of-text
     start += ids.length + 1;
   }
+  return bytes;
+}
+
+/**
+ * Evaluates `model` on instruction examples (lib/data/examples.ts), as validation does: one
+ * example per row cut to `ctx + 1` tokens, only the targets the mask keeps (completions and
+ * assistant turns, unless they were encoded with `trainOnPrompt`). Examples are taken in order
+ * until `maxTokens` tokens are reached. `tokens` counts the scored targets and `bytes` the UTF-8
+ * bytes they spell (each run of consecutive targets decoded as one; end-of-text = 1 byte);
+ * `windows` counts the examples.
+ */
+export async function evaluateExamples(
+  model: CausalLM,
+  tokenizer: Tokenizer,
+  examples: readonly EncodedExample[],
+  opts: TextEvalOptions,
+): Promise<TextEvalResult> {
+  const { ctx: T, batch: B } = opts;
+  const limit = opts.maxTokens ?? Infinity;
+  const chosen: EncodedExample[] = [];
+  let n = 0;
+  for (const e of examples) {
+    if (n >= limit) break;
+    chosen.push(e);
+    n += Math.min(e.ids.length, T + 1);
+  }
+  const all = [...evalExampleBatches(chosen, B, T)];
+  let nats = 0, tokens = 0;
+  for (let i = 0; i < all.length; i += GROUP) {
+    const group: Batch[] = all.slice(i, i + GROUP);
+    const weight = group.reduce((s, b) => s + countTargets(b.y), 0);
+    if (weight > 0) nats += (await evaluateBatches(model, group)) * weight;
+    tokens += weight;
+    opts.onProgress?.(Math.min(chosen.length, (i + GROUP) * B), chosen.length);
+  }
+  if (tokens === 0) {
+    throw new Error(`the examples have no targets within ctx ${T} + 1 tokens`);
+  }
+  const bytes = chosen.reduce((s, e) => s + exampleTargetBytes(tokenizer, e, T), 0);
+  return {
+    loss: nats / tokens,
+    perplexity: Math.exp(nats / tokens),
+    bitsPerToken: nats / tokens / Math.LN2,
+    bitsPerByte: nats / (bytes * Math.LN2),
+    nats,
+    tokens,
+    bytes,
+    windows: chosen.length,
+    streamTokens: n,
+    truncated: chosen.length < examples.length,
+  };
+}
+
+/**
+ * UTF-8 bytes spelled by the targets of `e` cut to `T + 1` tokens: each run of consecutive
+ * targets decoded as one text (end-of-text tokens count one byte each; the byte tokenizer counts
+ * one byte per token exactly).
+ */
+export function exampleTargetBytes(tokenizer: Tokenizer, e: EncodedExample, T: number): number {
+  const n = Math.min(e.ids.length, T + 1);
+  const byteTok = tokenizer instanceof ByteTokenizer;
+  const enc = new TextEncoder();
+  let bytes = 0, run: number[] = [];
+  const flush = () => {
+    if (run.length) bytes += byteTok ? run.length : enc.encode(tokenizer.decode(run)).length;
+    run = [];
+  };
+  for (let i = 1; i < n; i++) {
+    if (!e.mask[i]) flush();
+    else if (e.ids[i] === tokenizer.eotToken) {
+      flush();
+      bytes += 1;
+    } else run.push(e.ids[i]);
+  }
+  flush();
   return bytes;
 }

@@ -93,6 +93,44 @@ Deno.test("deno task eval: --json loss, adapter vs merged, text output, bad flag
   );
   assert.match(text.err, /eval: windows step 2\/2/); // progress on stderr
 
+  // Instruction data: rendered as training renders it, scored on the completions only.
+  const rows = [
+    { prompt: "Q: 1+1?\nA:", completion: " 2." },
+    { prompt: "Q: 2+3?\nA:", completion: " 5." },
+    { prompt: "Name a whale:", completion: " Moby Dick." },
+  ];
+  await Deno.writeTextFile(`${root}/qa.jsonl`, rows.map((r) => JSON.stringify(r)).join("\n"));
+  const qa = async (more: string[]) => {
+    const r = await run([
+      "--data",
+      `${root}/qa.jsonl`,
+      "--base",
+      `${root}/base`,
+      "--json",
+      ...more,
+    ]);
+    assert.equal(r.code, 0, r.err);
+    return JSON.parse(r.out);
+  };
+  const completions = await qa([]);
+  // Targets: each completion's bytes and its end-of-text token, within ctx + 1 = 17 tokens.
+  const targets = rows.reduce(
+    (s, r) => s + Math.min(r.prompt.length + r.completion.length + 1, 17) - r.prompt.length,
+    0,
+  );
+  assert.equal(targets, 12); // the third example is cut
+  assert.deepEqual(
+    [completions.data_format, completions.scored, completions.examples, completions.tokens],
+    ["prompt-completion", "completions", 3, targets],
+  );
+  const all = await qa(["--include-prompt"]);
+  assert.equal(all.scored, "all");
+  // Every token but each example's first (cut to ctx + 1 = 17 tokens).
+  assert.equal(
+    all.tokens,
+    rows.reduce((s, r) => s + Math.min(r.prompt.length + r.completion.length + 1, 17) - 1, 0),
+  );
+
   const bad = async (args: string[], re: RegExp) => {
     const r = await run(args);
     assert.equal(r.code, 2, `${args.join(" ")}: ${r.err}`);

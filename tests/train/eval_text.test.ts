@@ -8,7 +8,9 @@ import { loadModel } from "../../lib/io/mod.ts";
 import type { HfTokenizer } from "../../lib/data/bpe.ts";
 import type { CausalLM } from "../../lib/nn/causal_lm.ts";
 import { Tensor } from "../../lib/tensor.ts";
-import { evaluateText } from "../../lib/train/eval_text.ts";
+import { evaluateExamples, evaluateText } from "../../lib/train/eval_text.ts";
+import { promptCompletionSegments } from "../../lib/data/chat_template.ts";
+import { encodeSegments } from "../../lib/data/examples.ts";
 import {
   gpt2Config,
   gpt2Weights,
@@ -104,5 +106,43 @@ Deno.test("evaluateText (byte tokenizer): bits per byte = bits per token; the li
     () => evaluateText(model, tok, ["ab"], { ctx: 5, batch: 1 }),
     /the data has 3 tokens, fewer than one window of ctx 5 \+ 1/,
   );
+  model.dispose();
+});
+
+Deno.test("evaluateExamples: instruction data scores only the masked-in targets, as float64 says", async () => {
+  // Each example alone through the model; −log p of the targets the mask keeps, in float64.
+  const model = GPT.init(
+    { vocab_size: 257, n_positions: 16, n_embd: 16, n_layer: 2, n_head: 2 },
+    { device: cpu, seed: 11 },
+  );
+  const tok = new ByteTokenizer();
+  const examples = [
+    { prompt: "Q: 2+2?\nA:", completion: " 4." },
+    { prompt: "Say hi:", completion: " hello there, friend" }, // cut at T + 1 = 13 tokens
+    { prompt: "x", completion: "yz" },
+  ].map((e, i) => encodeSegments(tok, promptCompletionSegments(e.prompt, e.completion), i + 1));
+  const T = 12;
+  let nats = 0, count = 0;
+  for (const e of examples) {
+    const n = Math.min(e.ids.length, T + 1);
+    const x = Tensor.fromArray(e.ids.slice(0, n - 1), [1, n - 1], { dtype: "i32" });
+    const logits = Array.from((await model.forward(x).toArray()) as Float32Array);
+    const V = 257;
+    for (let i = 1; i < n; i++) {
+      if (!e.mask[i]) continue;
+      const row = logits.slice((i - 1) * V, i * V);
+      const m = Math.max(...row);
+      nats += m + Math.log(row.reduce((s, v) => s + Math.exp(v - m), 0)) - row[e.ids[i]];
+      count++;
+    }
+  }
+  // The byte tokenizer: one byte per target, end-of-text included; the cut example trains 2.
+  assert.equal(count, 4 + 5 + 3);
+  const r = await evaluateExamples(model, tok, examples, { ctx: T, batch: 2 });
+  assert.deepEqual([r.tokens, r.bytes, r.windows, r.truncated], [count, count, 3, false]);
+  assert.ok(Math.abs(r.nats - nats) <= 1e-5 * nats, `${r.nats} vs ${nats}`);
+  assert.ok(Math.abs(r.loss - nats / count) <= 1e-6);
+  const first = await evaluateExamples(model, tok, examples, { ctx: T, batch: 2, maxTokens: 5 });
+  assert.deepEqual([first.windows, first.truncated], [1, true]);
   model.dispose();
 });
