@@ -164,6 +164,8 @@ Deno.test("args: every flag", () => {
       "ctx",
       "data",
       "val",
+      "train-on-prompt",
+      "pack",
       "base",
       "seed",
       "out",

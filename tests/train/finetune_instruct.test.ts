@@ -112,7 +112,10 @@ Deno.test("train on prompt/completion rows: loss drops, targets counted, resume 
       ...quiet,
       stopAfter: 6,
     });
-    const p2 = await finetune({ ...args(fx, `${fx.root}/y`), resume: `${fx.root}/q` }, quiet);
+    const p2 = await finetune(
+      { ...args(fx, `${fx.root}/y`, ["--pack", "--ctx", "32"]), resume: `${fx.root}/q` },
+      quiet,
+    );
     assert.deepEqual([...p1.losses, ...p2.losses], packed.losses);
 
     // --train-on-prompt: every target but each example's first counts.
