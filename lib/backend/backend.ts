@@ -182,6 +182,18 @@ export interface Backend {
    * adapter fails with one clear error instead of a kernel error mid-step.
    */
   readonly maxStorageBytes: number;
+  /**
+   * Whether a training step should wait for the device once, at its end (a GPU: losses stay on
+   * the device and clipping runs in the optimizer kernels), rather than read each loss as it goes
+   * (the CPU, where a read costs nothing).
+   */
+  readonly oneWaitPerStep: boolean;
+  /**
+   * Optional: times the kernel variants on the product shapes seen so far and keeps the fastest
+   * (results are bit-identical; only speed changes). Returns the number of shapes tuned, or null
+   * when this device is not worth tuning (a software adapter). A run calls it after its first step.
+   */
+  tuneSeenShapes?(): Promise<number | null>;
 
   /** Copies host data into a new storage. */
   upload(dtype: DType, data: HostArray): Storage;

@@ -21,11 +21,10 @@ import { saveModel } from "../io/model_files.ts";
 import { generate } from "../nn/generate.ts";
 import { GPT, type GPTConfig } from "../nn/gpt.ts";
 import { AdamW } from "../optim/optimizers.ts";
-import { clipGradNorm, clipGradNormOnDevice, cosineSchedule } from "../optim/schedule.ts";
-import { Tape } from "../autograd/tape.ts";
-import { scope, Tensor } from "../tensor.ts";
+import { cosineSchedule } from "../optim/schedule.ts";
 import { evaluate, natsToBits, unigramBits } from "../train/eval.ts";
 import { Progress } from "../train/progress.ts";
+import { DivergedError, trainStep } from "../train/step.ts";
 import { gitCommit } from "../train/versions.ts";
 
 const HELP = `deno task pretrain [flags]   train the base model on the State of the Union corpus
@@ -133,28 +132,16 @@ let emaLoss = NaN;
 const tTrain = performance.now();
 
 for (let step = 1; step <= steps; step++) {
-  const batch = sampler.next();
   const rate = schedule(step - 1);
-  const loss = await scope(async () => {
-    const x = Tensor.fromArray(batch.x, [B, T], { device: dev, dtype: "i32" });
-    const y = Tensor.fromArray(batch.y, [B, T], { device: dev, dtype: "i32" });
-    const tape = new Tape();
-    tape.watch(...params.values());
-    const l = tape.run(() => model.loss(x, y));
-    const grads = tape.backward(l);
-    if (dev.kind === "cpu") {
-      await clipGradNorm(grads, 1.0); // the shipped model's numerics
-      opt.update(grads, rate);
-      return await l.item();
-    }
-    // On a GPU: clip inside the optimizer kernels and wait once, for loss and norm together.
-    const clip = clipGradNormOnDevice(grads, 1.0);
-    opt.update(grads, rate, clip);
-    const [lv, [norm]] = await Promise.all([l.item(), clip.toArray()]);
-    return Number.isFinite(norm) ? lv : NaN;
-  });
-  if (!Number.isFinite(loss)) {
-    console.error(`pretrain: loss is ${loss} at step ${step}; stopping (nothing written)`);
+  let loss: number;
+  try {
+    loss = (await trainStep(model, params.values(), opt, [sampler.next()], {
+      lr: rate,
+      maxNorm: 1.0,
+    })).loss;
+  } catch (e) {
+    if (!(e instanceof DivergedError)) throw e;
+    console.error(`pretrain: loss is ${e.loss} at step ${step}; stopping (nothing written)`);
     Deno.exit(1);
   }
   emaLoss = Number.isNaN(emaLoss) ? loss : 0.98 * emaLoss + 0.02 * loss;

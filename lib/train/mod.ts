@@ -34,3 +34,4 @@ export type * from "../nn/linear.ts";
 export type * from "../tensor.ts";
 export type * from "../backend/backend.ts";
 export type { Rng } from "../rng.ts";
+export * from "./step.ts";

@@ -79,6 +79,8 @@ export class CpuBackend implements Backend {
   readonly hasF16 = true;
   /** No limit but memory. */
   readonly maxStorageBytes: number = Infinity;
+  /** Reads cost nothing on the CPU: each loss is read as it is made. */
+  readonly oneWaitPerStep: boolean = false;
 
   /** Stamps host data as this backend's storage. */
   private wrap(data: HostArray): CpuStorage {

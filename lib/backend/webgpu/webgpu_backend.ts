@@ -129,6 +129,13 @@ export class WebGpuBackend implements Backend {
   get maxStorageBytes(): number {
     return this.engine.device.limits.maxStorageBufferBindingSize;
   }
+  /** A GPU step waits once, at its end. */
+  readonly oneWaitPerStep: boolean = true;
+  /** Tunes the matmul variants on the shapes seen so far; null on a software adapter. */
+  async tuneSeenShapes(): Promise<number | null> {
+    if (this.engine.isSoftware) return null;
+    return (await this.tuneMatmul(this.seenMatmulShapes())).length;
+  }
 
   /** The buffer behind a storage of this backend. */
   private buf(s: Storage): GPUBuffer {

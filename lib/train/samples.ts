@@ -1,0 +1,71 @@
+/**
+ * Samples a run writes before and after training: the prompts (fixed openings for text, the
+ * prompt part of the first validation examples for instruction data) and the sampler settings.
+ *
+ * @module
+ */
+
+import type { EncodedExample } from "../data/examples.ts";
+import type { Tokenizer } from "../data/tokenizer.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
+import { generate } from "../nn/generate.ts";
+import type { PeftModel } from "../peft/apply.ts";
+
+/** The openings sampled from for text data. */
+export const PROMPTS: readonly string[] = [
+  "Call me Ishmael. ",
+  "The whale ",
+  "Captain Ahab said, ",
+];
+
+/** A sample prompt: its text and token ids. */
+export interface SamplePrompt {
+  /** The prompt as text. */
+  text: string;
+  /** Its token ids. */
+  ids: number[];
+}
+
+/**
+ * Sample prompts: for instruction data (`valExamples`) the prompt part (everything before the
+ * first trained token: rendered prompt, or conversation up to the first assistant turn) of the
+ * first three validation examples; for text (null), the fixed {@link PROMPTS}.
+ */
+export function samplePrompts(
+  tok: Tokenizer,
+  valExamples: readonly EncodedExample[] | null,
+): SamplePrompt[] {
+  if (!valExamples) return PROMPTS.map((text) => ({ text, ids: tok.encode(text) }));
+  return valExamples.slice(0, 3).map((e) => {
+    const ids = Array.from(e.ids.subarray(0, e.promptLength));
+    return { text: tok.decode(ids), ids };
+  });
+}
+
+/**
+ * One continuation per prompt (160 tokens at most, temperature 0.8, top-k 40, seed `seed + i`,
+ * stopping at end-of-text), with `pm`'s dropout off while sampling.
+ */
+export async function samplesFrom(
+  model: CausalLM,
+  pm: PeftModel | null,
+  tok: Tokenizer,
+  seed: number,
+  prompts: readonly SamplePrompt[],
+): Promise<string[]> {
+  pm?.setTraining(false);
+  const out: string[] = [];
+  for (const [i, p] of prompts.entries()) {
+    const ids = await generate(model, p.ids, {
+      maxTokens: 160,
+      temperature: 0.8,
+      topK: 40,
+      seed: seed + i,
+      stopToken: tok.eotToken,
+      vocabSize: tok.vocabSize,
+    });
+    out.push(tok.decode(ids.filter((t) => t !== tok.eotToken)));
+  }
+  pm?.setTraining(true);
+  return out;
+}
