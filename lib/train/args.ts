@@ -20,11 +20,17 @@
 
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "../backend/device.ts";
+import { DEFAULT_TARGETS, type Method as PeftMethodName } from "../peft/config.ts";
+import { PEFT_METHODS } from "../peft/registry.ts";
 
-/** Fine-tuning methods. */
-export const METHODS = ["qlora", "lora", "full", "adapter", "bitfit", "freeze-lower"] as const;
-/** A fine-tuning method: what is trained and what stays frozen. */
-export type Method = typeof METHODS[number];
+export { DEFAULT_TARGETS };
+
+/** A fine-tuning method `deno task train` offers: what is trained and what stays frozen. */
+export type Method = Exclude<PeftMethodName, "sparse">;
+
+/** The methods `deno task train` offers: the registry's, but those that need calibration data. */
+export const METHODS: readonly Method[] = (Object.keys(PEFT_METHODS) as PeftMethodName[])
+  .filter((m): m is Method => !PEFT_METHODS[m].needsCalibration);
 
 /** Storage formats of the frozen base weights. */
 export const QUANTS = ["nf4", "fp4", "int8", "f16", "none"] as const;
@@ -34,11 +40,8 @@ export type Quant = typeof QUANTS[number];
 /** Backend names accepted by `--backend`. */
 export const BACKENDS = ["cpu", "webgpu", "auto"] as const;
 
-/** Default `--targets`: every linear layer of GPT-2's blocks. */
-export const DEFAULT_TARGETS: readonly string[] = ["c_attn", "c_proj", "c_fc"];
-
 /** Methods whose trainable weights are small (and so take the higher default learning rate). */
-const PEFT_METHODS: readonly Method[] = ["qlora", "lora", "adapter", "bitfit"];
+const SMALL_METHODS: readonly Method[] = ["qlora", "lora", "adapter", "bitfit"];
 /** Methods that use `--rank`, `--alpha`, `--rslora`, `--targets` and `--dropout`. */
 const LORA_METHODS: readonly Method[] = ["qlora", "lora"];
 
@@ -245,7 +248,7 @@ export function parseTrainArgs(
     throw new UsageError(`--dropout ${dropoutText}: expected a number in [0, 1)`);
   }
   const steps = integer("steps", s("steps") ?? "300", 1);
-  const lr = positive("lr", s("lr") ?? (PEFT_METHODS.includes(method) ? "0.002" : "0.0003"));
+  const lr = positive("lr", s("lr") ?? (SMALL_METHODS.includes(method) ? "0.002" : "0.0003"));
   const batch = integer("batch", s("batch") ?? "8", 1);
   const gradAccum = integer("grad-accum", s("grad-accum") ?? "1", 1);
   const ctx = integer("ctx", s("ctx") ?? "128", 1);
