@@ -96,6 +96,15 @@ export interface TrainArgs {
   evalEvery: number;
   /** Checkpoint every N steps (0 = only at the end). Default 100. */
   saveEvery: number;
+  /**
+   * Validation tokens per evaluation (whole windows of `ctx`; instruction data: rows of `ctx`),
+   * or null for the whole validation set (`all`). Default 24576 (24 batches of 8 × 128).
+   */
+  evalTokens: number | null;
+  /** Samples written before and after training (0 = none). Default 3. */
+  samples: number;
+  /** Tokens per sample. Default 160. */
+  sampleTokens: number;
   /** freeze-lower: blocks frozen from the bottom; null = half of the model's blocks. */
   layers: number | null;
   /** Flags that were given but that the method ignores, one sentence each. */
@@ -160,9 +169,13 @@ Data and files
   --base DIR        base model directory (default data/base)
   --out DIR         run folder, must be new or empty (default runs/<method>-<UTC timestamp>)
   --resume DIR      continue the run in DIR from its last checkpoint, with the run's own
-                    settings (its --eval-every and --save-every too); only --eval-every,
+                    settings (its --eval-every and --save-every too); only the reporting
+                    flags --eval-every, --eval-tokens, --samples, --sample-tokens,
                     --save-every and --backend may be given again, to change them
   --eval-every N    validate every N steps, 0 = start and end only (default 50)
+  --eval-tokens N   validation tokens per evaluation, at least --ctx, or all (default 24576)
+  --samples N       samples before and after training, 0 = none (default 3)
+  --sample-tokens N tokens per sample (default 160)
   --save-every N    checkpoint every N steps, 0 = end only (default 100)
   --backend B       cpu | webgpu | auto (default: LORALAB_BACKEND, else auto)
   --help            this text`;
@@ -190,6 +203,9 @@ const OPTIONS = {
   resume: { type: "string" },
   backend: { type: "string" },
   "eval-every": { type: "string" },
+  "eval-tokens": { type: "string" },
+  samples: { type: "string" },
+  "sample-tokens": { type: "string" },
   "save-every": { type: "string" },
   layers: { type: "string" },
   help: { type: "boolean" },
@@ -259,6 +275,16 @@ export function parseTrainArgs(
   }
   const evalEvery = integer("eval-every", s("eval-every") ?? "50", 0);
   const saveEvery = integer("save-every", s("save-every") ?? "100", 0);
+  const evalTokens = s("eval-tokens") === "all"
+    ? null
+    : integer("eval-tokens", s("eval-tokens") ?? "24576", 1);
+  if (evalTokens !== null && evalTokens < ctx) {
+    throw new UsageError(
+      `--eval-tokens ${evalTokens}: expected at least one window of --ctx ${ctx} tokens, or all`,
+    );
+  }
+  const samples = integer("samples", s("samples") ?? "3", 0);
+  const sampleTokens = integer("sample-tokens", s("sample-tokens") ?? "160", 1);
   const layers = given("layers") ? integer("layers", s("layers")!, 0) : null;
 
   const data = path("data", s("data") ?? "moby-dick");
@@ -320,6 +346,9 @@ export function parseTrainArgs(
     backend,
     evalEvery,
     saveEvery,
+    evalTokens,
+    samples,
+    sampleTokens,
     layers,
     warnings,
     given: Object.keys(values).filter((k) => values[k] !== undefined),
@@ -331,9 +360,15 @@ export const RESUME_FLAGS: readonly string[] = [
   "resume",
   "out",
   "eval-every",
+  "eval-tokens",
+  "samples",
+  "sample-tokens",
   "save-every",
   "backend",
 ];
+
+/** The settings that only change what a run reports, not what it trains. */
+type ReportingField = "evalEvery" | "saveEvery" | "evalTokens" | "samples" | "sampleTokens";
 
 /** `grad-accum` → `gradAccum`: the TrainArgs field of a flag. */
 function fieldOf(flag: string): keyof TrainArgs {
@@ -356,11 +391,12 @@ export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
     const was = Array.isArray(saved[f]) ? (saved[f] as string[]).join(",") : String(saved[f]);
     throw new UsageError(
       `--${flag} with --resume ${args.resume}: the run was started with --${flag} ${was}, and a ` +
-        "resumed run keeps its settings (only --eval-every, --save-every and --backend may " +
-        `change); drop --${flag}, or start a new run`,
+        "resumed run keeps its settings (only --eval-every, --eval-tokens, --samples, " +
+        `--sample-tokens, --save-every and --backend may change); drop --${flag}, or start a ` +
+        "new run",
     );
   }
-  const pick = <K extends "evalEvery" | "saveEvery">(flag: string, k: K): TrainArgs[K] =>
+  const pick = <K extends ReportingField>(flag: string, k: K): TrainArgs[K] =>
     given.includes(flag) || saved[k] === undefined ? args[k] : saved[k];
   return {
     ...saved,
@@ -368,6 +404,9 @@ export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
     out: args.resume!,
     evalEvery: pick("eval-every", "evalEvery"),
     saveEvery: pick("save-every", "saveEvery"),
+    evalTokens: pick("eval-tokens", "evalTokens"),
+    samples: pick("samples", "samples"),
+    sampleTokens: pick("sample-tokens", "sampleTokens"),
     backend: args.backend ?? saved.backend,
     warnings: args.warnings,
     given,

@@ -110,7 +110,8 @@ export function configHash(config: unknown): Promise<string> {
 
 /**
  * The settings a resumed run must share with the original: every flag except where the run is
- * written (`out`, `resume`), how often it reports (`evalEvery`, `saveEvery`), which backend it
+ * written (`out`, `resume`), how it reports (`evalEvery`, `saveEvery`, `evalTokens`, `samples`,
+ * `sampleTokens`), which backend it
  * runs on, and the warnings. Hash it with {@link configHash}, together with digests of the base
  * model and the data.
  */
@@ -120,6 +121,9 @@ export function resumeSettings(args: TrainArgs): Record<string, unknown> {
     resume: _r,
     evalEvery: _e,
     saveEvery: _s,
+    evalTokens: _et,
+    samples: _sa,
+    sampleTokens: _st,
     backend: _b,
     warnings: _w,
     given: _g,

@@ -64,9 +64,6 @@ export interface FinetuneHooks {
   device?: Backend;
 }
 
-/** Validation batches per evaluation: enough tokens for a stable number, bounded time. */
-const EVAL_BATCHES = 24;
-
 /** Runs (or resumes) a fine-tuning run as `args` describe. */
 export async function finetune(
   args: TrainArgs,
@@ -99,15 +96,18 @@ export async function finetune(
 
   // The base model: validation loss and samples before training (on resume: from the checkpoint).
   const B = args.batch, T = args.ctx;
+  // Validation: the first --eval-tokens tokens, whole windows (instruction data: whole rows).
+  const windows = args.evalTokens === null ? Infinity : Math.floor(args.evalTokens / T);
   const validate = () =>
     instruct
-      ? evaluateBatches(model, evalExampleBatches(instruct.val, B, T), EVAL_BATCHES)
-      : evaluate(model, data.val, B, T, EVAL_BATCHES);
-  const prompts = samplePrompts(tok, instruct?.val ?? null);
+      ? evaluateBatches(model, evalExampleBatches(instruct.val.slice(0, windows), B, T))
+      : evaluate(model, data.val.subarray(0, Math.min(data.val.length, windows * T + 1)), B, T);
+  const prompts = samplePrompts(tok, instruct?.val ?? null, args.samples);
+  const sampleOpts = { seed: args.seed, maxTokens: args.sampleTokens };
   const before = { val: NaN, samples: [] as string[] };
   if (!args.resume) {
     before.val = await validate();
-    before.samples = await samplesFrom(model, null, tok, args.seed, prompts);
+    before.samples = await samplesFrom(model, null, tok, prompts, sampleOpts);
     log(
       `base model: val loss ${before.val.toFixed(4)} nats/token = ${
         natsToBits(before.val).toFixed(3)
@@ -196,6 +196,7 @@ export async function finetune(
     pm,
     tok,
     prompts,
+    sampleOpts,
     samplesBefore: start.samplesBefore,
     valBefore: start.valBefore,
     valAfter: r.valAfter,

@@ -14,7 +14,7 @@ import { natsToBits } from "./eval.ts";
 import { readMetrics } from "./metrics.ts";
 import { type ReportTable, writeReport } from "./report.ts";
 import { writeSamples } from "./run_dir.ts";
-import { type SamplePrompt, samplesFrom } from "./samples.ts";
+import { type SampleOptions, type SamplePrompt, samplesFrom } from "./samples.ts";
 import type { InstructData } from "./setup.ts";
 
 /** Everything {@link finishRun} writes about. */
@@ -31,6 +31,8 @@ export interface FinishInput {
   tok: Tokenizer;
   /** The sample prompts. */
   prompts: readonly SamplePrompt[];
+  /** How samples are drawn. */
+  sampleOpts: SampleOptions;
   /** Samples of the base model. */
   samplesBefore: string[];
   /** Validation loss before and after (nats/token). */
@@ -53,7 +55,7 @@ export interface FinishInput {
 export async function finishRun(i: FinishInput): Promise<void> {
   const { args, prompts, samplesBefore, valBefore, valAfter, counts, instruct } = i;
   const runDir = args.out;
-  const samplesAfter = await samplesFrom(i.model, i.pm, i.tok, args.seed, prompts);
+  const samplesAfter = await samplesFrom(i.model, i.pm, i.tok, prompts, i.sampleOpts);
   await writeSamples(
     runDir,
     prompts.map((q) => q.text).flatMap((p, k) => [
@@ -102,9 +104,11 @@ export async function finishRun(i: FinishInput): Promise<void> {
     },
     ...(instruct ? { tables: [instructTable(args, instruct, i.tally)] } : {}),
   });
-  const p0 = prompts[0]?.text ?? "";
-  i.log(`sample before (base model): ${JSON.stringify(p0 + (samplesBefore[0] ?? ""))}`);
-  i.log(`sample after (${args.method}): ${JSON.stringify(p0 + (samplesAfter[0] ?? ""))}`);
+  if (prompts.length > 0) {
+    const p0 = prompts[0].text;
+    i.log(`sample before (base model): ${JSON.stringify(p0 + (samplesBefore[0] ?? ""))}`);
+    i.log(`sample after (${args.method}): ${JSON.stringify(p0 + (samplesAfter[0] ?? ""))}`);
+  }
   if (instruct) {
     i.log(
       `targets: trained on ${i.tally.trained.toLocaleString("en-US")}, masked ${

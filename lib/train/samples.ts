@@ -27,37 +27,51 @@ export interface SamplePrompt {
 }
 
 /**
- * Sample prompts: for instruction data (`valExamples`) the prompt part (everything before the
- * first trained token: rendered prompt, or conversation up to the first assistant turn) of the
- * first three validation examples; for text (null), the fixed {@link PROMPTS}.
+ * `n` sample prompts (default 3): for instruction data (`valExamples`) the prompt part
+ * (everything before the first trained token: rendered prompt, or conversation up to the first
+ * assistant turn) of the first `n` validation examples; for text (null), the fixed
+ * {@link PROMPTS} in turn.
  */
 export function samplePrompts(
   tok: Tokenizer,
   valExamples: readonly EncodedExample[] | null,
+  n = 3,
 ): SamplePrompt[] {
-  if (!valExamples) return PROMPTS.map((text) => ({ text, ids: tok.encode(text) }));
-  return valExamples.slice(0, 3).map((e) => {
+  if (!valExamples) {
+    return Array.from({ length: n }, (_, i) => PROMPTS[i % PROMPTS.length])
+      .map((text) => ({ text, ids: tok.encode(text) }));
+  }
+  return valExamples.slice(0, n).map((e) => {
     const ids = Array.from(e.ids.subarray(0, e.promptLength));
     return { text: tok.decode(ids), ids };
   });
 }
 
+/** How {@link samplesFrom} samples. */
+export interface SampleOptions {
+  /** Seed of prompt `i` is `seed + i`. */
+  seed: number;
+  /** Tokens per sample at most. Default 160. */
+  maxTokens?: number;
+}
+
 /**
- * One continuation per prompt (160 tokens at most, temperature 0.8, top-k 40, seed `seed + i`,
+ * One continuation per prompt (`maxTokens` at most, temperature 0.8, top-k 40, seed `seed + i`,
  * stopping at end-of-text), with `pm`'s dropout off while sampling.
  */
 export async function samplesFrom(
   model: CausalLM,
   pm: PeftModel | null,
   tok: Tokenizer,
-  seed: number,
   prompts: readonly SamplePrompt[],
+  o: SampleOptions,
 ): Promise<string[]> {
+  const seed = o.seed;
   pm?.setTraining(false);
   const out: string[] = [];
   for (const [i, p] of prompts.entries()) {
     const ids = await generate(model, p.ids, {
-      maxTokens: 160,
+      maxTokens: o.maxTokens ?? 160,
       temperature: 0.8,
       topK: 40,
       seed: seed + i,

@@ -55,6 +55,9 @@ Deno.test("args: defaults (qlora)", () => {
     backend: undefined,
     evalEvery: 50,
     saveEvery: 100,
+    evalTokens: 24576,
+    samples: 3,
+    sampleTokens: 160,
     layers: null,
     warnings: [],
     given: [],
@@ -147,6 +150,9 @@ Deno.test("args: every flag", () => {
     backend: "cpu",
     evalEvery: 0,
     saveEvery: 5,
+    evalTokens: 24576,
+    samples: 3,
+    sampleTokens: 160,
     layers: null,
     warnings: [],
     given: [
@@ -234,6 +240,26 @@ Deno.test("args: a resumed run keeps its settings; --eval-every, --save-every, -
   assert.equal(resumedArgs(old, parse(["--resume", "r"])).saveEvery, 20);
 });
 
+Deno.test("args: --eval-tokens, --samples, --sample-tokens; reporting flags may change on resume", () => {
+  const a = parse(["--eval-tokens", "4096", "--samples", "0", "--sample-tokens", "20"]);
+  assert.deepEqual([a.evalTokens, a.samples, a.sampleTokens], [4096, 0, 20]);
+  assert.equal(parse(["--eval-tokens", "all"]).evalTokens, null);
+  fails(
+    ["--ctx", "64", "--eval-tokens", "63"],
+    "--eval-tokens 63: expected at least one window of --ctx 64 tokens, or all",
+  );
+  fails(["--samples=-1"], "--samples -1: expected a non-negative integer");
+  fails(["--sample-tokens", "0"], "--sample-tokens 0: expected a positive integer");
+  const saved = parse(["--eval-tokens", "8192", "--samples", "1"]);
+  const kept = resumedArgs(saved, parse(["--resume", "r"]));
+  assert.deepEqual([kept.evalTokens, kept.samples, kept.sampleTokens], [8192, 1, 160]);
+  const changed = resumedArgs(
+    saved,
+    parse(["--resume", "r", "--samples", "0", "--eval-tokens", "all"]),
+  );
+  assert.deepEqual([changed.evalTokens, changed.samples], [null, 0]);
+});
+
 Deno.test("args: --help returns the help text, which lists every flag with its default", () => {
   assert.deepEqual(parseTrainArgs(["--help"]), { help: HELP });
   assert.deepEqual(parseTrainArgs(["--rank", "4", "--help"]), { help: HELP });
@@ -261,6 +287,9 @@ Deno.test("args: --help returns the help text, which lists every flag with its d
       "out",
       "resume",
       "eval-every",
+      "eval-tokens",
+      "samples",
+      "sample-tokens",
       "save-every",
       "backend",
       "help",

@@ -4,6 +4,10 @@ import { loadModel, saveBnbModel, saveModel } from "../../lib/io/mod.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { finetune } from "../../lib/train/finetune.ts";
 import { gpu } from "../harness.ts";
+import { encodeDocuments } from "../../lib/data/batch.ts";
+import { splitByUnit } from "../../lib/data/split.ts";
+import { loadTextSource } from "../../lib/data/text_source.ts";
+import { evaluate } from "../../lib/train/eval.ts";
 
 // A tiny base model and a small text corpus with paragraphs (units for the held-out split).
 async function fixture(): Promise<{ base: string; data: string; root: string }> {
@@ -122,6 +126,25 @@ Deno.test("train: --resume keeps the run's --eval-every and --save-every; other 
     rows.filter((r) => r.val_loss !== undefined).map((r) => r.step),
     [0, 2, 4, 6, 7, 8],
   );
+  await Deno.remove(fx.root, { recursive: true });
+});
+
+Deno.test("train: --eval-tokens sizes validation in tokens; --samples 0 writes none", async () => {
+  const fx = await fixture();
+  const r = await finetune(
+    args(fx, `${fx.root}/e`, ["--eval-tokens", "64", "--samples", "0", "--steps", "2"]),
+    quiet,
+  );
+  // The first 64 validation tokens: two windows of 32, as evaluate() scores them.
+  const source = await loadTextSource(fx.data);
+  const split = splitByUnit(source.documents, { valFraction: 0.1, seed: 0 });
+  const { model, tokenizer } = await loadModel(fx.base, cpu);
+  const val = encodeDocuments(tokenizer, split.val);
+  assert.ok(val.length > 200, `${val.length} validation tokens`);
+  assert.equal(r.valBefore, await evaluate(model, val.subarray(0, 65), 4, 32));
+  assert.notEqual(r.valBefore, await evaluate(model, val, 4, 32));
+  model.dispose();
+  assert.equal((await Deno.readTextFile(`${fx.root}/e/samples.txt`)).includes("prompt"), false);
   await Deno.remove(fx.root, { recursive: true });
 });
 
