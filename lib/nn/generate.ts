@@ -11,6 +11,8 @@ import type { CausalLM, KVCache } from "./causal_lm.ts";
 
 /** Options of {@link generate}. */
 export interface GenerateOptions {
+  /** Called after each new token with the number sampled so far (for progress). */
+  onToken?: (n: number) => void;
   /** New tokens to sample. Default 100. */
   maxTokens?: number;
   /** Softmax temperature; 0 means greedy. Default 1. */
@@ -78,6 +80,7 @@ export async function generate(
       const next = sample(logits.slice(0, V), temperature, topK, rng);
       out.push(next);
       ctx.push(next);
+      opts.onToken?.(out.length);
       if (next === opts.stopToken) break;
     }
   } finally {

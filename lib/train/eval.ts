@@ -24,8 +24,9 @@ export function evaluate(
   batchSize: number,
   seqLen: number,
   maxBatches = Infinity,
+  onBatch?: (done: number) => void,
 ): Promise<number> {
-  return evaluateBatches(model, evalBatches(tokens, batchSize, seqLen), maxBatches);
+  return evaluateBatches(model, evalBatches(tokens, batchSize, seqLen), maxBatches, onBatch);
 }
 
 /**
@@ -35,11 +36,13 @@ export function evaluate(
  * padding). Batches with no unmasked target are skipped. Losses are read back
  * {@link READ_EVERY} batches at a time (one GPU wait each, not one per batch) and summed in batch
  * order, so the result does not depend on the grouping. Throws when no target counted at all.
+ * `onBatch` hears the number of batches done (for progress).
  */
 export async function evaluateBatches(
   model: CausalLM,
   batches: Iterable<Batch>,
   maxBatches = Infinity,
+  onBatch?: (done: number) => void,
 ): Promise<number> {
   let total = 0, count = 0, batches_ = 0;
   const pending: { loss: Tensor; weight: number }[] = [];
@@ -64,6 +67,7 @@ export async function evaluateBatches(
       pending.push({ loss, weight });
       count += weight;
       if (pending.length >= READ_EVERY) await drain();
+      onBatch?.(batches_);
     }
     await drain();
   } finally {

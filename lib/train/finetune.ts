@@ -12,7 +12,7 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { getDevice } from "../backend/device.ts";
-import { BatchSampler } from "../data/batch.ts";
+import { BatchSampler, evalWindowCount } from "../data/batch.ts";
 import { evalExampleBatches, ExampleSampler } from "../data/example_batch.ts";
 import { hashModelWeights } from "../io/hf.ts";
 import { AdamW } from "../optim/optimizers.ts";
@@ -25,6 +25,7 @@ import { finishRun } from "./finish.ts";
 import { InputError } from "./input_error.ts";
 import { runLoop } from "./loop.ts";
 import { preflight } from "./preflight.ts";
+import { Progress } from "./progress.ts";
 import { samplePrompts, samplesFrom } from "./samples.ts";
 import {
   dataSummary,
@@ -98,10 +99,29 @@ export async function finetune(
   const B = args.batch, T = args.ctx;
   // Validation: the first --eval-tokens tokens, whole windows (instruction data: whole rows).
   const windows = args.evalTokens === null ? Infinity : Math.floor(args.evalTokens / T);
-  const validate = () =>
-    instruct
-      ? evaluateBatches(model, evalExampleBatches(instruct.val.slice(0, windows), B, T))
-      : evaluate(model, data.val.subarray(0, Math.min(data.val.length, windows * T + 1)), B, T);
+  const valRows = instruct
+    ? Math.min(instruct.val.length, windows)
+    : evalWindowCount(Math.min(data.val.length, windows * T + 1), T);
+  const validate = () => {
+    // Silent when quick; on a big model, a line with the ETA every 10 s.
+    const p = new Progress(Math.ceil(valRows / B), "validate ", 10, "stdout", true);
+    const onBatch = (done: number) => p.update(done, { rows: Math.min(valRows, done * B) });
+    return instruct
+      ? evaluateBatches(
+        model,
+        evalExampleBatches(instruct.val.slice(0, windows), B, T),
+        Infinity,
+        onBatch,
+      )
+      : evaluate(
+        model,
+        data.val.subarray(0, Math.min(data.val.length, windows * T + 1)),
+        B,
+        T,
+        Infinity,
+        onBatch,
+      );
+  };
   const prompts = samplePrompts(tok, instruct?.val ?? null, args.samples);
   const sampleOpts = { seed: args.seed, maxTokens: args.sampleTokens };
   const before = { val: NaN, samples: [] as string[] };

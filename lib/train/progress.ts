@@ -21,17 +21,21 @@ export function fmtDuration(s: number): string {
 export class Progress {
   private t0 = performance.now();
   private lastPrint = 0;
+  private shown = false;
   private readonly tty: boolean;
 
   /**
    * `total` steps; on a non-terminal prints at most every `everySeconds` (default 10). Lines go
-   * to stdout, or to stderr with `stream: "stderr"` (commands whose stdout is for results).
+   * to stdout, or to stderr with `stream: "stderr"` (commands whose stdout is for results). With
+   * `onlyIfSlow`, nothing is shown until the work has taken `everySeconds` (short work stays
+   * silent; long evaluation or sampling shows its ETA).
    */
   constructor(
     readonly total: number,
     readonly label = "",
     readonly everySeconds = 10,
     readonly stream: "stdout" | "stderr" = "stdout",
+    readonly onlyIfSlow = false,
   ) {
     let tty = false;
     try {
@@ -45,6 +49,10 @@ export class Progress {
   /** Reports step `step` (1-based) with extra fields; `force` prints even between intervals. */
   update(step: number, fields: Record<string, string | number>, force = false): void {
     const el = (performance.now() - this.t0) / 1000;
+    if (this.onlyIfSlow && !this.shown) {
+      if (el < this.everySeconds || step === this.total) return;
+      this.shown = true;
+    }
     const eta = step > 0 ? (el / step) * (this.total - step) : NaN;
     const f = Object.entries(fields)
       .map(([k, v]) => `${k} ${typeof v === "number" ? fmtNum(v) : v}`)

@@ -10,6 +10,7 @@ import type { Tokenizer } from "../data/tokenizer.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { generate } from "../nn/generate.ts";
 import type { PeftModel } from "../peft/apply.ts";
+import { Progress } from "./progress.ts";
 
 /** The openings sampled from for text data. */
 export const PROMPTS: readonly string[] = [
@@ -69,9 +70,13 @@ export async function samplesFrom(
   const seed = o.seed;
   pm?.setTraining(false);
   const out: string[] = [];
+  const maxTokens = o.maxTokens ?? 160;
+  // Silent when quick; on a big model, a line with the ETA every 10 s.
+  const progress = new Progress(prompts.length * maxTokens, "sampling ", 10, "stdout", true);
   for (const [i, p] of prompts.entries()) {
     const ids = await generate(model, p.ids, {
-      maxTokens: o.maxTokens ?? 160,
+      maxTokens,
+      onToken: (n) => progress.update(i * maxTokens + n, { sample: `${i + 1}/${prompts.length}` }),
       temperature: 0.8,
       topK: 40,
       seed: seed + i,
