@@ -100,8 +100,9 @@ export interface Architecture<
   /** loralab's own folder format (`saveModel`/`loadModel`), where the family has one. */
   readonly ownFolder?: OwnFolder<C, M>;
   /**
-   * A small valid config drawn from `rng` (a few blocks, widths of tens), for tests and
-   * examples: the conformance runner builds every registered family from it.
+   * A small valid config drawn from `rng` (a few blocks, widths of tens, a vocabulary of at
+   * least 257 so that the byte tokenizer fits), for tests and examples: the conformance runner
+   * builds every registered family from it.
    */
   smallConfig(rng: Rng): C;
 }

@@ -43,7 +43,7 @@ export const gpt2: Architecture<GPTConfig, GPT, "gpt2"> = {
   smallConfig: (rng) => {
     const n_head = 1 + rng.int(4);
     return {
-      vocab_size: 20 + rng.int(40),
+      vocab_size: 257 + rng.int(40), // the byte tokenizer (257 ids) fits
       n_positions: 16 + rng.int(16),
       n_embd: n_head * (4 + 2 * rng.int(4)),
       n_layer: 1 + rng.int(3),

@@ -38,13 +38,16 @@ export const llama: Architecture<LlamaConfig, Llama, "llama"> = {
   build: buildLlama,
   init: (c, o) => Llama.init(c, o),
   smallConfig: (rng) => {
-    const nkv = 1 + rng.int(2), group = 1 + rng.int(2), hd = 4 + 2 * rng.int(3);
-    return {
-      vocab_size: 20 + rng.int(40),
-      hidden_size: nkv * group * hd,
+    // Grouped-query attention (two query heads per key/value head), sometimes a head_dim that
+    // is not hidden_size / heads, and a coin each for tied output and biases.
+    const nkv = 1 + rng.int(2), nh = 2 * nkv, hd = 4 + 2 * rng.int(3);
+    const wide = rng.int(2) === 1;
+    const c: LlamaConfig = {
+      vocab_size: 257 + rng.int(40), // the byte tokenizer (257 ids) fits
+      hidden_size: nh * hd + (wide ? 4 : 0),
       intermediate_size: 8 + rng.int(24),
       num_hidden_layers: 1 + rng.int(3),
-      num_attention_heads: nkv * group,
+      num_attention_heads: nh,
       num_key_value_heads: nkv,
       max_position_embeddings: 16 + rng.int(16),
       rope_theta: 100 + rng.int(10000),
@@ -53,5 +56,7 @@ export const llama: Architecture<LlamaConfig, Llama, "llama"> = {
       attention_bias: rng.int(2) === 1,
       mlp_bias: rng.int(2) === 1,
     };
+    if (wide) c.head_dim = hd;
+    return c;
   },
 };
