@@ -36,6 +36,7 @@ export * from "./ops/mod.ts";
 export * from "./autograd/tape.ts";
 export * from "./optim/mod.ts";
 export * from "./nn/mod.ts";
+export * as models from "./models/mod.ts";
 export * from "./peft/mod.ts";
 export * as quant from "./quant/mod.ts";
 export { DeviceWeight } from "./quant/device_weight.ts";

@@ -12,7 +12,7 @@
 import { parseArgs } from "node:util";
 import { cpu } from "../backend/device.ts";
 import { loadModel, saveBnbModel } from "../io/model_files.ts";
-import { GPT } from "../nn/gpt.ts";
+import { GPT } from "../models/gpt2/model.ts";
 
 const HELP = `deno task quantize --out DIR [flags]   write a bitsandbytes 4-bit checkpoint
 

@@ -1,11 +1,13 @@
 /**
  * Tokenizers from their saved JSON: {@link tokenizerFromJSON} knows the byte-level tokenizer
- * (`tokenizer.ts`) and Hugging Face tokenizers (`bpe.ts`), so neither of those imports the other.
+ * (`tokenizer.ts`) and Hugging Face tokenizers (`bpe.ts`), so neither of those imports the other;
+ * {@link loadFolderTokenizer} reads a model folder's tokenizer, whichever kind it is.
  *
  * @module
  */
 
-import { HfTokenizer, type HfTokenizerFile } from "./bpe.ts";
+import { pathExists, readJsonChecked } from "../io/read_file.ts";
+import { HfTokenizer, type HfTokenizerFile, loadHfTokenizer } from "./bpe.ts";
 import { ByteTokenizer, type Tokenizer, type TokenizerJSON } from "./tokenizer.ts";
 
 /**
@@ -41,4 +43,18 @@ export function tokenizerFromJSON(json: TokenizerJSON): Tokenizer {
     return tok;
   }
   throw new Error(`tokenizerFromJSON: unknown tokenizer type ${JSON.stringify(json.type)}`);
+}
+
+/**
+ * The tokenizer of a model folder: loralab's own `tokenizer.json` (with a `type` field, see
+ * tokenizerFromJSON), else Hugging Face's (`tokenizer.json`, or `vocab.json` + `merges.txt`).
+ */
+export async function loadFolderTokenizer(dir: string, eosTokenId?: number): Promise<Tokenizer> {
+  if (await pathExists(`${dir}/tokenizer.json`)) {
+    const j = await readJsonChecked(`${dir}/tokenizer.json`);
+    if (typeof (j as { type?: unknown })?.type === "string") {
+      return tokenizerFromJSON(j as TokenizerJSON);
+    }
+  }
+  return await loadHfTokenizer(dir, eosTokenId);
 }

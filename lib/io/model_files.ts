@@ -1,8 +1,10 @@
 /**
- * A model directory in Hugging Face's layout: `config.json` (GPT2Config fields),
- * `model.safetensors` (GPT-2 parameter names, F32) and `tokenizer.json` (our tokenizer
- * description). `saveModel` writes each file atomically; `loadModel` validates everything before
- * building the model.
+ * A model directory in Hugging Face's layout: `config.json` (the family's config, e.g.
+ * GPT2Config fields), `model.safetensors` (the family's parameter names, F32) and
+ * `tokenizer.json` (our tokenizer description), for the families with such a folder
+ * (`Architecture.ownFolder`; GPT-2). `saveModel` writes each file atomically; `loadModel`
+ * validates everything before building the model, and hands any other folder to the Hugging Face
+ * loader (hf_load.ts).
  *
  * @module
  */
@@ -10,22 +12,14 @@
 import type { Backend } from "../backend/backend.ts";
 import type { Tokenizer, TokenizerJSON } from "../data/tokenizer.ts";
 import { tokenizerFromJSON } from "../data/tokenizer_files.ts";
+import type { Architecture, OwnFolder } from "../models/architecture.ts";
+import { archNamed, archOf, LEGACY_ARCHITECTURE, type ModelConfig } from "../models/registry.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
-import { GPT, type GPTConfig } from "../nn/gpt.ts";
-import type { LlamaConfig } from "../nn/llama.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import { writeJsonAtomic } from "./atomic.ts";
 import { checkFile, readJsonChecked } from "./read_file.ts";
-import {
-  checkConfigFitsFiles,
-  gpt2ConfigFromHf,
-  gpt2Dims,
-  gpt2Expected,
-  gpt2ParamCount,
-  hfArch,
-  type HfLoadOptions,
-  loadHfModel,
-} from "./hf.ts";
+import { checkConfigFitsFiles } from "./hf_config.ts";
+import { type HfLoadOptions, loadHfModel } from "./hf_load.ts";
 import {
   readSafetensors,
   type SafetensorsTensor,
@@ -39,17 +33,17 @@ import { quantizeBlockwise4 } from "../quant/blockwise.ts";
 
 /** What {@link loadModel} returns. */
 export interface LoadedModel {
-  /** The model, on the requested backend (a {@link GPT} or a Llama). */
+  /** The model, on the requested backend (a GPT, a Llama, …: see lib/models/registry.ts). */
   model: CausalLM;
   /** Its tokenizer. */
   tokenizer: Tokenizer;
   /** Its config. */
-  config: GPTConfig | LlamaConfig;
+  config: ModelConfig;
   /** The safetensors `__metadata__`. */
   metadata: Record<string, string>;
 }
 
-/** Host copies of every parameter, by GPT-2 name (for checkpoints and files). */
+/** Host copies of every parameter, by the family's (Hugging Face) name (for checkpoints and files). */
 export async function modelState(model: CausalLM): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [name, t] of model.namedParameters()) {
@@ -58,13 +52,35 @@ export async function modelState(model: CausalLM): Promise<Map<string, Float32Ar
   return out;
 }
 
-/** Writes config.json, model.safetensors and tokenizer.json into `dir` (created if needed). */
+/** A model `saveModel` can write: a {@link CausalLM} with its family's config (a GPT). */
+export interface SavableModel extends CausalLM {
+  /** The family's config (`configToHf` writes it as config.json). */
+  readonly config: unknown;
+}
+
+/**
+ * The registered family of a model, which must have loralab's own folder format (GPT-2 has;
+ * other families are saved by merging into a Hugging Face folder, see lib/peft/merge.ts).
+ */
+function savableArch(model: SavableModel, what: string): Architecture {
+  const arch = archNamed(model.arch);
+  if (!arch.ownFolder) {
+    throw new Error(`${what}: ${model.arch} models have no loralab model folder format`);
+  }
+  return arch;
+}
+
+/**
+ * Writes config.json, model.safetensors and tokenizer.json into `dir` (created if needed), for
+ * a family with loralab's own folder format (GPT-2).
+ */
 export async function saveModel(
   dir: string,
-  model: GPT,
+  model: SavableModel,
   tokenizer: Tokenizer,
   metadata: Record<string, string> = {},
 ): Promise<void> {
+  const arch = savableArch(model, "saveModel");
   await Deno.mkdir(dir, { recursive: true });
   const tensors = new Map();
   const params = model.namedParameters();
@@ -72,7 +88,7 @@ export async function saveModel(
     tensors.set(name, tensorFromArray("F32", [...params.get(name)!.shape], data));
   }
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
-  await writeJsonAtomic(`${dir}/config.json`, gpt2ConfigJson(model.config));
+  await writeJsonAtomic(`${dir}/config.json`, arch.configToHf(model.config));
   await writeJsonAtomic(`${dir}/tokenizer.json`, tokenizer.toJSON());
 }
 
@@ -87,8 +103,9 @@ export interface SaveBnbOptions {
 }
 
 /**
- * Writes a GPT model as a bitsandbytes 4-bit checkpoint, the layout transformers writes for a
- * model loaded with `BitsAndBytesConfig(load_in_4bit=True)` (see `bnb.ts`): every block linear
+ * Writes a model (of a family with loralab's own folder format: GPT-2) as a bitsandbytes 4-bit
+ * checkpoint, the layout transformers writes for a model loaded with
+ * `BitsAndBytesConfig(load_in_4bit=True)` (see `bnb.ts`): every block linear
  * quantized (NF4/FP4, double-quantized by default) as bitsandbytes' `Linear4bit` stores it,
  * embeddings, LayerNorms and biases F32; config.json with its `quantization_config`, and
  * tokenizer.json. A QLoRA-ready base: `loadModel` reads it back with the 4-bit weights as
@@ -99,11 +116,12 @@ export interface SaveBnbOptions {
  */
 export async function saveBnbModel(
   dir: string,
-  model: GPT,
+  model: SavableModel,
   tokenizer: Tokenizer,
   opts: SaveBnbOptions = {},
   metadata: Record<string, string> = {},
 ): Promise<void> {
+  const arch = savableArch(model, "saveBnbModel");
   const cfg: BnbConfig = {
     quantType: opts.quantType ?? "nf4",
     doubleQuant: opts.doubleQuant ?? true,
@@ -141,7 +159,7 @@ export async function saveBnbModel(
   await Deno.mkdir(dir, { recursive: true });
   await writeSafetensors(`${dir}/model.safetensors`, tensors, { format: "pt", ...metadata });
   await writeJsonAtomic(`${dir}/config.json`, {
-    ...gpt2ConfigJson(model.config),
+    ...arch.configToHf(model.config),
     torch_dtype: "float32",
     quantization_config: bnbQuantizationConfig(cfg),
   });
@@ -150,8 +168,9 @@ export async function saveBnbModel(
 
 /**
  * Reads a model directory onto `device`: one written by {@link saveModel}, or a Hugging Face
- * folder of a GPT-2 or Llama checkpoint (config.json's `model_type` / `architectures` decide;
- * see lib/io/hf.ts). `opts.quantize` quantizes the block linears while loading (HF path).
+ * folder of any registered family's checkpoint (config.json's `model_type` / `architectures`
+ * decide; see lib/io/hf_load.ts). `opts.quantize` quantizes the block linears while loading (HF
+ * path).
  */
 export async function loadModel(
   dir: string,
@@ -167,22 +186,25 @@ export async function loadModel(
   };
   const raw = await read("config.json");
   const legacy = raw.model_type === undefined && raw.architectures === undefined;
+  const arch = legacy ? LEGACY_ARCHITECTURE : archOf(raw);
   if (
-    !legacy && (hfArch(raw) !== "gpt2" || !(await isLoralabFolder(dir)) ||
-      (opts.quantize ?? "none") !== "none" || raw.quantization_config !== undefined)
+    !arch.ownFolder ||
+    !legacy && (!(await isLoralabFolder(dir)) ||
+        (opts.quantize ?? "none") !== "none" || raw.quantization_config !== undefined)
   ) {
     return await loadHfModel(dir, device, opts);
   }
-  // The same field checks as a Hugging Face GPT-2 config (types, ranges, activation).
-  const config: GPTConfig = gpt2ConfigFromHf(raw);
+  // The same field checks as a Hugging Face config of the family (types, ranges, activation).
+  const config = arch.configFromHf(raw);
   const tokenizer = tokenizerFromJSON((await read("tokenizer.json")) as TokenizerJSON);
-  if (tokenizer.vocabSize > config.vocab_size) {
+  const vocabSize = arch.vocabSize(config);
+  if (tokenizer.vocabSize > vocabSize) {
     throw new Error(
-      `loadModel: tokenizer has ${tokenizer.vocabSize} tokens, the model only ${config.vocab_size}`,
+      `loadModel: tokenizer has ${tokenizer.vocabSize} tokens, the model only ${vocabSize}`,
     );
   }
   const file = await readSafetensors(`${dir}/model.safetensors`);
-  checkShapes(dir, config, file.tensors);
+  checkShapes(dir, arch, arch.ownFolder, config, file.tensors);
   const state = new Map<string, Tensor>();
   for (const [name, t] of file.tensors) {
     if (t.dtype !== "F32") {
@@ -190,23 +212,29 @@ export async function loadModel(
     }
     state.set(name, Tensor.fromArray(tensorView(t) as Float32Array, t.shape, { device }));
   }
-  const model = GPT.fromState(config, state, device);
+  const model = arch.ownFolder.fromState(config, state, device);
   for (const t of state.values()) t.dispose(); // the model keeps its own references
-  return { model, tokenizer, config, metadata: file.metadata };
+  return { model, tokenizer, config: config as ModelConfig, metadata: file.metadata };
 }
 
 /**
- * The file's tensors must be exactly the config's parameters with their shapes (an extra
- * `lm_head.weight`, tied to wte, is allowed): checked before the model is allocated, the
- * parameter count against the file size first.
+ * The file's tensors must be exactly the config's parameters with their shapes (the family's
+ * `extraNames`, e.g. GPT-2's `lm_head.weight` tied to wte, are allowed): checked before the
+ * model is allocated, the parameter count against the file size first.
  */
-function checkShapes(dir: string, c: GPTConfig, tensors: Map<string, { shape: number[] }>) {
+function checkShapes(
+  dir: string,
+  arch: Architecture,
+  own: OwnFolder<unknown, CausalLM>,
+  c: unknown,
+  tensors: Map<string, { shape: number[] }>,
+) {
   let bytes = 0;
   for (const t of tensors.values()) bytes += 4 * t.shape.reduce((a, b) => a * b, 1);
-  checkConfigFitsFiles(gpt2ParamCount(c), bytes, gpt2Dims(c), dir);
-  const want = gpt2Expected(c);
+  checkConfigFitsFiles(arch.paramCount(c), bytes, arch.dims(c), dir);
+  const want = arch.expectedTensors(c);
   for (const name of tensors.keys()) {
-    if (name !== "lm_head.weight" && !want.has(name)) {
+    if (!own.extraNames.includes(name) && !want.has(name)) {
       throw new Error(`loadModel: ${dir}: unknown parameter ${name}`);
     }
   }
@@ -223,7 +251,7 @@ function checkShapes(dir: string, c: GPTConfig, tensors: Map<string, { shape: nu
 }
 
 /** A folder saveModel wrote: loralab's own tokenizer.json (with `type`) and model.safetensors. */
-async function isLoralabFolder(dir: string): Promise<boolean> {
+export async function isLoralabFolder(dir: string): Promise<boolean> {
   try {
     const tok = await readJsonChecked(`${dir}/tokenizer.json`) as { type?: unknown } | null;
     await checkFile(`${dir}/model.safetensors`);
@@ -231,16 +259,4 @@ async function isLoralabFolder(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-/** config.json of a GPT-2 model as Hugging Face's GPT2Config writes it (tied embeddings). */
-function gpt2ConfigJson(c: GPTConfig): Record<string, unknown> {
-  return {
-    model_type: "gpt2",
-    architectures: ["GPT2LMHeadModel"],
-    ...c,
-    layer_norm_epsilon: c.layer_norm_epsilon ?? 1e-5,
-    tie_word_embeddings: true,
-    activation_function: "gelu_new",
-  };
 }

@@ -20,6 +20,7 @@
  * @module
  */
 
+import { fromBf16Bits, fromF16Bits } from "../quant/f16.ts";
 import { readFileChecked } from "./read_file.ts";
 
 /** Element types understood here, with their size in bytes (see {@link DTYPE_SIZES}). */
@@ -144,6 +145,23 @@ export function tensorView(t: SafetensorsTensor): TensorView {
     case "F8_E4M3":
     case "F8_E5M2":
       return new Uint8Array(buffer, byteOffset, n);
+  }
+}
+
+/** A tensor's values as f32: F32 as is, F16/BF16/F64 converted; other dtypes are an error. */
+export function toF32(name: string, t: SafetensorsTensor): Float32Array {
+  const v = tensorView(t);
+  switch (t.dtype) {
+    case "F32":
+      return v as Float32Array;
+    case "F16":
+      return fromF16Bits(v as Uint16Array);
+    case "BF16":
+      return fromBf16Bits(v as Uint16Array);
+    case "F64":
+      return Float32Array.from(v as Float64Array);
+    default:
+      throw new Error(`${name} is ${t.dtype}; only F32, F16, BF16 and F64 weights are supported`);
   }
 }
 

@@ -16,9 +16,10 @@ import {
   readSafetensors,
   type SafetensorsTensor,
   tensorFromArray,
+  toF32,
   writeSafetensors,
 } from "../io/safetensors.ts";
-import { LazySafetensors, toF32 } from "../io/hf.ts";
+import { LazySafetensors } from "../io/lazy_safetensors.ts";
 import { fmtShape, Tensor } from "../tensor.ts";
 import type { PeftConfig, PeftModel } from "./apply.ts";
 

@@ -19,7 +19,7 @@ import type { JsonlFormat } from "../data/instruct.ts";
 import { splitByUnit } from "../data/split.ts";
 import { loadTextSource, type TextSource } from "../data/text_source.ts";
 import type { Tokenizer } from "../data/tokenizer.ts";
-import { type LoadedModel, loadModel } from "../io/model_files.ts";
+import { isLoralabFolder, type LoadedModel, loadModel } from "../io/model_files.ts";
 import { readJsonChecked } from "../io/read_file.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { DEFAULT_TARGETS, resumedArgs, type TrainArgs } from "./args.ts";
@@ -87,7 +87,7 @@ export async function resolveRun(args: TrainArgs, log: (s: string) => void): Pro
 export async function loadBase(args: TrainArgs, dev: Backend): Promise<LoadedModel> {
   try {
     const lora = args.method === "lora" || args.method === "qlora";
-    const hfQuant = !(await isLoralabBase(args.base)) || await isBnbBase(args.base);
+    const hfQuant = !(await isLoralabFolder(args.base)) || await isBnbBase(args.base);
     return await loadModel(args.base, dev, {
       quantize: lora && hfQuant ? args.quant : "none",
     });
@@ -273,17 +273,8 @@ export function instructManifest(args: TrainArgs, ins: InstructData): Record<str
 /** A folder whose config.json says it holds bitsandbytes-quantized weights. */
 async function isBnbBase(dir: string): Promise<boolean> {
   try {
-    return JSON.parse(await Deno.readTextFile(`${dir}/config.json`))?.quantization_config != null;
-  } catch {
-    return false;
-  }
-}
-
-/** A folder written by saveModel (loralab's own tokenizer.json), not a Hugging Face checkpoint. */
-async function isLoralabBase(dir: string): Promise<boolean> {
-  try {
-    const tok = await readJsonChecked(`${dir}/tokenizer.json`) as { type?: unknown } | null;
-    return typeof tok?.type === "string";
+    const cfg = await readJsonChecked(`${dir}/config.json`) as Record<string, unknown> | null;
+    return cfg?.quantization_config != null;
   } catch {
     return false;
   }
