@@ -1,7 +1,8 @@
 /**
  * WGSL kernels over a packed (quantized) frozen weight W [N, K]: de-quantize, and the fused
  * products `x · Wᵀ` and `x · W` that de-quantize W as they read it (twins of
- * `lib/quant/qmatmul_cpu.ts`; the packed layout is described in `lib/quant/packed.ts`).
+ * `lib/quant/qmatmul_cpu.ts`; the packed layout is described in `lib/quant/formats/format.ts`
+ * and each format's file).
  *
  * The kernels are format-agnostic: each format (`lib/quant/formats/`) hands over its WGSL as data
  * in a {@link QWeightSpec}, with `wval(i, n)`, element i = n·K + k of W, and `wload8(i0, n)`, the
