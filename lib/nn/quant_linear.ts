@@ -15,8 +15,9 @@ import { sum } from "../ops/reduce.ts";
 import { quantize } from "../quant/quantize.ts";
 import type { Tensor } from "../tensor.ts";
 
-/** Storage formats a frozen base weight may use. */
-export type BaseQuant = "nf4" | "fp4" | "int8" | "f16" | "none";
+import { BASE_QUANTS, type BaseQuant } from "../quant/formats/registry.ts";
+
+export { BASE_QUANTS, type BaseQuant };
 
 /** Options of {@link QuantLinear.fromLinear}. */
 export interface QuantLinearOptions {

@@ -4,15 +4,16 @@
  * on the device; the kernels of `qmatmul.ts` de-quantize as they read.
  *
  * On the CPU backend the arrays of {@link PackedArrays} are kept as they are; on WebGPU each one
- * becomes a storage buffer from the engine's pool.
+ * becomes a storage buffer from the engine's pool. Each backend's way of holding them is its half
+ * in `qmatmul_impl.ts` (`qmatmul_cpu.ts`, `qmatmul_webgpu.ts`).
  *
  * @module
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
-import { isStandardDynamicMap, sharedDynamicMap } from "./double_quant.ts";
 import { type PackedArrays, packedBytes, type PackedLayout, packWeight } from "./packed.ts";
+import type { HeldWeight } from "./qmatmul_backend.ts";
+import { implOf } from "./qmatmul_impl.ts";
 import type { QuantFormat, QuantizedWeight } from "./weight.ts";
 
 /** A quantized weight held by a backend. Make one with {@link toDevice}. */
@@ -28,25 +29,23 @@ export class DeviceWeight {
   #host: PackedArrays | null;
   #gpu: GPUBuffer[] | null;
   #borrowed: GPUBuffer | null;
+  #release: ((b: GPUBuffer) => void) | null;
   #disposed = false;
 
   /**
    * Wraps arrays (CPU) or buffers (WebGPU) that the weight now owns, except `borrowed` (a
    * buffer shared by many weights, e.g. the standard dynamic map: bound, never released by
-   * this weight); see {@link toDevice}.
+   * this weight); `release` gives each owned buffer back on {@link dispose}. See
+   * {@link toDevice}.
    */
-  constructor(
-    backend: Backend,
-    layout: PackedLayout,
-    bytes: number,
-    held: { host: PackedArrays } | { gpu: GPUBuffer[]; borrowed?: GPUBuffer | null },
-  ) {
+  constructor(backend: Backend, layout: PackedLayout, bytes: number, held: HeldWeight) {
     this.backend = backend;
     this.layout = layout;
     this.bytes = bytes;
     this.#host = "host" in held ? held.host : null;
     this.#gpu = "gpu" in held ? held.gpu : null;
     this.#borrowed = "gpu" in held ? held.borrowed ?? null : null;
+    this.#release = "gpu" in held ? held.release ?? null : null;
     this.allocatedBytes = this.#gpu
       ? this.#gpu.reduce((s, b) => s + (b === this.#borrowed ? 0 : b.size), 0)
       : bytes;
@@ -91,8 +90,8 @@ export class DeviceWeight {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    if (this.#gpu && this.backend instanceof WebGpuBackend) {
-      for (const b of this.#gpu) if (b !== this.#borrowed) this.backend.engine.release(b);
+    if (this.#gpu && this.#release) {
+      for (const b of this.#gpu) if (b !== this.#borrowed) this.#release(b);
     }
     this.#gpu = null;
     this.#host = null;
@@ -116,46 +115,8 @@ export class DeviceWeight {
  * ```
  */
 export function toDevice(dev: Backend, q: QuantizedWeight): DeviceWeight {
-  const { layout, arrays } = packWeight(q);
-  const bytes = packedBytes(arrays);
-  if (dev.kind === "cpu") return new DeviceWeight(dev, layout, bytes, { host: arrays });
-  if (!(dev instanceof WebGpuBackend)) throw new Error(`toDevice: unknown backend ${dev.kind}`);
-  const engine = dev.engine;
-  const parts = [arrays.data, arrays.absmax, arrays.dqCodes, arrays.dqScales];
-  const buffers: GPUBuffer[] = [];
-  for (const a of parts) {
-    if (!a) continue;
-    const buf = engine.alloc(a.byteLength);
-    engine.write(buf, a);
-    buffers.push(buf);
-  }
-  let borrowed: GPUBuffer | null = null;
-  if (arrays.dqMap) {
-    if (isStandardDynamicMap(arrays.dqMap)) {
-      borrowed = sharedMapBuffer(engine);
-      buffers.push(borrowed);
-    } else {
-      const buf = engine.alloc(arrays.dqMap.byteLength);
-      engine.write(buf, arrays.dqMap);
-      buffers.push(buf);
-    }
-  }
-  return new DeviceWeight(dev, layout, bytes, { gpu: buffers, borrowed });
-}
-
-// One buffer of the standard dynamic map per engine, shared by every double-quantized weight.
-const MAP_BUFFERS = new WeakMap<object, GPUBuffer>();
-
-function sharedMapBuffer(engine: WebGpuBackend["engine"]): GPUBuffer {
-  let b = MAP_BUFFERS.get(engine);
-  if (!b) {
-    // Outside the pool and its live-byte count: it lives as long as the engine.
-    b = engine.device.createBuffer({
-      size: sharedDynamicMap().byteLength,
-      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    });
-    engine.write(b, sharedDynamicMap());
-    MAP_BUFFERS.set(engine, b);
-  }
-  return b;
+  const packed = packWeight(q);
+  const bytes = packedBytes(packed.arrays);
+  const held = implOf(dev, `toDevice: unknown backend ${dev.kind}`).upload(dev, packed);
+  return new DeviceWeight(dev, packed.layout, bytes, held);
 }

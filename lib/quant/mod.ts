@@ -2,6 +2,8 @@
  * Quantized storage formats for weights, on the CPU in plain TypeScript: f16/bf16, int8
  * absmax (per tensor or per row), 4-bit blockwise NF4/FP4/int4 with optional double
  * quantization of the absmax constants, packed u32 codes for GPU kernels, and an error study.
+ * Each format is one file of `formats/` (container, packing, CPU and WGSL decoders side by side)
+ * and one line of {@link FORMATS}.
  *
  * @example
  * ```ts
@@ -30,8 +32,18 @@ export {
   toBf16Bits,
   toF16Bits,
 } from "./f16.ts";
-export { F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./float.ts";
-export { Int8Weight, quantizeInt8, quantizeInt8Rows } from "./int8.ts";
+export {
+  type Decoder,
+  type KernelLayout,
+  type PackedArrays,
+  type PackedLayout,
+  type PackedWeight,
+  type QuantFormatSpec,
+  type QuantizeOptions,
+} from "./formats/format.ts";
+export { BASE_QUANTS, type BaseQuant, FORMATS, formatSpec } from "./formats/registry.ts";
+export { F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./formats/float.ts";
+export { Int8Weight, quantizeInt8, quantizeInt8Rows } from "./formats/int8.ts";
 export {
   codeTable,
   type Format4,
@@ -40,7 +52,7 @@ export {
   nearestCode,
   NF4_VALUES,
 } from "./codes.ts";
-export { nibbleAt, nibblesToBytes, packNibbles, unpackNibbles } from "./pack.ts";
+export { nibbleAt, nibblesToBytes, pack16, packInt8, packNibbles, unpackNibbles } from "./pack.ts";
 export {
   type Blockwise4Options,
   Blockwise4Weight,
@@ -50,7 +62,7 @@ export {
   quantizeFP4,
   quantizeInt4,
   quantizeNF4,
-} from "./blockwise.ts";
+} from "./formats/blockwise4.ts";
 export {
   buildDynamicMap,
   DoubleQuantAbsmax,
@@ -60,24 +72,14 @@ export {
   isStandardDynamicMap,
   nearestInMap,
 } from "./double_quant.ts";
-export { quantize, type QuantizeOptions } from "./quantize.ts";
+export { quantize } from "./quantize.ts";
 export {
   type ErrorStats,
   errorStats,
   quantizationError,
   type QuantizationReport,
 } from "./error.ts";
-export {
-  type Decoder,
-  makeDecoder,
-  pack16,
-  type PackedArrays,
-  packedBytes,
-  type PackedLayout,
-  type PackedWeight,
-  packInt8,
-  packWeight,
-} from "./packed.ts";
+export { makeDecoder, packedBytes, packWeight } from "./packed.ts";
 export { DeviceWeight, toDevice } from "./device_weight.ts";
 export {
   dequantizeOnDevice,
@@ -87,6 +89,7 @@ export {
   type QmatmulPath,
 } from "./qmatmul.ts";
 export { dequantizeCpu, qmatmulCpu, qmatmulCpuPanels } from "./qmatmul_cpu.ts";
+export type { HeldWeight, HeldWeightView, QmatmulBackend, QmatmulCall } from "./qmatmul_backend.ts";
 // Types from the rest of loralab that the device weights take and return, re-exported (as
 // types only) so that this module's documentation is complete on its own.
 export type * from "../backend/backend.ts";

@@ -1,11 +1,15 @@
 /**
- * Packing of 4-bit codes.
+ * Packing of codes into u32 words, what a GPU kernel reads.
  *
+ * 4-bit codes:
  * - u32 words (what the GPU reads): element 8k+j sits in bits 4j..4j+3 of word k.
  * - bytes: element 2b in the low nibble of byte b, element 2b+1 in the high nibble.
  *
  * The two layouts are the same memory on a little-endian machine; the byte form is computed
  * from the words explicitly here, so it does not depend on the host's byte order.
+ *
+ * Bytes ({@link packInt8}, four per word) and 16-bit patterns ({@link pack16}, two per word)
+ * go low part first, the same little-endian order.
  *
  * @module
  */
@@ -51,4 +55,18 @@ export function nibblesToBytes(words: Uint32Array, n: number): Uint8Array {
   const bytes = new Uint8Array(Math.ceil(n / 2));
   for (let i = 0; i < n; i++) bytes[i >>> 1] |= nibbleAt(words, i) << ((i & 1) * 4);
   return bytes;
+}
+
+/** Packs bytes (int8 or uint8) four per u32 word, element 4w+j in byte j: Uint32Array [⌈n / 4⌉]. */
+export function packInt8(codes: Int8Array | Uint8Array): Uint32Array {
+  const out = new Uint32Array(Math.ceil(codes.length / 4));
+  for (let i = 0; i < codes.length; i++) out[i >>> 2] |= (codes[i] & 0xff) << ((i & 3) * 8);
+  return out;
+}
+
+/** Packs 16-bit patterns two per u32 word, element 2w in the low half: Uint32Array [⌈n / 2⌉]. */
+export function pack16(bits: Uint16Array): Uint32Array {
+  const out = new Uint32Array(Math.ceil(bits.length / 2));
+  for (let i = 0; i < bits.length; i++) out[i >>> 1] |= bits[i] << ((i & 1) * 16);
+  return out;
 }

@@ -3,13 +3,17 @@
  * {@link Decoder} of `packed.ts`, the same f32 steps as the WGSL `wval`) and multiply, with plain
  * loops ({@link qmatmulCpu}, the reference) or, for batches, a panel of rows at a time through the
  * CPU backend's f32 matmul (OpenBLAS when present; {@link qmatmulCpuPanels}). W is never
- * expanded beyond one panel (1 MiB of f32).
+ * expanded beyond one panel (1 MiB of f32). {@link CPU_QMATMUL} is the CPU half of quantized
+ * weights (`IMPL.cpu`): the arrays stay as they are, and the products run on them.
  *
  * @module
  */
 
+import type { CpuStorage } from "../backend/cpu/cpu_backend.ts";
 import { matmulCpu } from "../backend/cpu/kernels.ts";
+import { Tensor } from "../tensor.ts";
 import { type Decoder, makeDecoder, type PackedArrays, type PackedLayout } from "./packed.ts";
+import type { QmatmulBackend } from "./qmatmul_backend.ts";
 
 /** f32 weights de-quantized per panel by {@link qmatmulCpuPanels} (1 MiB). */
 const PANEL_ELEMS = 1 << 18;
@@ -109,3 +113,32 @@ export function qmatmulCpuPanels(
   }
   return y;
 }
+
+/** The CPU half of quantized weights (`IMPL.cpu`): host arrays, and the functions above. */
+export const CPU_QMATMUL: QmatmulBackend = {
+  upload: (_dev, p) => ({ host: p.arrays }),
+  dequantize(w) {
+    const dev = w.backend;
+    const data = dequantizeCpu(w.layout, w.hostArrays());
+    return new Tensor(
+      dev,
+      { backendId: dev.id, data } as CpuStorage,
+      [w.layout.N, w.layout.K],
+      "f32",
+    );
+  },
+  qmatmul(c) {
+    const dev = c.x.backend;
+    const xs = (c.x.storage as CpuStorage).data as Float32Array;
+    const bs = c.bias ? (c.bias.storage as CpuStorage).data as Float32Array : null;
+    const data = (c.matvec ? qmatmulCpu : qmatmulCpuPanels)(
+      c.w.layout,
+      c.w.hostArrays(),
+      xs,
+      c.M,
+      bs,
+      c.transW,
+    );
+    return new Tensor(dev, { backendId: dev.id, data } as CpuStorage, c.outShape, "f32");
+  },
+};

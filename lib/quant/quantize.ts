@@ -1,16 +1,17 @@
 /**
- * One entry point for every storage format.
+ * One entry point for every storage format: `FORMATS[format].quantize` (`formats/registry.ts`).
  *
  * @module
  */
 
-import { type Blockwise4Options, type Blockwise4Weight, quantizeBlockwise4 } from "./blockwise.ts";
-import { type F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./float.ts";
-import { type Int8Weight, quantizeInt8, quantizeInt8Rows } from "./int8.ts";
+import type { Blockwise4Weight } from "./formats/blockwise4.ts";
+import type { F16Weight, F32Weight } from "./formats/float.ts";
+import type { QuantizeOptions } from "./formats/format.ts";
+import type { Int8Weight } from "./formats/int8.ts";
+import { formatSpec } from "./formats/registry.ts";
 import type { QuantFormat, QuantizedWeight } from "./weight.ts";
 
-/** Options of {@link quantize}; only the 4-bit formats read them. */
-export type QuantizeOptions = Blockwise4Options;
+export type { QuantizeOptions };
 
 /**
  * Stores `weights` in a 4-bit blockwise format.
@@ -61,22 +62,7 @@ export function quantize(
   format: QuantFormat,
   opts: QuantizeOptions = {},
 ): QuantizedWeight {
-  switch (format) {
-    case "f32":
-      return new F32Weight(weights, shape);
-    case "f16":
-      return quantizeF16(weights, shape);
-    case "bf16":
-      return quantizeBF16(weights, shape);
-    case "int8":
-      return quantizeInt8(weights, shape);
-    case "int8-row":
-      return quantizeInt8Rows(weights, shape);
-    case "nf4":
-    case "fp4":
-    case "int4":
-      return quantizeBlockwise4(weights, shape, format, opts);
-    default:
-      throw new Error(`quantize: unknown format ${JSON.stringify(format)}`);
-  }
+  const spec = formatSpec(format);
+  if (!spec) throw new Error(`quantize: unknown format ${JSON.stringify(format)}`);
+  return spec.quantize(weights, shape, opts);
 }

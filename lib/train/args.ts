@@ -22,6 +22,7 @@ import { parseArgs } from "node:util";
 import type { BackendChoice } from "../backend/device.ts";
 import { DEFAULT_TARGETS, type Method as PeftMethodName } from "../peft/config.ts";
 import { PEFT_METHODS } from "../peft/registry.ts";
+import { BASE_QUANTS, type BaseQuant } from "../quant/formats/registry.ts";
 
 export { DEFAULT_TARGETS };
 
@@ -32,10 +33,10 @@ export type Method = Exclude<PeftMethodName, "sparse">;
 export const METHODS: readonly Method[] = (Object.keys(PEFT_METHODS) as PeftMethodName[])
   .filter((m): m is Method => !PEFT_METHODS[m].needsCalibration);
 
-/** Storage formats of the frozen base weights. */
-export const QUANTS = ["nf4", "fp4", "int8", "f16", "none"] as const;
+/** Storage formats of the frozen base weights (the quantization registry's). */
+export const QUANTS: readonly BaseQuant[] = BASE_QUANTS;
 /** A storage format of the frozen base weights (`none` = f32). */
-export type Quant = typeof QUANTS[number];
+export type Quant = BaseQuant;
 
 /** Backend names accepted by `--backend`. */
 export const BACKENDS = ["cpu", "webgpu", "auto"] as const;

@@ -1,7 +1,7 @@
 /**
  * Choosing among the f32 matmul variants (`kernels/matmul.ts`) of the WebGPU backend.
  *
- * The backend picks, in order:
+ * The backend (its `MatmulSelector`, `matmul_select.ts`) picks, in order:
  * 1. a forced variant: `LORALAB_MATMUL_VARIANT=<name>` (read once when the backend is made) or
  *    `WebGpuBackend.forceMatmulVariant(name)`;
  * 2. the winner that `WebGpuBackend.tuneMatmul()` measured for the product's shape bucket;

@@ -58,25 +58,9 @@ import {
   unaryKernel,
 } from "./kernels/elementwise.ts";
 import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
-import {
-  MATMUL_VARIANTS,
-  matmulGroups,
-  matmulKernel,
-  matmulSpec,
-  matmulThreads,
-  type MatmulVariant,
-  matmulVariant,
-  matmulWorkgroupBytes,
-} from "./kernels/matmul.ts";
-import {
-  DEFAULT_TUNE_SHAPES,
-  fullShape,
-  heuristicVariant,
-  matmulBucket,
-  type MatmulShape,
-  type MatmulTuneResult,
-  variantFromEnv,
-} from "./matmul_tuning.ts";
+import { matmulGroups, matmulKernel, matmulSpec, type MatmulVariant } from "./kernels/matmul.ts";
+import { MatmulSelector } from "./matmul_select.ts";
+import { DEFAULT_TUNE_SHAPES, type MatmulShape, type MatmulTuneResult } from "./matmul_tuning.ts";
 import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
 import { reduceChunks, reduceKernel } from "./kernels/reduce.ts";
 import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from "./kernels/rows.ts";
@@ -85,17 +69,6 @@ import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from ".
 export interface GpuStorage extends Storage {
   /** The buffer. */
   readonly buffer: GPUBuffer;
-}
-
-/** Deterministic values in [-1, 1) for timing runs (a 32-bit LCG). */
-function noise(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out[i] = x / 2 ** 31 - 1;
-  }
-  return out;
 }
 
 function pad(xs: number[], n: number): number[] {
@@ -110,10 +83,13 @@ export class WebGpuBackend implements Backend {
   readonly id: number = newBackendId();
   /** The engine: device, pool, pipelines, batching. */
   readonly engine: GpuEngine;
+  // The matmul selection policy: forced, tuned or heuristic variant of each product.
+  private readonly matmulSelector: MatmulSelector;
   private dummy: GPUBuffer;
 
   /** A backend over an engine. */
   constructor(engine: GpuEngine) {
+    this.matmulSelector = new MatmulSelector(engine);
     this.engine = engine;
     this.dummy = engine.alloc(4);
   }
@@ -263,20 +239,14 @@ export class WebGpuBackend implements Backend {
     return o;
   }
 
-  private forcedMatmul: MatmulVariant | null = variantFromEnv();
-  private tunedMatmul = new Map<string, MatmulVariant>();
-
   /** Whether a variant's workgroup fits this device's limits. */
   matmulVariantFits(v: MatmulVariant): boolean {
-    const l = this.engine.device.limits;
-    return matmulWorkgroupBytes(v) <= l.maxComputeWorkgroupStorageSize &&
-      matmulThreads(v) <= l.maxComputeInvocationsPerWorkgroup &&
-      v.bn / v.tn <= l.maxComputeWorkgroupSizeX && v.bm / v.tm <= l.maxComputeWorkgroupSizeY;
+    return this.matmulSelector.fits(v);
   }
 
   /** The name of the forced matmul variant (see {@link forceMatmulVariant}), or null. */
   get forcedMatmulVariant(): string | null {
-    return this.forcedMatmul?.name ?? null;
+    return this.matmulSelector.forcedName;
   }
 
   /**
@@ -285,15 +255,7 @@ export class WebGpuBackend implements Backend {
    * fit this device.
    */
   forceMatmulVariant(name: string | null): void {
-    if (name === null) {
-      this.forcedMatmul = null;
-      return;
-    }
-    const v = matmulVariant(name);
-    if (!this.matmulVariantFits(v)) {
-      throw new Error(`webgpu matmul: variant ${name} exceeds the limits of ${this.description}`);
-    }
-    this.forcedMatmul = v;
+    this.matmulSelector.force(name);
   }
 
   /**
@@ -301,31 +263,8 @@ export class WebGpuBackend implements Backend {
    * `matmul_tuning.ts`), else the shape heuristic.
    */
   matmulVariantFor(p: MatmulParams): MatmulVariant {
-    const bucket = matmulBucket(p);
-    if (!this.seenMatmul.has(bucket)) {
-      this.seenMatmul.set(bucket, {
-        M: p.M,
-        N: p.N,
-        K: p.K,
-        batch: p.batch,
-        transA: p.transA,
-        transB: p.transB,
-      });
-    }
-    if (this.forcedMatmul) {
-      if (!this.matmulVariantFits(this.forcedMatmul)) {
-        throw new Error(
-          `webgpu matmul: forced variant ${this.forcedMatmul.name} exceeds the limits of ` +
-            this.description,
-        );
-      }
-      return this.forcedMatmul;
-    }
-    return this.tunedMatmul.get(bucket) ??
-      heuristicVariant(p, (v) => this.matmulVariantFits(v), this.engine.isSoftware);
+    return this.matmulSelector.variantFor(p);
   }
-
-  private seenMatmul = new Map<string, MatmulShape>();
 
   /**
    * One shape of every tuning bucket this backend has multiplied so far (first seen), e.g. after a
@@ -334,7 +273,7 @@ export class WebGpuBackend implements Backend {
    * results are bit-identical and tuning never changes a run's numbers (tested).
    */
   seenMatmulShapes(): MatmulShape[] {
-    return [...this.seenMatmul.values()];
+    return this.matmulSelector.seenShapes();
   }
 
   /**
@@ -344,60 +283,16 @@ export class WebGpuBackend implements Backend {
    * `force` is set: CPU timings would mislead. `minMs` is the time spent per variant and shape
    * (default 50). Returns what it measured.
    */
-  async tuneMatmul(
+  tuneMatmul(
     shapes: readonly MatmulShape[] = DEFAULT_TUNE_SHAPES,
     opts: { force?: boolean; minMs?: number } = {},
   ): Promise<MatmulTuneResult[]> {
-    if (this.engine.isSoftware && !opts.force) return [];
-    const minMs = opts.minMs ?? 50;
-    const results: MatmulTuneResult[] = [];
-    for (const s0 of shapes) {
-      const s = fullShape(s0);
-      const p: MatmulParams = {
-        ...s,
-        strideA: s.M * s.K,
-        strideB: s.K * s.N,
-      };
-      const a = this.upload("f32", noise(s.batch * s.M * s.K, 1));
-      const b = this.upload("f32", noise(s.batch * s.K * s.N, 2));
-      const o = this.out(s.batch * s.M * s.N);
-      const ms: Record<string, number> = {};
-      let best: MatmulVariant | null = null;
-      for (const v of MATMUL_VARIANTS) {
-        if (!this.matmulVariantFits(v)) continue;
-        const once = () =>
-          this.engine.run(
-            matmulKernel(v, matmulSpec(p)),
-            [this.buf(a), this.buf(b), this.dummy, o.buffer],
-            [p.M, p.N, p.K, p.strideA, p.strideB, 0, f32Bits(1), 0],
-            matmulGroups(v, p),
-          );
-        once(); // compile and warm up
-        await this.sync();
-        let reps = 0, per = 1;
-        const t0 = performance.now();
-        while (performance.now() - t0 < minMs) {
-          for (let i = 0; i < per; i++) once();
-          await this.sync();
-          reps += per;
-          per = Math.min(per * 2, 64);
-        }
-        ms[v.name] = (performance.now() - t0) / reps;
-        if (!best || ms[v.name] < ms[best.name]) best = v;
-      }
-      this.free(a);
-      this.free(b);
-      this.free(o);
-      const bucket = matmulBucket(p);
-      this.tunedMatmul.set(bucket, best!);
-      results.push({ bucket, shape: s, ms, winner: best!.name });
-    }
-    return results;
+    return this.matmulSelector.tune(shapes, opts);
   }
 
   /** Forgets every tuned winner (products fall back to the heuristic). */
   clearMatmulTuning(): void {
-    this.tunedMatmul.clear();
+    this.matmulSelector.clearTuning();
   }
 
   /** See {@link Backend.binary}. */

@@ -24,7 +24,7 @@
 
 import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
-import { decodeWgsl, type QWeightSpec, specKey as qSpecKey } from "./qmatmul.ts";
+import type { QWeightSpec } from "./qmatmul.ts";
 import { PRELUDE } from "./common.ts";
 
 /** One design of the family: tile sizes and pipelining. */
@@ -302,7 +302,7 @@ function genEpilogue(v: MatmulVariant, vecO: boolean, half = { bias: false, out:
  *
  * With `q`, B is a packed frozen weight (f16, int8, NF4, FP4, …) de-quantized as the k-slices
  * are staged, so each decoded weight serves every row of the tile (the fused QLoRA product).
- * Then batch must be 1 and the bindings are A, bias, out, then the weight's (`decodeWgsl`).
+ * Then batch must be 1 and the bindings are A, bias, out, then the weight's (`q.decodeWgsl`).
  *
  * With `half`, A, B and the bias are f16 tensors (`enable f16;`, needs `shader-f16`) widened to
  * f32 as they are staged: products of f16 values are exact in f32, so each `fma` is one f32
@@ -389,7 +389,7 @@ ${genCompute(v, "0u", "0u")}
     ? `@group(0) @binding(1) var<storage, read> A: array<${t(s.vecA)}>;
 @group(0) @binding(2) var<storage, read> Bias: array<${t(s.vecO)}>;
 @group(0) @binding(3) var<storage, read_write> O: array<${t(s.vecO)}>;
-${decodeWgsl(q, 4)}`
+${q.decodeWgsl(4)}`
     : half
     ? `@group(0) @binding(1) var<storage, read> A: array<${h(s.vecA)}>;
 @group(0) @binding(2) var<storage, read> B: array<${h(s.vecB)}>;
@@ -402,7 +402,7 @@ ${decodeWgsl(q, 4)}`
 @group(0) @binding(3) var<storage, read> Bias: array<${t(s.vecO)}>;
 @group(0) @binding(4) var<storage, read_write> O: array<${t(s.vecO)}>;`;
   return {
-    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${qSpecKey(q)}` : ""}${
+    key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${q.key}` : ""}${
       half ? `:h${half.out}` : ""
     }`,
     code: `${half ? "enable f16;\n" : ""}${PRELUDE}

@@ -1,0 +1,156 @@
+/**
+ * The WebGPU half of quantized weights (candle's `quantized/metal.rs`): each packed array becomes
+ * one storage buffer, and the kernels of `lib/backend/webgpu/kernels/qmatmul.ts` (and the f32
+ * matmul's tiled variants) de-quantize W as they read it, with the WGSL decoder that the weight's
+ * format hands over ({@link qWeightSpec}). The only file of `lib/quant/` that knows the WebGPU
+ * backend.
+ *
+ * @module
+ */
+
+import type { Backend, MatmulParams } from "../backend/backend.ts";
+import { f32Bits, type GpuEngine, groups1d } from "../backend/webgpu/engine.ts";
+import { matmulGroups, matmulKernel, matmulSpec } from "../backend/webgpu/kernels/matmul.ts";
+import {
+  MV_ROWS,
+  MV_WG_ROWS,
+  MVT_WG_COLS,
+  qDequantKernel,
+  qMatvecKernel,
+  type QWeightSpec,
+} from "../backend/webgpu/kernels/qmatmul.ts";
+import { type GpuStorage, WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
+import { Tensor } from "../tensor.ts";
+import { isStandardDynamicMap, sharedDynamicMap } from "./double_quant.ts";
+import type { KernelLayout, PackedWeight } from "./formats/format.ts";
+import { FORMATS } from "./formats/registry.ts";
+import type { HeldWeight, HeldWeightView, QmatmulBackend, QmatmulCall } from "./qmatmul_backend.ts";
+
+/**
+ * What the kernels bake in about a weight of this layout: the pipeline-key part
+ * `<format>:b<blockSize>:dq<dqBlockSize>`, the format's binding count and its WGSL decoder.
+ */
+export function qWeightSpec(l: KernelLayout): QWeightSpec {
+  const { format, blockSize, dqBlockSize } = l;
+  const f = FORMATS[format];
+  const baked: KernelLayout = { format, blockSize, dqBlockSize }; // never the shape
+  return {
+    key: `${format}:b${blockSize}:dq${dqBlockSize}`,
+    bindings: f.bindings(baked),
+    decodeWgsl: (b0) => f.wgsl(baked, b0),
+  };
+}
+
+function gpuOf(dev: Backend, what: string): WebGpuBackend {
+  if (!(dev instanceof WebGpuBackend)) throw new Error(what);
+  return dev;
+}
+
+// One buffer of the standard dynamic map per engine, shared by every double-quantized weight.
+const MAP_BUFFERS = new WeakMap<object, GPUBuffer>();
+
+function sharedMapBuffer(engine: GpuEngine): GPUBuffer {
+  let b = MAP_BUFFERS.get(engine);
+  if (!b) {
+    // Outside the pool and its live-byte count: it lives as long as the engine.
+    b = engine.device.createBuffer({
+      size: sharedDynamicMap().byteLength,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    engine.write(b, sharedDynamicMap());
+    MAP_BUFFERS.set(engine, b);
+  }
+  return b;
+}
+
+/** One storage buffer per packed array, in binding order (data, absmax, dqCodes, dqScales, dqMap). */
+function upload(dev: Backend, p: PackedWeight): HeldWeight {
+  const engine = gpuOf(dev, `toDevice: unknown backend ${dev.kind}`).engine;
+  const { arrays } = p;
+  const parts = [arrays.data, arrays.absmax, arrays.dqCodes, arrays.dqScales];
+  const buffers: GPUBuffer[] = [];
+  for (const a of parts) {
+    if (!a) continue;
+    const buf = engine.alloc(a.byteLength);
+    engine.write(buf, a);
+    buffers.push(buf);
+  }
+  let borrowed: GPUBuffer | null = null;
+  if (arrays.dqMap) {
+    if (isStandardDynamicMap(arrays.dqMap)) {
+      borrowed = sharedMapBuffer(engine);
+      buffers.push(borrowed);
+    } else {
+      const buf = engine.alloc(arrays.dqMap.byteLength);
+      engine.write(buf, arrays.dqMap);
+      buffers.push(buf);
+    }
+  }
+  return { gpu: buffers, borrowed, release: (b) => engine.release(b) };
+}
+
+/** W [N, K] as an f32 tensor, by `qDequantKernel`. */
+function dequantize(w: HeldWeightView): Tensor {
+  const dev = w.backend;
+  const { N, K } = w.layout;
+  const engine = gpuOf(dev, "dequantizeOnDevice: unknown backend").engine;
+  const out = engine.alloc(N * K * 4);
+  engine.run(
+    qDequantKernel(qWeightSpec(w.layout)),
+    [out, ...w.gpuBuffers()],
+    [N * K, K],
+    groups1d(N * K),
+  );
+  return new Tensor(dev, { backendId: dev.id, buffer: out } as GpuStorage, [N, K], "f32");
+}
+
+/** The product: `qMatvecKernel` for few rows, else a tiled f32 matmul variant decoding W. */
+function qmatmul(c: QmatmulCall): Tensor {
+  const { x, w, bias, transW, M, what } = c;
+  const [N, K] = [w.layout.N, w.layout.K];
+  const inner = transW ? N : K, outs = transW ? K : N;
+  const dev = x.backend;
+  const gpu = gpuOf(dev, `${what}: unknown backend`);
+  const engine = gpu.engine;
+  const xb = (x.storage as GpuStorage).buffer;
+  const out = engine.alloc(Math.max(1, M * outs) * 4);
+  const bufs = [xb, bias ? (bias.storage as GpuStorage).buffer : xb, out, ...w.gpuBuffers()];
+  const spec = qWeightSpec(w.layout);
+  if (M > 0 && c.matvec) {
+    const k = qMatvecKernel(spec, transW);
+    const groups = transW ? Math.ceil(K / MVT_WG_COLS) : Math.ceil(N / MV_WG_ROWS);
+    if (groups > 65535) throw new RangeError(`${what}: too many outputs for one dispatch`);
+    for (let x0 = 0; x0 < M; x0 += MV_ROWS) {
+      const rows = Math.min(MV_ROWS, M - x0);
+      engine.run(k, bufs, [rows, outs, inner, K, bias ? 1 : 0, x0], [groups, 1, 1]);
+    }
+  } else if (M > 0) {
+    // The f32 matmul's tiled variants with W de-quantized as its k-slices are staged: y = x · Wᵀ
+    // is op(B) = Wᵀ for a B stored [N, K] (transB); y = x · W reads W [N, K] as a [K', N'] B.
+    const p: MatmulParams = {
+      batch: 1,
+      M,
+      N: outs,
+      K: inner,
+      transA: false,
+      transB: !transW,
+      strideA: 0,
+      strideB: 0,
+    };
+    const v = gpu.matmulVariantFor(p);
+    const groups = matmulGroups(v, p);
+    if (groups[0] > 65535 || groups[1] > 65535) {
+      throw new RangeError(`${what}: too large for one dispatch`);
+    }
+    engine.run(
+      matmulKernel(v, matmulSpec(p), spec),
+      bufs,
+      [M, outs, inner, 0, 0, bias ? 1 : 0, f32Bits(1), 0],
+      groups,
+    );
+  }
+  return new Tensor(dev, { backendId: dev.id, buffer: out } as GpuStorage, c.outShape, "f32");
+}
+
+/** The WebGPU half of quantized weights (`IMPL.webgpu`). */
+export const WEBGPU_QMATMUL: QmatmulBackend = { upload, dequantize, qmatmul };
