@@ -24,8 +24,8 @@ import {
   sum,
   Tape,
   Tensor,
-  WebGpuBackend,
 } from "../lib/mod.ts";
+import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { timePerCall } from "./timing.ts";
 
 const { values } = parseArgs({

@@ -13,7 +13,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { getDevice, WebGpuBackend } from "../lib/mod.ts";
+import { getDevice } from "../lib/mod.ts";
+import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { type GpuEngine, groups1d, type Kernel } from "../lib/backend/webgpu/engine.ts";
 import { MAIN_1D, PRELUDE } from "../lib/backend/webgpu/kernels/common.ts";
 import { timePerCall } from "./timing.ts";

@@ -19,16 +19,8 @@
  */
 
 import { parseArgs } from "node:util";
-import {
-  type Backend,
-  cpu,
-  getDevice,
-  matmul,
-  MATMUL_VARIANTS,
-  type MatmulParams,
-  Tensor,
-  WebGpuBackend,
-} from "../lib/mod.ts";
+import { type Backend, cpu, getDevice, matmul, type MatmulParams, Tensor } from "../lib/mod.ts";
+import { MATMUL_VARIANTS, WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { matmulJs } from "../lib/backend/cpu/kernels.ts";
 import { timePerCall } from "./timing.ts";
 

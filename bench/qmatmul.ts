@@ -22,7 +22,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { type Backend, cpu, getDevice, matmul, quant, Tensor, WebGpuBackend } from "../lib/mod.ts";
+import { type Backend, cpu, getDevice, matmul, quant, Tensor } from "../lib/mod.ts";
+import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { randn } from "../lib/quant/rng.ts";
 import { type CopyResult, defaultCopySizes, measureCopy } from "./copy.ts";
 import { timePerCall } from "./timing.ts";

@@ -39,8 +39,8 @@ import {
   sum,
   Tape,
   Tensor,
-  WebGpuBackend,
 } from "../lib/mod.ts";
+import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

@@ -1,6 +1,11 @@
 /**
  * loralab: LoRA and QLoRA fine-tuning on WebGPU, with a plain-TypeScript CPU twin.
  *
+ * The everyday API: devices and tensors, ops and autograd, optimizers, models (GPT-2, Llama),
+ * fine-tuning methods (`preparePeft`), tokenizers and data; quantization and file formats as the
+ * `quant` and `io` namespaces. Deeper entry points (deno.json "exports"): `./train`, `./io`,
+ * `./quant`, `./peft`, `./data`, `./viz`, `./webgpu`.
+ *
  * @example
  * ```ts
  * import { getDevice, matmul, Tensor } from "./lib/mod.ts";
@@ -13,34 +18,27 @@
  * @module
  */
 
+// Devices and tensors.
 export * from "./backend/backend.ts";
 export * from "./backend/device.ts";
 export { CpuBackend } from "./backend/cpu/cpu_backend.ts";
-export { WebGpuBackend } from "./backend/webgpu/webgpu_backend.ts";
-export { MATMUL_VARIANTS, type MatmulVariant } from "./backend/webgpu/kernels/matmul.ts";
-export {
-  ATTENTION_KERNELS_ENV,
-  type AttentionTileConfig,
-  attentionTileConfig,
-  type TileShape,
-} from "./backend/webgpu/kernels/attention_tiled.ts";
-export {
-  DEFAULT_TUNE_SHAPES,
-  type MatmulShape,
-  type MatmulTuneResult,
-} from "./backend/webgpu/matmul_tuning.ts";
-export { GpuEngine, type Kernel, type KernelTime } from "./backend/webgpu/engine.ts";
 export * from "./tensor.ts";
 export * from "./rng.ts";
+// Ops, autograd, optimizers.
 export * from "./ops/mod.ts";
 export * from "./autograd/tape.ts";
 export * from "./optim/mod.ts";
+// Models, fine-tuning methods, data.
 export * from "./nn/mod.ts";
 export * as models from "./models/mod.ts";
 export * from "./peft/mod.ts";
+export * from "./data/mod.ts";
+// Quantization and files, as namespaces (also `@loralab/loralab/quant`, `…/io`).
 export * as quant from "./quant/mod.ts";
-export { DeviceWeight } from "./quant/device_weight.ts";
+export * as io from "./io/mod.ts";
+// Types the API above mentions from the internals (quantized weights, their layout).
+export type { DeviceWeight } from "./quant/device_weight.ts";
 export type { PackedArrays, PackedLayout } from "./quant/packed.ts";
 export type { QuantFormat } from "./quant/weight.ts";
-export * as io from "./io/mod.ts";
-export * from "./data/mod.ts";
+// The WebGPU backend's internals (kernel variants, tuning, engine) are `@loralab/loralab/webgpu`
+// (lib/backend/webgpu/mod.ts); training runs are `@loralab/loralab/train`.

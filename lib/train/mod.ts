@@ -22,6 +22,7 @@ export * from "./eval.ts";
 export * from "./eval_text.ts";
 export * from "./progress.ts";
 export * from "./versions.ts";
+export * from "./step.ts";
 
 // Types from elsewhere in loralab that this module's API mentions (evaluate() takes a GPT,
 // checkpoints hold optimizer and sampler states), so that its documentation is complete.
@@ -30,8 +31,18 @@ export type { BatchSamplerState } from "../data/batch.ts";
 export type { DataPackage } from "../data/npm_package.ts";
 export type { OptimizerState } from "../optim/optimizers.ts";
 export type * from "../nn/gpt.ts";
+export type { Batch } from "../data/batch.ts";
+export type { EncodedExample } from "../data/examples.ts";
+export type { Method as PeftMethodName } from "../peft/config.ts";
+export type * from "../backend/backend.ts";
+export type * from "../nn/causal_lm.ts";
 export type * from "../nn/linear.ts";
 export type * from "../tensor.ts";
-export type * from "../backend/backend.ts";
 export type { Rng } from "../rng.ts";
-export * from "./step.ts";
+export type * from "../quant/device_weight.ts";
+export type * from "../quant/packed.ts";
+export type * from "../quant/weight.ts";
+export type { CrossEntropyOptions } from "../ops/nn.ts";
+export type * from "../data/tokenizer.ts";
+export { BASE_QUANTS, type BaseQuant } from "../quant/formats/registry.ts";
+export type { AdamW, AdamWOptions } from "../optim/optimizers.ts";

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { add, exp, scale, Tensor, type WebGpuBackend } from "../../lib/mod.ts";
+import { add, exp, scale, Tensor } from "../../lib/mod.ts";
+import type { WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { MAX_BATCH } from "../../lib/backend/webgpu/engine.ts";
 import { gpu } from "../harness.ts";
 

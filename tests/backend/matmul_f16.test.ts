@@ -13,15 +13,8 @@
 //   error), plus ≤ 2^-25 absolute per rounding in the f16 subnormal range (2K+1 of them).
 //   Allowed: 1.25·(K+1)·u16·S + (2K+2)·2^-25 (γ_n ≤ 1.25·n·u while n·u ≤ 0.2: K ≤ 400 here).
 import assert from "node:assert/strict";
-import {
-  type Backend,
-  cpu,
-  matmul,
-  MATMUL_VARIANTS,
-  Rng,
-  Tensor,
-  type WebGpuBackend,
-} from "../../lib/mod.ts";
+import { type Backend, cpu, matmul, Rng, Tensor } from "../../lib/mod.ts";
+import { MATMUL_VARIANTS, type WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { matmulF16Cpu } from "../../lib/backend/cpu/matmul_f16.ts";
 import type { MatmulParams } from "../../lib/backend/backend.ts";
 import { assertClose, bothBackends, gpu, randInt } from "../harness.ts";

@@ -12,8 +12,8 @@ import {
   sum,
   Tape,
   Tensor,
-  type WebGpuBackend,
 } from "../../lib/mod.ts";
+import type { WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import type { AttentionParams } from "../../lib/backend/backend.ts";
 import { attentionBackwardCpu, attentionForwardCpu } from "../../lib/backend/cpu/attention.ts";
 import type { Kernel } from "../../lib/backend/webgpu/engine.ts";

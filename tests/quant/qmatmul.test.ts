@@ -4,14 +4,8 @@
 // format × double quantization × transW × bias, on random shapes that include 1 row and sizes
 // that are not multiples of the 64×64 tile, the 8-column word or the absmax block.
 import assert from "node:assert/strict";
-import {
-  type Backend,
-  MATMUL_VARIANTS,
-  quant,
-  Rng,
-  Tensor,
-  type WebGpuBackend,
-} from "../../lib/mod.ts";
+import { type Backend, quant, Rng, Tensor } from "../../lib/mod.ts";
+import { MATMUL_VARIANTS, type WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { assertClose, bothBackends, gpu, randData } from "../harness.ts";
 import { qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
 
