@@ -17,6 +17,8 @@ export interface ActiveTape<T> {
   push(out: T, inputs: T[], backward: GradFn<T>): void;
   /** Whether a recorded node refers to `t` (its backward may still read it). */
   holds(t: T): boolean;
+  /** The watched leaf tensors (the ones that get gradients). */
+  watched(): readonly T[];
 }
 
 // deno-lint-ignore no-explicit-any

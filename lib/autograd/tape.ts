@@ -49,6 +49,11 @@ export class Tape implements ActiveTape<Tensor> {
     return ts[0];
   }
 
+  /** The watched leaf tensors. */
+  watched(): readonly Tensor[] {
+    return [...this.leaves];
+  }
+
   /** Whether `t` is watched or computed from a watched tensor on this tape. */
   needsGrad(t: Tensor): boolean {
     return this.tracked.has(t);

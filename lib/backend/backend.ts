@@ -194,6 +194,8 @@ export interface Backend {
    * when this device is not worth tuning (a software adapter). A run calls it after its first step.
    */
   tuneSeenShapes?(): Promise<number | null>;
+  /** Optional: bytes of device memory this backend holds now and at most so far (a GPU). */
+  deviceMemory?(): { live: number; peak: number };
 
   /** Copies host data into a new storage. */
   upload(dtype: DType, data: HostArray): Storage;

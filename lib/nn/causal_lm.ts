@@ -11,6 +11,7 @@
 
 import type { Backend } from "../backend/backend.ts";
 import type { CrossEntropyOptions } from "../ops/nn.ts";
+import type { Rng } from "../rng.ts";
 import { fmtShape, type Tensor } from "../tensor.ts";
 import type { LinearLike } from "./linear.ts";
 
@@ -104,6 +105,12 @@ export function runCachedBlocks(
   return { x, cache: next };
 }
 
+/** Settings of gradient checkpointing (see {@link CausalLM.gradCheckpointing}). */
+export interface GradCheckpointing {
+  /** Random generators the blocks draw from (LoRA dropout), rewound for the recomputation. */
+  rngs: readonly Rng[];
+}
+
 /** A decoder-only causal language model. */
 export interface CausalLM {
   /** Hugging Face `model_type`: `"gpt2"` or `"llama"`. */
@@ -122,6 +129,12 @@ export interface CausalLM {
   readonly blocks: readonly CausalLMBlock[];
   /** PEFT conventions of the architecture. */
   readonly peftLayout: PeftLayout;
+  /**
+   * Gradient checkpointing: when set, `forward` under a tape keeps only each block's input and
+   * recomputes the block in the backward pass (lib/autograd/checkpoint.ts), rewinding `rngs`
+   * (dropout) so the recomputation matches. Null (the default): every activation is kept.
+   */
+  gradCheckpointing: GradCheckpointing | null;
   /** The output projection. */
   readonly outputWeight: OutputWeight;
   /** Parameter names of the final norm. */

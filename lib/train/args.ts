@@ -106,6 +106,11 @@ export interface TrainArgs {
   samples: number;
   /** Tokens per sample. Default 160. */
   sampleTokens: number;
+  /**
+   * Recompute each block's activations in the backward pass instead of keeping them (less
+   * memory, one more forward pass; the same numbers). Default false.
+   */
+  gradCheckpoint: boolean;
   /** freeze-lower: blocks frozen from the bottom; null = half of the model's blocks. */
   layers: number | null;
   /** Flags that were given but that the method ignores, one sentence each. */
@@ -157,6 +162,8 @@ How long and how fast
   --batch B         sequences per micro-batch (default 8)
   --grad-accum G    micro-batches per optimizer step (default 1)
   --ctx T           context length in tokens (default 128)
+  --grad-checkpoint recompute each block's activations in the backward pass: less memory for
+                    long contexts and big batches, one more forward pass, the same numbers
   --seed S          seed of init, split, batches and dropout, 0..4294967295 (default 0)
 
 Data and files
@@ -194,6 +201,7 @@ const OPTIONS = {
   batch: { type: "string" },
   "grad-accum": { type: "string" },
   ctx: { type: "string" },
+  "grad-checkpoint": { type: "boolean" },
   data: { type: "string" },
   val: { type: "string" },
   "train-on-prompt": { type: "boolean" },
@@ -284,6 +292,7 @@ export function parseTrainArgs(
       `--eval-tokens ${evalTokens}: expected at least one window of --ctx ${ctx} tokens, or all`,
     );
   }
+  const gradCheckpoint = values["grad-checkpoint"] === true;
   const samples = integer("samples", s("samples") ?? "3", 0);
   const sampleTokens = integer("sample-tokens", s("sample-tokens") ?? "160", 1);
   const layers = given("layers") ? integer("layers", s("layers")!, 0) : null;
@@ -350,6 +359,7 @@ export function parseTrainArgs(
     evalTokens,
     samples,
     sampleTokens,
+    gradCheckpoint,
     layers,
     warnings,
     given: Object.keys(values).filter((k) => values[k] !== undefined),
@@ -365,11 +375,18 @@ export const RESUME_FLAGS: readonly string[] = [
   "samples",
   "sample-tokens",
   "save-every",
+  "grad-checkpoint",
   "backend",
 ];
 
 /** The settings that only change what a run reports, not what it trains. */
-type ReportingField = "evalEvery" | "saveEvery" | "evalTokens" | "samples" | "sampleTokens";
+type ReportingField =
+  | "evalEvery"
+  | "saveEvery"
+  | "evalTokens"
+  | "samples"
+  | "sampleTokens"
+  | "gradCheckpoint";
 
 /** `grad-accum` → `gradAccum`: the TrainArgs field of a flag. */
 function fieldOf(flag: string): keyof TrainArgs {
@@ -393,8 +410,8 @@ export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
     throw new UsageError(
       `--${flag} with --resume ${args.resume}: the run was started with --${flag} ${was}, and a ` +
         "resumed run keeps its settings (only --eval-every, --eval-tokens, --samples, " +
-        `--sample-tokens, --save-every and --backend may change); drop --${flag}, or start a ` +
-        "new run",
+        `--sample-tokens, --save-every, --grad-checkpoint and --backend may change); drop ` +
+        `--${flag}, or start a new run`,
     );
   }
   const pick = <K extends ReportingField>(flag: string, k: K): TrainArgs[K] =>
@@ -408,6 +425,7 @@ export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
     evalTokens: pick("eval-tokens", "evalTokens"),
     samples: pick("samples", "samples"),
     sampleTokens: pick("sample-tokens", "sampleTokens"),
+    gradCheckpoint: pick("grad-checkpoint", "gradCheckpoint"),
     backend: args.backend ?? saved.backend,
     warnings: args.warnings,
     given,

@@ -111,7 +111,8 @@ export function configHash(config: unknown): Promise<string> {
 /**
  * The settings a resumed run must share with the original: every flag except where the run is
  * written (`out`, `resume`), how it reports (`evalEvery`, `saveEvery`, `evalTokens`, `samples`,
- * `sampleTokens`), which backend it
+ * `sampleTokens`), whether it checkpoints activations (`gradCheckpoint`: the same numbers), which
+ * backend it
  * runs on, and the warnings. Hash it with {@link configHash}, together with digests of the base
  * model and the data.
  */
@@ -124,6 +125,7 @@ export function resumeSettings(args: TrainArgs): Record<string, unknown> {
     evalTokens: _et,
     samples: _sa,
     sampleTokens: _st,
+    gradCheckpoint: _gc,
     backend: _b,
     warnings: _w,
     given: _g,

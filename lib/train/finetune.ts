@@ -35,6 +35,7 @@ import {
   resolveRun,
   resolveTargets,
 } from "./setup.ts";
+import { recordMemory } from "./run_dir.ts";
 import { startRun } from "./start.ts";
 
 export { InputError };
@@ -150,6 +151,8 @@ export async function finetune(
   });
   const counts = pm.counts();
   log(countsSummary(args, counts));
+  // Recompute each block in the backward pass (rewinding dropout) instead of keeping activations.
+  if (args.gradCheckpoint) model.gradCheckpointing = { rngs: [pm.dropoutRng] };
   const opt = new AdamW(pm.trainable, {
     lr: args.lr,
     betas: [0.9, 0.999],
@@ -208,6 +211,11 @@ export async function finetune(
     valAfter: r.valAfter,
     interrupted: r.interrupted,
   };
+  await recordMemory(args.out, {
+    peakRssBytes: r.peakRssBytes,
+    peakDeviceBytes: dev.deviceMemory?.().peak ?? null,
+    gradCheckpoint: args.gradCheckpoint,
+  });
   if (r.interrupted) return result;
   await finishRun({
     args,
@@ -223,6 +231,8 @@ export async function finetune(
     counts,
     instruct,
     tally: start.tally,
+    peakRssBytes: r.peakRssBytes,
+    peakDeviceBytes: dev.deviceMemory?.().peak ?? null,
     t0,
     log,
   });

@@ -45,6 +45,10 @@ export interface FinishInput {
   instruct: InstructData | null;
   /** Targets trained and masked over the run. */
   tally: { trained: number; masked: number };
+  /** Peak resident set size of this process (bytes). */
+  peakRssBytes: number;
+  /** Peak device memory (bytes), or null on the CPU. */
+  peakDeviceBytes: number | null;
   /** When the run started (performance.now()). */
   t0: number;
   /** Progress lines. */
@@ -101,6 +105,9 @@ export async function finishRun(i: FinishInput): Promise<void> {
       baseBytesStored: counts.baseLinearBytes,
       storedFormat: args.quant === "none" ? "f32" : args.quant,
       optimizerBytes: counts.optimizerBytes,
+      peakRssBytes: i.peakRssBytes,
+      ...(i.peakDeviceBytes !== null ? { peakDeviceBytes: i.peakDeviceBytes } : {}),
+      gradCheckpoint: args.gradCheckpoint,
     },
     ...(instruct ? { tables: [instructTable(args, instruct, i.tally)] } : {}),
   });

@@ -63,6 +63,8 @@ export interface LoopResult {
   valAfter: number;
   /** Whether the run was interrupted (Ctrl-C or stopAfter) and checkpointed. */
   interrupted: boolean;
+  /** Largest resident set size of the process seen after a step (bytes). */
+  peakRssBytes: number;
 }
 
 /** Runs the steps from `start.step` to `args.steps` (see the module docs). */
@@ -104,7 +106,7 @@ export async function runLoop(i: LoopInput): Promise<LoopResult> {
   const losses: number[] = [];
   const tStart = performance.now();
   const startStep = step;
-  let valAfter = NaN;
+  let valAfter = NaN, peakRssBytes = Deno.memoryUsage().rss;
   try {
     while (step < args.steps) {
       const lr = i.schedule(step);
@@ -124,6 +126,7 @@ export async function runLoop(i: LoopInput): Promise<LoopResult> {
             `${runDir} is kept (try a lower --lr)`,
         );
       }
+      peakRssBytes = Math.max(peakRssBytes, Deno.memoryUsage().rss);
       tally.trained += r.trained;
       tally.masked += r.masked;
       const loss = r.loss;
@@ -184,7 +187,7 @@ export async function runLoop(i: LoopInput): Promise<LoopResult> {
       Deno.removeSignalListener("SIGINT", onSigint);
     } catch { /* see above */ }
   }
-  return { step, losses, valAfter: interrupted ? NaN : valAfter, interrupted };
+  return { step, losses, valAfter: interrupted ? NaN : valAfter, interrupted, peakRssBytes };
 }
 
 /** The tensors of `m` copied to the host. */

@@ -61,6 +61,12 @@ export interface ParameterCounts {
   storedFormat: string;
   /** Bytes of optimizer state, if known. */
   optimizerBytes?: number;
+  /** Peak resident set size of the training process, if measured. */
+  peakRssBytes?: number;
+  /** Peak device (GPU) memory, if measured. */
+  peakDeviceBytes?: number;
+  /** Whether activations were checkpointed (recomputed in the backward pass). */
+  gradCheckpoint?: boolean;
 }
 
 /** What {@link writeReport} renders; everything but `title` and `metrics` is optional. */
@@ -121,6 +127,13 @@ export function parameterTable(p: ParameterCounts): ReportTable {
   ];
   if (p.optimizerBytes !== undefined) {
     rows.push(["optimizer state", fmtBytes(p.optimizerBytes), ""]);
+  }
+  const ck = p.gradCheckpoint ? "activations checkpointed" : "";
+  if (p.peakRssBytes !== undefined) {
+    rows.push(["peak process memory (RSS)", fmtBytes(p.peakRssBytes), ck]);
+  }
+  if (p.peakDeviceBytes !== undefined) {
+    rows.push(["peak device memory", fmtBytes(p.peakDeviceBytes), ck]);
   }
   return { title: "Parameters and memory", columns: ["", "count / bytes", "share"], rows };
 }

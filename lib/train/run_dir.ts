@@ -195,6 +195,23 @@ export async function recordResume(
   return m;
 }
 
+/** Peak memory of a run's process, recorded in run.json's `memory` (one entry per process). */
+export interface MemoryRecord {
+  /** Largest resident set size seen after a step (bytes). */
+  peakRssBytes: number;
+  /** Peak device memory (a GPU's buffers), or null on the CPU. */
+  peakDeviceBytes: number | null;
+  /** Whether activations were checkpointed. */
+  gradCheckpoint: boolean;
+}
+
+/** Appends this process's peak memory to `<dir>/run.json` (`memory`, one entry per process). */
+export async function recordMemory(dir: string, rec: MemoryRecord): Promise<void> {
+  const m = await readRunJson(dir) as RunManifest & { memory?: MemoryRecord[] };
+  m.memory = [...(m.memory ?? []), rec];
+  await writeRunJson(dir, m);
+}
+
 /** One generated text for `samples.txt`. */
 export interface Sample {
   /** A heading such as `"base model, step 0"` or `"after 300 steps"`. */

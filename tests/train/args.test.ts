@@ -58,6 +58,7 @@ Deno.test("args: defaults (qlora)", () => {
     evalTokens: 24576,
     samples: 3,
     sampleTokens: 160,
+    gradCheckpoint: false,
     layers: null,
     warnings: [],
     given: [],
@@ -153,6 +154,7 @@ Deno.test("args: every flag", () => {
     evalTokens: 24576,
     samples: 3,
     sampleTokens: 160,
+    gradCheckpoint: false,
     layers: null,
     warnings: [],
     given: [
@@ -291,6 +293,7 @@ Deno.test("args: --help returns the help text, which lists every flag with its d
       "samples",
       "sample-tokens",
       "save-every",
+      "grad-checkpoint",
       "backend",
       "help",
     ]

@@ -148,6 +148,26 @@ Deno.test("train: --eval-tokens sizes validation in tokens; --samples 0 writes n
   await Deno.remove(fx.root, { recursive: true });
 });
 
+Deno.test("train: --grad-checkpoint gives the same losses bit for bit; peak memory in run.json and the report", async () => {
+  const fx = await fixture();
+  const plain = await finetune(args(fx, `${fx.root}/p`, ["--save-every", "0"]), quiet);
+  const ck = await finetune(
+    args(fx, `${fx.root}/c`, ["--save-every", "0", "--grad-checkpoint"]),
+    quiet,
+  );
+  assert.deepEqual(ck.losses, plain.losses);
+  assert.equal(ck.valAfter, plain.valAfter);
+  const run = JSON.parse(await Deno.readTextFile(`${fx.root}/c/run.json`));
+  assert.equal(run.config.gradCheckpoint, true);
+  assert.equal(run.memory.length, 1);
+  assert.ok(run.memory[0].peakRssBytes > 1e6, JSON.stringify(run.memory));
+  assert.equal(run.memory[0].gradCheckpoint, true);
+  const html = await Deno.readTextFile(`${fx.root}/c/report.html`);
+  assert.match(html, /peak process memory \(RSS\)/);
+  assert.match(html, /activations checkpointed/);
+  await Deno.remove(fx.root, { recursive: true });
+});
+
 Deno.test("train on a bitsandbytes 4-bit base: its stored weights, the losses of the f32 base", async () => {
   // QLoRA quantizes the f32 base with NF4 + double quantization at block 64, exactly what
   // saveBnbModel stores: training on the saved folder (4-bit weights loaded as stored) must give

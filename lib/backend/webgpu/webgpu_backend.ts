@@ -107,6 +107,10 @@ export class WebGpuBackend implements Backend {
   }
   /** A GPU step waits once, at its end. */
   readonly oneWaitPerStep: boolean = true;
+  /** Live and peak bytes of the engine's buffers. */
+  deviceMemory(): { live: number; peak: number } {
+    return { live: this.engine.liveBytes, peak: this.engine.peakBytes };
+  }
   /** Tunes the matmul variants on the shapes seen so far; null on a software adapter. */
   async tuneSeenShapes(): Promise<number | null> {
     if (this.engine.isSoftware) return null;

@@ -22,6 +22,7 @@ import {
   matmul,
   narrow,
 } from "../../ops/mod.ts";
+import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
 import { fmtShape, Tensor } from "../../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "../../nn/linear.ts";
@@ -29,6 +30,7 @@ import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type GradCheckpointing,
   type KVCache,
   type OutputWeight,
   type PeftLayout,
@@ -170,6 +172,8 @@ export interface GPTParts {
 
 /** The GPT model. */
 export class GPT implements CausalLM {
+  /** See {@link CausalLM.gradCheckpointing}. Default null. */
+  gradCheckpointing: GradCheckpointing | null = null;
   /** Token embedding [V, C] (also the tied output projection). */
   wte: Tensor;
   /** Position embedding [n_positions, C]. */
@@ -375,7 +379,8 @@ export class GPT implements CausalLM {
       device: this.device,
     });
     let x = add(embedding(ids, this.wte), embedding(pos, this.wpe)); // [B, T, C]
-    for (const b of this.h) x = b.forward(x);
+    const ck = this.gradCheckpointing;
+    for (const b of this.h) x = ck ? checkpoint((h) => b.forward(h), x, ck.rngs) : b.forward(x);
     x = this.ln_f.forward(x);
     return matmul(x, this.wte, { transB: true }); // [B, T, V]
   }

@@ -34,6 +34,7 @@ import {
   mul,
   narrow,
 } from "../../ops/mod.ts";
+import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
 import { fmtShape, Tensor } from "../../tensor.ts";
 import { silu } from "../../nn/activations.ts";
@@ -41,6 +42,7 @@ import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type GradCheckpointing,
   type KVCache,
   type OutputWeight,
   type PeftLayout,
@@ -212,6 +214,8 @@ export interface LlamaInitOptions {
 
 /** The Llama model. */
 export class Llama implements CausalLM {
+  /** See {@link CausalLM.gradCheckpointing}. Default null. */
+  gradCheckpointing: GradCheckpointing | null = null;
   /** Token embedding [V, C]. */
   embed_tokens: Tensor;
   /** The blocks. */
@@ -400,7 +404,10 @@ export class Llama implements CausalLM {
     }
     const rope = this.rope(T);
     let x = embedding(ids, this.embed_tokens); // [B, T, C]
-    for (const b of this.layers) x = b.forward(x, rope);
+    const ck = this.gradCheckpointing;
+    for (const b of this.layers) {
+      x = ck ? checkpoint((h) => b.forward(h, rope), x, ck.rngs) : b.forward(x, rope);
+    }
     x = this.norm.forward(x);
     return matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }); // [B, T, V]
   }
