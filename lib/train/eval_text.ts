@@ -107,6 +107,16 @@ export async function evaluateText(
   }
   const tokens = windows * T;
   const bytes = targetBytes(tokenizer, docs, tokens);
+  return result(nats, tokens, bytes, { windows, streamTokens: len, truncated });
+}
+
+/** The measures of {@link TextEvalResult} from summed nats, targets and their bytes. */
+function result(
+  nats: number,
+  tokens: number,
+  bytes: number,
+  extent: Pick<TextEvalResult, "windows" | "streamTokens" | "truncated">,
+): TextEvalResult {
   return {
     loss: nats / tokens,
     perplexity: Math.exp(nats / tokens),
@@ -115,9 +125,7 @@ export async function evaluateText(
     nats,
     tokens,
     bytes,
-    windows,
-    streamTokens: len,
-    truncated,
+    ...extent,
   };
 }
 
@@ -181,18 +189,11 @@ export async function evaluateExamples(
     throw new Error(`the examples have no targets within ctx ${T} + 1 tokens`);
   }
   const bytes = chosen.reduce((s, e) => s + exampleTargetBytes(tokenizer, e, T), 0);
-  return {
-    loss: nats / tokens,
-    perplexity: Math.exp(nats / tokens),
-    bitsPerToken: nats / tokens / Math.LN2,
-    bitsPerByte: nats / (bytes * Math.LN2),
-    nats,
-    tokens,
-    bytes,
+  return result(nats, tokens, bytes, {
     windows: chosen.length,
     streamTokens: n,
     truncated: chosen.length < examples.length,
-  };
+  });
 }
 
 /**
