@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { getDevice } from "../lib/mod.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { type GpuEngine, groups1d, type Kernel } from "../lib/backend/webgpu/engine.ts";
-import { MAIN_1D, PRELUDE } from "../lib/backend/webgpu/kernels/common.ts";
+import { MAIN_1D, N_PARAMS, nParams, prelude } from "../lib/backend/webgpu/kernels/common.ts";
 import { timePerCall } from "./timing.ts";
 
 /** One measured copy. */
@@ -44,12 +44,12 @@ export interface CopyResult {
 // O[i] = S[i], vec4<u32> per thread; params: n (vec4 count).
 const COPY: Kernel = {
   key: "bench:copy-vec4",
-  code: `${PRELUDE}
+  code: `${prelude(N_PARAMS)}
 @group(0) @binding(1) var<storage, read> S: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read_write> O: array<vec4<u32>>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  if (i >= pu(0u)) { return; }
+  if (i >= p_n()) { return; }
   O[i] = S[i];
 }`,
 };
@@ -57,11 +57,11 @@ ${MAIN_1D} {
 // O[i] = a hash of i (a non-zero, incompressible source); params: n (vec4 count).
 const FILL: Kernel = {
   key: "bench:fill-hash",
-  code: `${PRELUDE}
+  code: `${prelude(N_PARAMS)}
 @group(0) @binding(1) var<storage, read_write> O: array<vec4<u32>>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  if (i >= pu(0u)) { return; }
+  if (i >= p_n()) { return; }
   let h = (i ^ 0x9e3779b9u) * 2654435761u;
   O[i] = vec4<u32>(h, h * 747796405u, h ^ (h >> 15u), (h + 12345u) * 2246822519u);
 }`,
@@ -92,7 +92,7 @@ export async function measureCopy(
     }
     const n4 = bytes / 16;
     const src = engine.alloc(bytes), dst = engine.alloc(bytes);
-    engine.run(FILL, [src], [n4], groups1d(n4));
+    engine.run(FILL, [src], nParams({ n: n4 }), groups1d(n4));
     await engine.sync();
     const dev = engine.device;
     let enc: GPUCommandEncoder | null = null;
@@ -111,7 +111,7 @@ export async function measureCopy(
     );
     rows.push({ method: "copyBufferToBuffer", bytes, ms: t1.ms, gbps: (2 * bytes) / t1.ms / 1e6 });
     const t2 = await timePerCall(
-      () => engine.run(COPY, [src, dst], [n4], groups1d(n4)),
+      () => engine.run(COPY, [src, dst], nParams({ n: n4 }), groups1d(n4)),
       () => engine.sync(),
       minMs,
     );

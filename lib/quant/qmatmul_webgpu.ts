@@ -9,14 +9,20 @@
  */
 
 import type { Backend, MatmulParams } from "../backend/backend.ts";
-import { f32Bits, type GpuEngine, groups1d } from "../backend/webgpu/engine.ts";
-import { matmulGroups, matmulKernel, matmulSpec } from "../backend/webgpu/kernels/matmul.ts";
+import { type GpuEngine, groups1d } from "../backend/webgpu/engine.ts";
+import {
+  matmulGroups,
+  matmulKernel,
+  matmulParams,
+  matmulSpec,
+} from "../backend/webgpu/kernels/matmul.ts";
 import {
   MV_ROWS,
-  MV_WG_ROWS,
-  MVT_WG_COLS,
   qDequantKernel,
+  qDequantParams,
+  qMatvecGroups,
   qMatvecKernel,
+  qMatvecParams,
   type QWeightSpec,
 } from "../backend/webgpu/kernels/qmatmul.ts";
 import { type GpuStorage, WebGpuBackend } from "../backend/webgpu/webgpu_backend.ts";
@@ -98,7 +104,7 @@ function dequantize(w: HeldWeightView): Tensor {
   engine.run(
     qDequantKernel(qWeightSpec(w.layout)),
     [out, ...w.gpuBuffers()],
-    [N * K, K],
+    qDequantParams({ numel: N * K, K }),
     groups1d(N * K),
   );
   return new Tensor(dev, { backendId: dev.id, buffer: out } as GpuStorage, [N, K], "f32");
@@ -118,11 +124,12 @@ function qmatmul(c: QmatmulCall): Tensor {
   const spec = qWeightSpec(w.layout);
   if (M > 0 && c.matvec) {
     const k = qMatvecKernel(spec, transW);
-    const groups = transW ? Math.ceil(K / MVT_WG_COLS) : Math.ceil(N / MV_WG_ROWS);
-    if (groups > 65535) throw new RangeError(`${what}: too many outputs for one dispatch`);
+    const groups = qMatvecGroups(N, K, transW);
+    if (groups[0] > 65535) throw new RangeError(`${what}: too many outputs for one dispatch`);
+    const hasBias = !!bias;
     for (let x0 = 0; x0 < M; x0 += MV_ROWS) {
       const rows = Math.min(MV_ROWS, M - x0);
-      engine.run(k, bufs, [rows, outs, inner, K, bias ? 1 : 0, x0], [groups, 1, 1]);
+      engine.run(k, bufs, qMatvecParams({ rows, outputs: outs, inner, K, hasBias, x0 }), groups);
     }
   } else if (M > 0) {
     // The f32 matmul's tiled variants with W de-quantized as its k-slices are staged: y = x · Wᵀ
@@ -145,7 +152,7 @@ function qmatmul(c: QmatmulCall): Tensor {
     engine.run(
       matmulKernel(v, matmulSpec(p), spec),
       bufs,
-      [M, outs, inner, 0, 0, bias ? 1 : 0, f32Bits(1), 0],
+      matmulParams({ ...p, hasBias: !!bias, alpha: 1, accumulate: false }),
       groups,
     );
   }

@@ -10,11 +10,12 @@
  */
 
 import type { MatmulParams } from "../backend.ts";
-import { f32Bits, type GpuEngine } from "./engine.ts";
+import type { GpuEngine } from "./engine.ts";
 import {
   MATMUL_VARIANTS,
   matmulGroups,
   matmulKernel,
+  matmulParams,
   matmulSpec,
   matmulThreads,
   type MatmulVariant,
@@ -168,7 +169,7 @@ export class MatmulSelector {
           engine.run(
             matmulKernel(v, matmulSpec(p)),
             [a, b, dummy, o],
-            [p.M, p.N, p.K, p.strideA, p.strideB, 0, f32Bits(1), 0],
+            matmulParams({ ...p, hasBias: false, alpha: 1, accumulate: false }),
             matmulGroups(v, p),
           );
         once(); // compile and warm up

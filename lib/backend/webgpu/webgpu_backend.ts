@@ -21,19 +21,26 @@ import {
   type StridedParams,
   type UnaryOp,
 } from "../backend.ts";
-import { f32Bits, type GpuEngine, groups1d } from "./engine.ts";
+import { type GpuEngine, groups1d } from "./engine.ts";
 import {
   ADAMW_MANY_MAX,
   adamwKernel,
   adamwManyKernel,
+  adamwManyParams,
+  adamwParams,
   clipFactorKernel,
+  clipFactorParams,
   crossEntropyBackwardKernel,
   embeddingBackwardKernels,
-  layerNormBackwardCols,
-  layerNormBackwardRows,
+  layerNormBackwardColsKernel,
+  layerNormBackwardColsParams,
+  layerNormBackwardRowsKernel,
   sgdKernel,
+  sgdParams,
   sumSquaresKernel,
+  sumSquaresParams,
   unnarrowKernel,
+  unnarrowParams,
 } from "./kernels/backward.ts";
 import {
   ATT_MAX_HD,
@@ -41,6 +48,8 @@ import {
   attentionBackwardKVKernel,
   attentionBackwardQKernel,
   attentionForwardKernel,
+  attentionGroups,
+  attentionParams,
 } from "./kernels/attention.ts";
 import {
   attentionKernelsFromEnv,
@@ -50,29 +59,48 @@ import {
   attentionTiledBackwardQKernel,
   attentionTiledForwardKernel,
 } from "./kernels/attention_tiled.ts";
+import { nParams } from "./kernels/common.ts";
 import {
   accumulateKernel,
   binaryKernel,
+  binaryParams,
   geluBackwardKernel,
   MAX_RANK,
   unaryKernel,
+  unaryParams,
 } from "./kernels/elementwise.ts";
-import { castKernel, embeddingKernel, stridedKernel } from "./kernels/gather.ts";
-import { matmulGroups, matmulKernel, matmulSpec, type MatmulVariant } from "./kernels/matmul.ts";
+import {
+  castKernel,
+  embeddingKernel,
+  embeddingParams,
+  stridedKernel,
+  stridedParams,
+} from "./kernels/gather.ts";
+import {
+  matmulGroups,
+  matmulKernel,
+  matmulParams,
+  matmulSpec,
+  type MatmulVariant,
+} from "./kernels/matmul.ts";
 import { MatmulSelector } from "./matmul_select.ts";
 import { DEFAULT_TUNE_SHAPES, type MatmulShape, type MatmulTuneResult } from "./matmul_tuning.ts";
-import { F16_TILE, matmulF16Kernel } from "./kernels/matmul_f16.ts";
-import { reduceChunks, reduceKernel } from "./kernels/reduce.ts";
-import { crossEntropyKernel, layerNormKernel, rowGroups, softmaxKernel } from "./kernels/rows.ts";
+import { matmulF16Groups, matmulF16Kernel, matmulF16Params } from "./kernels/matmul_f16.ts";
+import { reduceChunks, reduceKernel, reduceParams } from "./kernels/reduce.ts";
+import {
+  crossEntropyKernel,
+  crossEntropyParams,
+  layerNormKernel,
+  layerNormParams,
+  rowGroups,
+  softmaxKernel,
+  softmaxParams,
+} from "./kernels/rows.ts";
 
 /** WebGPU storage: a pooled GPUBuffer (possibly larger than the tensor). */
 export interface GpuStorage extends Storage {
   /** The buffer. */
   readonly buffer: GPUBuffer;
-}
-
-function pad(xs: number[], n: number): number[] {
-  return [...xs, ...new Array(n - xs.length).fill(0)];
 }
 
 /** WGSL compute on a GPUDevice (hardware or Mesa's software lavapipe). */
@@ -199,7 +227,7 @@ export class WebGpuBackend implements Backend {
         this.engine.run(
           matmulKernel(v, matmulSpec(p), undefined, { out: od }),
           inputs,
-          [p.M, p.N, p.K, p.strideA, p.strideB, bias ? 1 : 0, f32Bits(1), 0],
+          matmulParams({ ...p, hasBias: !!bias, alpha: 1, accumulate: false }),
           matmulGroups(v, p),
         );
         return o16;
@@ -207,8 +235,8 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         matmulF16Kernel("f16", od),
         inputs,
-        [p.M, p.N, p.K, +p.transA, +p.transB, p.strideA, p.strideB, bias ? 1 : 0],
-        [Math.ceil(p.N / F16_TILE), Math.ceil(p.M / F16_TILE), p.batch],
+        matmulF16Params({ ...p, hasBias: !!bias }),
+        matmulF16Groups(p),
       );
       return o16;
     }
@@ -237,7 +265,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       matmulKernel(v, matmulSpec(p)),
       [...inputs, o.buffer],
-      [p.M, p.N, p.K, p.strideA, p.strideB, bias ? 1 : 0, f32Bits(alpha), p.accumulate ? 1 : 0],
+      matmulParams({ ...p, hasBias: !!bias, alpha, accumulate: !!p.accumulate }),
       matmulGroups(v, p),
     );
     return o;
@@ -311,30 +339,36 @@ export class WebGpuBackend implements Backend {
     if (shape.length > MAX_RANK) throw new RangeError(`webgpu ${op}: rank ${shape.length} > 6`);
     const n = shape.reduce((x, y) => x * y, 1);
     const o = this.out(n);
-    const params = [
-      n,
-      shape.length,
-      ...pad(shape, MAX_RANK),
-      ...pad(aStrides, MAX_RANK),
-      ...pad(bStrides, MAX_RANK),
-    ];
+    const params = binaryParams({ n, rank: shape.length, shape, aStrides, bStrides });
     this.engine.run(binaryKernel(op), [this.buf(a), this.buf(b), o.buffer], params, groups1d(n));
     return o;
   }
   /** See {@link Backend.geluBackward}: one dispatch (`geluBackwardKernel`). */
   geluBackward(x: Storage, g: Storage, n: number): Storage {
     const o = this.out(n);
-    this.engine.run(geluBackwardKernel(), [this.buf(x), this.buf(g), o.buffer], [n], groups1d(n));
+    const params = nParams({ n });
+    this.engine.run(
+      geluBackwardKernel(),
+      [this.buf(x), this.buf(g), o.buffer],
+      params,
+      groups1d(n),
+    );
     return o;
   }
   /** See {@link Backend.accumulate}: one dispatch (`accumulateKernel`). */
   accumulate(dst: Storage, src: Storage, n: number): void {
-    this.engine.run(accumulateKernel(), [this.buf(src), this.buf(dst)], [n], groups1d(n));
+    this.engine.run(
+      accumulateKernel(),
+      [this.buf(src), this.buf(dst)],
+      nParams({ n }),
+      groups1d(n),
+    );
   }
   /** See {@link Backend.unary}. */
   unary(op: UnaryOp, a: Storage, n: number, alpha: number): Storage {
     const o = this.out(n);
-    this.engine.run(unaryKernel(op), [this.buf(a), o.buffer], [n, f32Bits(alpha)], groups1d(n));
+    const params = unaryParams({ n, alpha });
+    this.engine.run(unaryKernel(op), [this.buf(a), o.buffer], params, groups1d(n));
     return o;
   }
   /** See {@link Backend.reduce}. */
@@ -345,7 +379,7 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         reduceKernel(op),
         [this.buf(a), o.buffer],
-        [outer, len, inner, len, 1, len],
+        reduceParams({ outer, len, inner, chunk: len, chunks: 1, div: len }),
         groups1d(outer * inner),
       );
       return o;
@@ -355,13 +389,13 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       reduceKernel(op === "max" ? "max" : "sum"),
       [this.buf(a), part.buffer],
-      [outer, len, inner, Math.ceil(len / S), S, 1],
+      reduceParams({ outer, len, inner, chunk: Math.ceil(len / S), chunks: S, div: 1 }),
       groups1d(outer * S * inner),
     );
     this.engine.run(
       reduceKernel(op),
       [part.buffer, o.buffer],
-      [outer, S, inner, S, 1, len],
+      reduceParams({ outer, len: S, inner, chunk: S, chunks: 1, div: len }),
       groups1d(outer * inner),
     );
     this.free(part);
@@ -373,7 +407,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       softmaxKernel(),
       [this.buf(a), o.buffer],
-      [rows, cols, +log, +causal],
+      softmaxParams({ rows, cols, log, causal }),
       rowGroups(rows),
     );
     return o;
@@ -391,7 +425,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       layerNormKernel(),
       [this.buf(x), this.buf(gamma), this.buf(beta), o.buffer],
-      [rows, cols, f32Bits(eps)],
+      layerNormParams({ rows, cols, eps }),
       rowGroups(rows),
     );
     return o;
@@ -402,7 +436,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       embeddingKernel(),
       [this.buf(ids), this.buf(table), o.buffer],
-      [n, V, C],
+      embeddingParams({ n, V, C }),
       groups1d(n * C),
     );
     return o;
@@ -419,7 +453,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       crossEntropyKernel(),
       [this.buf(logits), this.buf(targets), o.buffer],
-      [rows, V, ignore ? 1 : 0],
+      crossEntropyParams({ rows, V, ignore }),
       rowGroups(rows),
     );
     return o;
@@ -430,7 +464,8 @@ export class WebGpuBackend implements Backend {
     this.need16(dtype);
     const n = p.shape.reduce((x, y) => x * y, 1);
     const o = this.out(n, dtype);
-    const params = [n, p.shape.length, p.offset, ...pad(p.shape, MAX_RANK), ...pad(p.strides, 6)];
+    const { offset, shape, strides } = p;
+    const params = stridedParams({ n, rank: shape.length, offset, shape, strides });
     const k = stridedKernel(dtype === "f16" ? "f16" : "u32");
     this.engine.run(k, [this.buf(a), o.buffer], params, groups1d(n));
     return o;
@@ -442,7 +477,7 @@ export class WebGpuBackend implements Backend {
     }
     this.need16("f16");
     const o = this.out(n, to);
-    this.engine.run(castKernel(from, to), [this.buf(a), o.buffer], [n], groups1d(n));
+    this.engine.run(castKernel(from, to), [this.buf(a), o.buffer], nParams({ n }), groups1d(n));
     return o;
   }
 
@@ -458,9 +493,9 @@ export class WebGpuBackend implements Backend {
   ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null } {
     const dx = this.out(rows * cols), stats = this.out(2 * rows);
     this.engine.run(
-      layerNormBackwardRows(),
+      layerNormBackwardRowsKernel(),
       [this.buf(x), this.buf(gamma), this.buf(dy), dx.buffer, stats.buffer],
-      [rows, cols, f32Bits(eps)],
+      layerNormParams({ rows, cols, eps }),
       rowGroups(rows),
     );
     if (!params) {
@@ -471,9 +506,9 @@ export class WebGpuBackend implements Backend {
     const S = reduceChunks(rows, cols), chunk = Math.ceil(rows / S);
     const pg = this.out(S * cols), pb = this.out(S * cols);
     this.engine.run(
-      layerNormBackwardCols(),
+      layerNormBackwardColsKernel(),
       [this.buf(x), this.buf(dy), stats.buffer, pg.buffer, pb.buffer],
-      [rows, cols, chunk, S],
+      layerNormBackwardColsParams({ rows, cols, chunk, chunks: S }),
       groups1d(S * cols),
     );
     this.free(stats);
@@ -490,7 +525,7 @@ export class WebGpuBackend implements Backend {
     const cnt = this.out(V, "i32"),
       off = this.out(V + 1, "i32"),
       pos = this.out(Math.max(1, n), "i32");
-    const p = [n, V, C];
+    const p = embeddingParams({ n, V, C });
     this.engine.run(k.zero, [cnt.buffer], p, groups1d(V));
     this.engine.run(k.count, [this.buf(ids), cnt.buffer], p, groups1d(n));
     this.engine.run(k.scan, [cnt.buffer, off.buffer], p, [1, 1, 1]);
@@ -512,7 +547,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       crossEntropyBackwardKernel(),
       [this.buf(logits), this.buf(targets), this.buf(g), o.buffer],
-      [rows, V, ignore ? 1 : 0],
+      crossEntropyParams({ rows, V, ignore }),
       rowGroups(rows),
     );
     return o;
@@ -531,14 +566,10 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       unnarrowKernel(),
       [this.buf(a), o.buffer],
-      [outer, len, inner, full, start],
+      unnarrowParams({ outer, len, inner, full, start }),
       groups1d(n),
     );
     return o;
-  }
-  /** The parameter words shared by the attention kernels. */
-  private attParams(p: AttentionParams): number[] {
-    return [p.B, p.T, p.nHead, p.qOff, p.kOff, p.vOff, p.rowStride, f32Bits(p.scale)];
   }
   /**
    * Which fused attention kernels run: `"auto"` (default) the tiled FlashAttention-2-style ones
@@ -580,8 +611,8 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       cfg ? attentionTiledForwardKernel(p.hd, cfg) : attentionForwardKernel(p.hd),
       [this.buf(q), this.buf(k), this.buf(v), y.buffer, lse.buffer],
-      this.attParams(p),
-      [Math.ceil(p.T / (cfg ? cfg.fwd.br : ATT_ROWS)), p.B * p.nHead, 1],
+      attentionParams(p),
+      attentionGroups(p, cfg ? cfg.fwd.br : ATT_ROWS),
     );
     return { y, lse };
   }
@@ -598,23 +629,18 @@ export class WebGpuBackend implements Backend {
     const dqkv = this.out(p.B * p.T * 3 * p.nHead * p.hd);
     const D = this.out(p.B * p.nHead * p.T);
     const cfg = this.attentionTiles(p.hd);
-    const groups = (rows: number): [number, number, number] => [
-      Math.ceil(p.T / rows),
-      p.B * p.nHead,
-      1,
-    ];
     const [bq, bk, bv] = [this.buf(q), this.buf(k), this.buf(v)];
     this.engine.run(
       cfg ? attentionTiledBackwardQKernel(p.hd, cfg) : attentionBackwardQKernel(p.hd),
       [bq, bk, bv, this.buf(y), this.buf(dy), this.buf(lse), dqkv.buffer, D.buffer],
-      this.attParams(p),
-      groups(cfg ? cfg.dq.br : ATT_ROWS),
+      attentionParams(p),
+      attentionGroups(p, cfg ? cfg.dq.br : ATT_ROWS),
     );
     this.engine.run(
       cfg ? attentionTiledBackwardKVKernel(p.hd, cfg) : attentionBackwardKVKernel(p.hd),
       [bq, bk, bv, this.buf(dy), this.buf(lse), D.buffer, dqkv.buffer],
-      this.attParams(p),
-      groups(cfg ? cfg.dkv.bc : ATT_ROWS),
+      attentionParams(p),
+      attentionGroups(p, cfg ? cfg.dkv.bc : ATT_ROWS),
     );
     this.engine.release(D.buffer);
     return dqkv;
@@ -629,11 +655,10 @@ export class WebGpuBackend implements Backend {
     h: AdamParams,
     gscale?: Storage | null,
   ): void {
-    const f = [h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, h.biasCorrection1, h.biasCorrection2];
     this.engine.run(
       adamwKernel(),
       [this.buf(p), this.buf(g), this.buf(m), this.buf(v), gscale ? this.buf(gscale) : this.dummy],
-      [n, ...f.map(f32Bits), gscale ? 1 : 0, f32Bits(h.oneMinusBeta1), f32Bits(h.oneMinusBeta2)],
+      adamwParams({ ...h, n, scaled: !!gscale }),
       groups1d(n),
     );
   }
@@ -650,7 +675,6 @@ export class WebGpuBackend implements Backend {
       }
       return;
     }
-    const head = [h.lr, h.beta1, h.beta2, h.eps, h.biasCorrection1, h.biasCorrection2].map(f32Bits);
     for (let c = 0; c < items.length; c += per) {
       const chunk = items.slice(c, c + per);
       const offs = [0];
@@ -662,14 +686,12 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         adamwManyKernel(chunk.length),
         bufs,
-        [
-          ...head,
-          gscale ? 1 : 0,
-          f32Bits(h.oneMinusBeta1),
-          f32Bits(h.oneMinusBeta2),
-          ...offs,
-          ...chunk.map((it) => f32Bits(it.weightDecay)),
-        ],
+        adamwManyParams({
+          ...h,
+          scaled: !!gscale,
+          offsets: offs,
+          weightDecays: chunk.map((it) => it.weightDecay),
+        }),
         groups1d(offs[offs.length - 1]),
       );
     }
@@ -688,7 +710,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       sgdKernel(),
       [this.buf(p), this.buf(g), this.buf(buf), gscale ? this.buf(gscale) : this.dummy],
-      [n, f32Bits(lr), f32Bits(momentum), f32Bits(weightDecay), gscale ? 1 : 0],
+      sgdParams({ n, lr, momentum, weightDecay, scaled: !!gscale }),
       groups1d(n),
     );
   }
@@ -702,7 +724,7 @@ export class WebGpuBackend implements Backend {
       this.engine.run(
         sumSquaresKernel(),
         [this.buf(g.s), partials.buffer],
-        [g.n, slot],
+        sumSquaresParams({ n: g.n, slot }),
         [NORM_PARTIALS, 1, 1],
       )
     );
@@ -710,7 +732,7 @@ export class WebGpuBackend implements Backend {
     this.engine.run(
       clipFactorKernel(),
       [partials.buffer, o.buffer],
-      [grads.length * NORM_PARTIALS, f32Bits(maxNorm)],
+      clipFactorParams({ count: grads.length * NORM_PARTIALS, maxNorm }),
       [1, 1, 1],
     );
     this.free(partials);

@@ -23,13 +23,45 @@
  * @module
  */
 
+import type { AttentionParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
-import { PRELUDE } from "./common.ts";
+import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /** Query (or key) rows per workgroup: one thread each. */
 export const ATT_ROWS = 64;
 /** Largest head width the fused kernels take (registers hold several rows of this width). */
 export const ATT_MAX_HD = 256;
+
+/**
+ * Parameters of every fused attention kernel (these and the tiled ones of `attention_tiled.ts`),
+ * named as in `AttentionParams`: batch, sequence length, heads, the element offsets of q, k and v,
+ * their row stride, and the score scale.
+ */
+export const ATTENTION_PARAMS = paramLayout({
+  B: "u32",
+  T: "u32",
+  nHead: "u32",
+  qOff: "u32",
+  kOff: "u32",
+  vOff: "u32",
+  rowStride: "u32",
+  scale: "f32",
+});
+/** Launcher of the fused attention kernels (an `AttentionParams` will do). */
+export function attentionParams(p: ParamsOf<typeof ATTENTION_PARAMS>): number[] {
+  return ATTENTION_PARAMS.pack(p);
+}
+/**
+ * Dispatch of a fused attention kernel whose workgroup owns `rows` query (or key) rows:
+ * [⌈T / rows⌉, B·nHead, 1] ({@link ATT_ROWS} for the row kernels, the tile's rows for the tiled
+ * ones).
+ */
+export function attentionGroups(
+  p: Pick<AttentionParams, "B" | "T" | "nHead">,
+  rows: number,
+): [number, number, number] {
+  return [Math.ceil(p.T / rows), p.B * p.nHead, 1];
+}
 
 /** Rows per staged tile for head width `hd`: 2 · rows · hd floats fit in 8 KiB… 16 KiB. */
 export function attTile(hd: number): number {
@@ -74,26 +106,26 @@ fn stageKV(k0: u32, b: u32, h: u32, T: u32, t: u32) {
     var vv = 0.0;
     if (j < T) {
       let base = rowBase(b, j, T, h) + e % HD;
-      kv = K[pu(4u) + base];
-      vv = V[pu(5u) + base];
+      kv = K[p_kOff() + base];
+      vv = V[p_vOff() + base];
     }
     Ks[e] = kv;
     Vs[e] = vv;
   }
 }`;
 
-// params (all kernels): B, T, nh, qOff, kOff, vOff, rowStride, scale (f32 bits)
+// params (all kernels): ATTENTION_PARAMS
 const HEAD = (hd: number) =>
-  `${PRELUDE}
+  `${prelude(ATTENTION_PARAMS)}
 const HD: u32 = ${hd}u;
 const R: u32 = ${ATT_ROWS}u;
 const BK: u32 = ${attTile(hd)}u;
-fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * pu(6u) + h * HD; }
+fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * p_rowStride() + h * HD; }
 `;
 
 /**
  * Forward. Bindings: Q, K, V (read-only, may be one buffer), Y [B, T, nh·hd], L [B, nh, T].
- * Dispatch: [⌈T/64⌉, B·nh, 1].
+ * params: {@link ATTENTION_PARAMS}. Dispatch: {@link attentionGroups}(p, ATT_ROWS).
  */
 export function attentionForwardKernel(hd: number): Kernel {
   return {
@@ -106,9 +138,9 @@ ${STAGE_KV}
 
 @compute @workgroup_size(${ATT_ROWS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let T = pu(1u);
-  let nh = pu(2u);
-  let sc = pf(7u);
+  let T = p_T();
+  let nh = p_nHead();
+  let sc = p_scale();
   let b = wg.y / nh;
   let h = wg.y % nh;
   let i = wg.x * R + lid.x; // this thread's query row
@@ -116,7 +148,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var q: array<f32, HD>;
   var o: array<f32, HD>;
   if (valid) {
-    let qb = pu(3u) + rowBase(b, i, T, h);
+    let qb = p_qOff() + rowBase(b, i, T, h);
     for (var d = 0u; d < HD; d++) { q[d] = Q[qb + d] * sc; o[d] = 0.0; }
   }
   var m: f32 = -1e30; // finite sentinel: exp(m - mb) underflows to 0 on the first tile
@@ -160,7 +192,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 /**
  * Backward, part 1 (run first). Bindings: Q, K, V, Y, DY (read-only), LSE, DQKV (dq written into
  * columns [0, C) of the [B, T, 3C] gradient), Dv (D_i written, [B, nh, T]).
- * Dispatch: [⌈T/64⌉, B·nh, 1].
+ * params: {@link ATTENTION_PARAMS}. Dispatch: {@link attentionGroups}(p, ATT_ROWS).
  */
 export function attentionBackwardQKernel(hd: number): Kernel {
   return {
@@ -173,9 +205,9 @@ ${STAGE_KV}
 
 @compute @workgroup_size(${ATT_ROWS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let T = pu(1u);
-  let nh = pu(2u);
-  let sc = pf(7u);
+  let T = p_T();
+  let nh = p_nHead();
+  let sc = p_scale();
   let C = nh * HD;
   let b = wg.y / nh;
   let h = wg.y % nh;
@@ -187,7 +219,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   var Di: f32 = 0.0;
   var lse: f32 = 0.0;
   if (valid) {
-    let qb = pu(3u) + rowBase(b, i, T, h);
+    let qb = p_qOff() + rowBase(b, i, T, h);
     let yb = (b * T + i) * C + h * HD;
     for (var d = 0u; d < HD; d++) {
       q[d] = Q[qb + d] * sc;
@@ -227,7 +259,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
 
 /**
  * Backward, part 2 (after part 1, which wrote D). Bindings: Q, K, V, DY, LSE, Dv (read-only),
- * DQKV (dk into columns [C, 2C), dv into [2C, 3C)). Dispatch: [⌈T/64⌉, B·nh, 1].
+ * DQKV (dk into columns [C, 2C), dv into [2C, 3C)). params: {@link ATTENTION_PARAMS}.
+ * Dispatch: {@link attentionGroups}(p, ATT_ROWS).
  */
 export function attentionBackwardKVKernel(hd: number): Kernel {
   return {
@@ -241,9 +274,9 @@ var<workgroup> Ds: array<f32, ${attTile(hd)}>;
 
 @compute @workgroup_size(${ATT_ROWS})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let T = pu(1u);
-  let nh = pu(2u);
-  let sc = pf(7u);
+  let T = p_T();
+  let nh = p_nHead();
+  let sc = p_scale();
   let C = nh * HD;
   let b = wg.y / nh;
   let h = wg.y % nh;
@@ -256,8 +289,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   if (valid) {
     let base = rowBase(b, j, T, h);
     for (var d = 0u; d < HD; d++) {
-      k[d] = K[pu(4u) + base + d];
-      v[d] = V[pu(5u) + base + d];
+      k[d] = K[p_kOff() + base + d];
+      v[d] = V[p_vOff() + base + d];
       dk[d] = 0.0;
       dv[d] = 0.0;
     }
@@ -269,7 +302,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       var qv = 0.0;
       var dyv = 0.0;
       if (i < T) {
-        qv = Q[pu(3u) + rowBase(b, i, T, h) + e % HD] * sc;
+        qv = Q[p_qOff() + rowBase(b, i, T, h) + e % HD] * sc;
         dyv = DY[(b * T + i) * C + h * HD + e % HD];
       }
       Qs[e] = qv;

@@ -29,8 +29,8 @@
  */
 
 import type { Kernel } from "../engine.ts";
-import { BWD_KV_BINDINGS, BWD_Q_BINDINGS, FWD_BINDINGS } from "./attention.ts";
-import { PRELUDE } from "./common.ts";
+import { ATTENTION_PARAMS, BWD_KV_BINDINGS, BWD_Q_BINDINGS, FWD_BINDINGS } from "./attention.ts";
+import { prelude } from "./common.ts";
 
 /** Row counts of one tiled kernel: Br query rows and Bc key rows per tile (multiples of 16). */
 export interface TileShape {
@@ -110,11 +110,11 @@ export function attentionTileConfig(
   return fwd && dq && dkv ? { threads, hp, fwd, dq, dkv } : null;
 }
 
-// Constants and helpers shared by the three kernels; params: B, T, nh, qOff, kOff, vOff,
-// rowStride, scale (f32 bits), as for the row kernels. [rows, HP] tiles hold vec4s along the head
+// Constants and helpers shared by the three kernels; params: ATTENTION_PARAMS, as for the row
+// kernels (launcher attentionParams, dispatch attentionGroups(p, the tile's rows)). [rows, HP] tiles hold vec4s along the head
 // (HV per row, stride SV = HV + 1: odd, so reads across rows fall in different banks).
 const HEAD = (hd: number, { hp, threads }: AttentionTileConfig, s: TileShape, gy = threads / 8) =>
-  `${PRELUDE}
+  `${prelude(ATTENTION_PARAMS)}
 const HD: u32 = ${hd}u;
 const HV: u32 = ${hp / 4}u;     // vec4s per head row (head width padded to a multiple of 32)
 const SV: u32 = ${hp / 4 + 1}u; // vec4 row stride of the [rows, HP] tiles
@@ -127,7 +127,7 @@ const RA: u32 = ${s.br / gy}u;  // rows of BR per thread
 const CA: u32 = ${s.bc / gy}u;  // rows of BC per thread (dkv outputs)
 const CB: u32 = ${s.bc / 8}u;   // columns of BC per thread (score tiles)
 const HB: u32 = ${hp / 32}u;    // vec4 columns of the head per thread (head-width outputs)
-fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * pu(6u) + h * HD; }
+fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * p_rowStride() + h * HD; }
 `;
 
 // Stages rows r0 … r0+N-1 of head h of X (its element base(r) per row) into a [N, SV] vec4 tile,
@@ -146,14 +146,14 @@ fn ${fn}(r0: u32, b: u32, h: u32, T: u32, t: u32, sc: f32) {
   }
 }`;
 const QKV_BASE = (w: string) => `${w} + rowBase(b, r0 + r, T, h)`;
-const DY_BASE = "(b * T + r0 + r) * pu(2u) * HD + h * HD";
+const DY_BASE = "(b * T + r0 + r) * p_nHead() * HD + h * HD";
 // The staging functions of a kernel: stageQ (BR rows), stageK and stageV (BC rows), and stageDY
 // (BR rows) when `dy`.
 const STAGES = (dy: boolean) =>
   [
-    stage("stageQ", "Q", "Qs", "BR", QKV_BASE("pu(3u)")),
-    stage("stageK", "K", "Ks", "BC", QKV_BASE("pu(4u)")),
-    stage("stageV", "V", "Vs", "BC", QKV_BASE("pu(5u)")),
+    stage("stageQ", "Q", "Qs", "BR", QKV_BASE("p_qOff()")),
+    stage("stageK", "K", "Ks", "BC", QKV_BASE("p_kOff()")),
+    stage("stageV", "V", "Vs", "BC", QKV_BASE("p_vOff()")),
     ...(dy ? [stage("stageDY", "DY", "DYs", "BR", DY_BASE)] : []),
   ].join("\n");
 
@@ -165,8 +165,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let t = lid.x;
   let ty = t / 8u;
   let tx = t % 8u;
-  let T = pu(1u);
-  let nh = pu(2u);
+  let T = p_T();
+  let nh = p_nHead();
   let C = nh * HD;
   let b = wg.y / nh;
   let h = wg.y % nh;`;
@@ -244,7 +244,7 @@ const WRITE = (
 
 /**
  * Forward. Bindings: Q, K, V (read-only, may be one buffer), Y [B, T, nh·hd], L [B, nh, T].
- * Dispatch: [⌈T/Br⌉, B·nh, 1].
+ * params: `ATTENTION_PARAMS`. Dispatch: `attentionGroups(p, br)`.
  */
 export function attentionTiledForwardKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.fwd;
@@ -263,7 +263,7 @@ var<workgroup> Cs: array<f32, ${s.br}>; // this tile's rescale factor per row
 ${STAGES(false)}
 ${MAIN(cfg.threads)}
   let i0 = wg.x * BR;
-  stageQ(i0, b, h, T, t, pf(7u));
+  stageQ(i0, b, h, T, t, p_scale());
   if (t < BR) { Ms[t] = -1e30; Ls[t] = 0.0; }
   var o = array<vec4<f32>, RA * HB>(); // rows ty + GY·a, vec4 columns tx + 8c
   let kEnd = min(T, i0 + BR); // keys any row of this block sees
@@ -324,7 +324,7 @@ ${WRITE("o", "RA", "i0", "Y", "(b * T + i) * C + h * HD", "1.0")}
 /**
  * Backward, part 1 (run first). Bindings: Q, K, V, Y, DY (read-only), LSE, DQKV (dq written into
  * columns [0, C) of the [B, T, 3C] gradient), Dv (D_i written, [B, nh, T]).
- * Dispatch: [⌈T/Br⌉, B·nh, 1].
+ * params: `ATTENTION_PARAMS`. Dispatch: `attentionGroups(p, br)`.
  */
 export function attentionTiledBackwardQKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.dq;
@@ -343,7 +343,7 @@ var<workgroup> Dr: array<f32, ${s.br}>;
 ${STAGES(true)}
 ${MAIN(cfg.threads)}
   let i0 = wg.x * BR;
-  stageQ(i0, b, h, T, t, pf(7u));
+  stageQ(i0, b, h, T, t, p_scale());
   stageDY(i0, b, h, T, t, 1.0);
   if (t < BR) {
     let i = i0 + t;
@@ -369,14 +369,15 @@ ${SCORES(false)}
 ${PRODUCT("dq", "RA", "BC", "DSs[(ty + GY * a) * BS + k]", "Ks")}
     workgroupBarrier();
   }
-${WRITE("dq", "RA", "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "pf(7u)")}
+${WRITE("dq", "RA", "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "p_scale()")}
 }`,
   };
 }
 
 /**
  * Backward, part 2 (after part 1, which wrote D). Bindings: Q, K, V, DY, LSE, Dv (read-only),
- * DQKV (dk into columns [C, 2C), dv into [2C, 3C)). Dispatch: [⌈T/Bc⌉, B·nh, 1].
+ * DQKV (dk into columns [C, 2C), dv into [2C, 3C)). params: `ATTENTION_PARAMS`.
+ * Dispatch: `attentionGroups(p, bc)`.
  */
 export function attentionTiledBackwardKVKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.dkv;
@@ -402,7 +403,7 @@ ${MAIN(cfg.threads)}
   var dv = array<vec4<f32>, CA * HB>();
   // Queries before this block's first key see none of its keys.
   for (var i0 = (j0 / BR) * BR; i0 < T; i0 += BR) {
-    stageQ(i0, b, h, T, t, pf(7u));
+    stageQ(i0, b, h, T, t, p_scale());
     stageDY(i0, b, h, T, t, 1.0);
     if (t < BR) {
       var lse = 0.0;

@@ -6,21 +6,32 @@
  */
 
 import type { Kernel } from "../engine.ts";
-import { MAIN_1D, PRELUDE } from "./common.ts";
+import { MAIN_1D, N_PARAMS, paramLayout, type ParamsOf, prelude } from "./common.ts";
+import { MAX_RANK } from "./elementwise.ts";
 
-/** params: n, V, C. Bindings: ids (i32), table, out. An id outside [0, V) gives a NaN row. */
+/** Parameters of {@link embeddingKernel} (and of its backward): n ids, V entries of C floats. */
+export const EMBEDDING_PARAMS = paramLayout({ n: "u32", V: "u32", C: "u32" });
+/** Launcher of {@link embeddingKernel}. Dispatch: `groups1d(n · C)`. */
+export function embeddingParams(p: ParamsOf<typeof EMBEDDING_PARAMS>): number[] {
+  return EMBEDDING_PARAMS.pack(p);
+}
+
+/**
+ * params: {@link EMBEDDING_PARAMS}. Bindings: ids (i32), table, out. An id outside [0, V) gives a
+ * NaN row.
+ */
 export function embeddingKernel(): Kernel {
   return {
     key: "embedding",
-    code: `${PRELUDE}
+    code: `${prelude(EMBEDDING_PARAMS)}
 @group(0) @binding(1) var<storage, read> I: array<i32>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  let n = pu(0u);
-  let V = pu(1u);
-  let C = pu(2u);
+  let n = p_n();
+  let V = p_V();
+  let C = p_C();
   if (i >= n * C) { return; }
   let id = I[i / C];
   if (id < 0 || u32(id) >= V) { O[i] = nan(); return; }
@@ -30,25 +41,38 @@ ${MAIN_1D} {
 }
 
 /**
- * Strided gather of 32-bit words (f32 or i32) or f16 halves.
- * params: n, rank, offset, shape[6] (3..8), strides[6] (9..14).
+ * Parameters of {@link stridedKernel}: n outputs, the rank, the source offset, and the shape and
+ * source strides (rank ≤ `MAX_RANK` entries each).
  */
+export const STRIDED_PARAMS = paramLayout({
+  n: "u32",
+  rank: "u32",
+  offset: "u32",
+  shape: ["u32", MAX_RANK],
+  strides: ["u32", MAX_RANK],
+});
+/** Launcher of {@link stridedKernel}. Dispatch: `groups1d(n)`. */
+export function stridedParams(p: ParamsOf<typeof STRIDED_PARAMS>): number[] {
+  return STRIDED_PARAMS.pack(p);
+}
+
+/** Strided gather of 32-bit words (f32 or i32) or f16 halves; params: {@link STRIDED_PARAMS}. */
 export function stridedKernel(elem: "u32" | "f16"): Kernel {
   return {
     key: `strided:${elem}`,
-    code: `${elem === "f16" ? "enable f16;" : ""}${PRELUDE}
+    code: `${elem === "f16" ? "enable f16;" : ""}${prelude(STRIDED_PARAMS)}
 @group(0) @binding(1) var<storage, read> A: array<${elem}>;
 @group(0) @binding(2) var<storage, read_write> O: array<${elem}>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  if (i >= pu(0u)) { return; }
-  let rank = pu(1u);
+  if (i >= p_n()) { return; }
+  let rank = p_rank();
   var rem = i;
-  var src = pu(2u);
+  var src = p_offset();
   for (var d = 0u; d < rank; d++) {
     let ax = rank - 1u - d;
-    let n = pu(3u + ax);
-    src += (rem % n) * pu(9u + ax);
+    let n = p_shape(ax);
+    src += (rem % n) * p_strides(ax);
     rem = rem / n;
   }
   O[i] = A[src];
@@ -56,16 +80,19 @@ ${MAIN_1D} {
   };
 }
 
-/** Casts between f32 and f16 (round to nearest even on the way down). params: n. */
+/**
+ * Casts between f32 and f16 (round to nearest even on the way down). params: `N_PARAMS` (launcher
+ * `nParams`). Dispatch: `groups1d(n)`.
+ */
 export function castKernel(from: "f32" | "f16", to: "f32" | "f16"): Kernel {
   return {
     key: `cast:${from}:${to}`,
-    code: `enable f16;${PRELUDE}
+    code: `enable f16;${prelude(N_PARAMS)}
 @group(0) @binding(1) var<storage, read> A: array<${from}>;
 @group(0) @binding(2) var<storage, read_write> O: array<${to}>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  if (i >= pu(0u)) { return; }
+  if (i >= p_n()) { return; }
   O[i] = ${to}(A[i]);
 }`,
   };

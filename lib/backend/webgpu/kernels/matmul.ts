@@ -25,7 +25,7 @@
 import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
 import type { QWeightSpec } from "./qmatmul.ts";
-import { PRELUDE } from "./common.ts";
+import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /** One design of the family: tile sizes and pipelining. */
 export interface MatmulVariant {
@@ -110,6 +110,26 @@ export function matmulSpec(p: MatmulParams): MatmulSpec {
 /** Workgroup counts of a product with a variant: [⌈N/BN⌉, ⌈M/BM⌉, batch]. */
 export function matmulGroups(v: MatmulVariant, p: MatmulParams): [number, number, number] {
   return [Math.ceil(p.N / v.bn), Math.ceil(p.M / v.bm), p.batch];
+}
+
+/**
+ * Parameters of {@link matmulKernel}: op(A) [M, K] · op(B) [K, N], the batch strides of A and B
+ * (0 broadcasts), whether the bias is added, the factor `alpha` of the product, and whether the
+ * output is added to (named as in `MatmulParams`).
+ */
+export const MATMUL_PARAMS = paramLayout({
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  strideA: "u32",
+  strideB: "u32",
+  hasBias: "bool",
+  alpha: "f32",
+  accumulate: "bool",
+});
+/** Launcher of {@link matmulKernel}. Dispatch: {@link matmulGroups}. */
+export function matmulParams(p: ParamsOf<typeof MATMUL_PARAMS>): number[] {
+  return MATMUL_PARAMS.pack(p);
 }
 
 /** How one operand is staged: memory layout, tile extent and load width. */
@@ -296,9 +316,8 @@ function genEpilogue(v: MatmulVariant, vecO: boolean, half = { bias: false, out:
 }
 
 /**
- * The kernel of one variant and spec. params: M, N, K, strideA, strideB, hasBias, alpha (f32
- * bits), accumulate. Bindings: A, B, bias (ignored unless hasBias), out (read too when
- * accumulating). Dispatch: {@link matmulGroups}.
+ * The kernel of one variant and spec. params: {@link MATMUL_PARAMS}. Bindings: A, B, bias
+ * (ignored unless hasBias), out (read too when accumulating). Dispatch: {@link matmulGroups}.
  *
  * With `q`, B is a packed frozen weight (f16, int8, NF4, FP4, …) de-quantized as the k-slices
  * are staged, so each decoded weight serves every row of the tile (the fused QLoRA product).
@@ -405,7 +424,7 @@ ${q.decodeWgsl(4)}`
     key: `matmul:${v.name}:${tA}${tB}:${vA}${vB}${vO}${q ? `:q:${q.key}` : ""}${
       half ? `:h${half.out}` : ""
     }`,
-    code: `${half ? "enable f16;\n" : ""}${PRELUDE}
+    code: `${half ? "enable f16;\n" : ""}${prelude(MATMUL_PARAMS)}
 // variant ${v.name}: ${v.bm}×${v.bn} tile, ${v.tm}×${v.tn} per thread, BK ${v.bk}` +
       `${
         v.doubleBuffer ? ", double-buffered" : ""
@@ -416,14 +435,14 @@ var<workgroup> Bs: array<vec4<f32>, ${nbuf * bSlice}>; // Bs[k][n], rows of ${B.
 
 @compute @workgroup_size(${TX}, ${v.bm / v.tm}, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(0u);
-  let N = pu(1u);
-  let K = pu(2u);
-  let a0 = wg.z * pu(3u);
-  let b0 = wg.z * pu(4u);
-  let hasBias = pu(5u) == 1u;
-  let alpha = pf(6u);
-  let accumulate = pu(7u) == 1u;
+  let M = p_M();
+  let N = p_N();
+  let K = p_K();
+  let a0 = wg.z * p_strideA();
+  let b0 = wg.z * p_strideB();
+  let hasBias = p_hasBias();
+  let alpha = p_alpha();
+  let accumulate = p_accumulate();
   let row0 = wg.y * ${v.bm}u;
   let col0 = wg.x * ${v.bn}u;
   let tx = lid.x;

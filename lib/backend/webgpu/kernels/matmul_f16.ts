@@ -21,8 +21,9 @@
  * @module
  */
 
+import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
-import { PRELUDE } from "./common.ts";
+import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /** Output tile edge (rows and columns per workgroup). */
 export const F16_TILE = 64;
@@ -35,15 +36,39 @@ export type F16Accumulate = "f32" | "f16";
 export type F16Out = "f16" | "f32";
 
 /**
- * params: M, N, K, transA, transB, strideA, strideB, hasBias (as the f32 `matmul`).
- * Bindings: A (f16), B (f16), bias (f16; ignored unless hasBias), out (`out`).
- * Dispatch: [⌈N/64⌉, ⌈M/64⌉, batch].
+ * Parameters of {@link matmulF16Kernel}: as the f32 matmul's (named as in `MatmulParams`), with
+ * the transpositions as flags instead of baked in, and no alpha or accumulation.
+ */
+export const MATMUL_F16_PARAMS = paramLayout({
+  M: "u32",
+  N: "u32",
+  K: "u32",
+  transA: "bool",
+  transB: "bool",
+  strideA: "u32",
+  strideB: "u32",
+  hasBias: "bool",
+});
+/** Launcher of {@link matmulF16Kernel}. Dispatch: {@link matmulF16Groups}. */
+export function matmulF16Params(p: ParamsOf<typeof MATMUL_F16_PARAMS>): number[] {
+  return MATMUL_F16_PARAMS.pack(p);
+}
+/** Dispatch of {@link matmulF16Kernel}: [⌈N/64⌉, ⌈M/64⌉, batch]. */
+export function matmulF16Groups(
+  p: Pick<MatmulParams, "M" | "N" | "batch">,
+): [number, number, number] {
+  return [Math.ceil(p.N / F16_TILE), Math.ceil(p.M / F16_TILE), p.batch];
+}
+
+/**
+ * params: {@link MATMUL_F16_PARAMS}. Bindings: A (f16), B (f16), bias (f16; ignored unless
+ * hasBias), out (`out`). Dispatch: {@link matmulF16Groups}.
  */
 export function matmulF16Kernel(acc: F16Accumulate = "f32", out: F16Out = "f16"): Kernel {
   return {
     key: `matmul_f16:acc${acc}:out${out}`,
     code: `enable f16;
-${PRELUDE}
+${prelude(MATMUL_F16_PARAMS)}
 alias T = ${acc}; // accumulation type: staged slices, registers, bias add
 const BM: u32 = ${F16_TILE}u;
 const BN: u32 = ${F16_TILE}u;
@@ -57,13 +82,13 @@ var<workgroup> Bs: array<T, ${F16_TILE * BK}>; // Bs[k * BN + n]
 
 @compute @workgroup_size(16, 16, 1)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let M = pu(0u);
-  let N = pu(1u);
-  let K = pu(2u);
-  let ta = pu(3u) == 1u;
-  let tb = pu(4u) == 1u;
-  let a0 = wg.z * pu(5u);
-  let b0 = wg.z * pu(6u);
+  let M = p_M();
+  let N = p_N();
+  let K = p_K();
+  let ta = p_transA();
+  let tb = p_transB();
+  let a0 = wg.z * p_strideA();
+  let b0 = wg.z * p_strideB();
   let row0 = wg.y * BM;
   let col0 = wg.x * BN;
   let tid = lid.y * 16u + lid.x;
@@ -118,7 +143,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
       let c = col0 + lid.x + 16u * j;
       if (c >= N) { continue; }
       var v = acc[i * 4u + j];
-      if (pu(7u) == 1u) { v += T(Bias[c]); }
+      if (p_hasBias()) { v += T(Bias[c]); }
       O[o0 + r * N + c] = ${out}(v);
     }
   }

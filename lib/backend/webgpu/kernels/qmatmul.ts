@@ -23,7 +23,7 @@
  */
 
 import type { Kernel } from "../engine.ts";
-import { MAIN_1D, PRELUDE } from "./common.ts";
+import { MAIN_1D, paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /**
  * What a kernel bakes in about the weight, handed over by the weight's format (built in
@@ -48,20 +48,27 @@ export const MV_WG_ROWS = 8;
 /** W columns per workgroup of the transposed matrix-vector kernel. */
 export const MVT_WG_COLS = 256;
 
+/** Parameters of {@link qDequantKernel}: the element count N·K and the row length K. */
+export const Q_DEQUANT_PARAMS = paramLayout({ numel: "u32", K: "u32" });
+/** Launcher of {@link qDequantKernel}. Dispatch: `groups1d(numel)`. */
+export function qDequantParams(p: ParamsOf<typeof Q_DEQUANT_PARAMS>): number[] {
+  return Q_DEQUANT_PARAMS.pack(p);
+}
+
 /**
- * W [N, K] de-quantized to f32. params: numel, K. Bindings: out, then the weight's.
- * Dispatch: `groups1d(numel)`.
+ * W [N, K] de-quantized to f32. params: {@link Q_DEQUANT_PARAMS}. Bindings: out, then the
+ * weight's. Dispatch: `groups1d(numel)`.
  */
 export function qDequantKernel(s: QWeightSpec): Kernel {
   return {
     key: `qdequant:${s.key}`,
-    code: `${PRELUDE}
+    code: `${prelude(Q_DEQUANT_PARAMS)}
 @group(0) @binding(1) var<storage, read_write> O: array<f32>;
 ${s.decodeWgsl(2)}
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  if (i >= pu(0u)) { return; }
-  O[i] = wval(i, i / pu(1u));
+  if (i >= p_numel()) { return; }
+  O[i] = wval(i, i / p_K());
 }`,
   };
 }
@@ -87,13 +94,37 @@ function rows(f: (m: number) => string): string {
 }
 
 /**
+ * Parameters of {@link qMatvecKernel}: the x rows of this dispatch (≤ {@link MV_ROWS}), the
+ * outputs and inner length of a row, W's row length K, whether the bias is added, and the first
+ * x row.
+ */
+export const Q_MATVEC_PARAMS = paramLayout({
+  rows: "u32",
+  outputs: "u32",
+  inner: "u32",
+  K: "u32",
+  hasBias: "bool",
+  x0: "u32",
+});
+/** Launcher of {@link qMatvecKernel}. Dispatch: {@link qMatvecGroups}. */
+export function qMatvecParams(p: ParamsOf<typeof Q_MATVEC_PARAMS>): number[] {
+  return Q_MATVEC_PARAMS.pack(p);
+}
+/**
+ * Dispatch of {@link qMatvecKernel} over W [N, K]: [⌈N / 8⌉, 1, 1] untransposed,
+ * [⌈K / 256⌉, 1, 1] with `transW`.
+ */
+export function qMatvecGroups(N: number, K: number, transW: boolean): [number, number, number] {
+  return [transW ? Math.ceil(K / MVT_WG_COLS) : Math.ceil(N / MV_WG_ROWS), 1, 1];
+}
+
+/**
  * Matrix-vector `y = x · op(W) (+ bias)` for up to {@link MV_ROWS} rows of x at a time.
- * params: rows (≤ MV_ROWS), outputs, inner, K, hasBias, first row x0.
- * Bindings: x [*, inner], bias [outputs], y [*, outputs], then the weight's.
- * Dispatch: [⌈N / 8⌉, 1, 1] untransposed, [⌈K / 256⌉, 1, 1] with `transW`.
+ * params: {@link Q_MATVEC_PARAMS}. Bindings: x [*, inner], bias [outputs], y [*, outputs], then
+ * the weight's. Dispatch: {@link qMatvecGroups}.
  */
 export function qMatvecKernel(s: QWeightSpec, transW: boolean): Kernel {
-  const head = `${PRELUDE}
+  const head = `${prelude(Q_MATVEC_PARAMS)}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -101,12 +132,12 @@ ${s.decodeWgsl(4)}
 ${LOAD8}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-  let M = pu(0u);
-  let NO = pu(1u);
-  let KI = pu(2u);
-  let WK = pu(3u);
-  let hasBias = pu(4u) == 1u;
-  let x0 = pu(5u);`;
+  let M = p_rows();
+  let NO = p_outputs();
+  let KI = p_inner();
+  let WK = p_K();
+  let hasBias = p_hasBias();
+  let x0 = p_x0();`;
   if (!transW) {
     // 8 rows of W per workgroup, 32 threads per row, each taking groups of 8 columns in turn;
     // acc[m] is x row m's partial dot product.

@@ -10,30 +10,47 @@
 
 import type { ReduceOp } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
-import { MAIN_1D, PRELUDE } from "./common.ts";
+import { MAIN_1D, paramLayout, type ParamsOf, prelude } from "./common.ts";
+
+/**
+ * Parameters of {@link reduceKernel}: the [outer, len, inner] view, the chunk length and count,
+ * and the divisor of a mean.
+ */
+export const REDUCE_PARAMS = paramLayout({
+  outer: "u32",
+  len: "u32",
+  inner: "u32",
+  chunk: "u32",
+  chunks: "u32",
+  div: "u32",
+});
+/** Launcher of {@link reduceKernel}. Dispatch: `groups1d(outer · chunks · inner)`. */
+export function reduceParams(p: ParamsOf<typeof REDUCE_PARAMS>): number[] {
+  return REDUCE_PARAMS.pack(p);
+}
 
 /**
  * out[o, s, j] = reduce of a[o, l, j] over l in [s·chunk, min(len, (s+1)·chunk)); a mean divides
  * by `div` (the original axis length). One pass: chunk = len, chunks = 1. Two passes: `sum` (or
  * `max`) into [outer, chunks, inner], then the op over the chunks with chunk = chunks.
- * params: outer, len, inner, chunk, chunks, div. Dispatch: groups1d(outer · chunks · inner).
+ * params: {@link REDUCE_PARAMS}. Dispatch: groups1d(outer · chunks · inner).
  */
 export function reduceKernel(op: ReduceOp): Kernel {
   const init = op === "max" ? "neg_inf()" : "0.0";
   const step = op === "max" ? "acc = max(acc, x);" : "acc += x;";
-  const fin = op === "mean" ? "acc / f32(pu(5u))" : "acc";
+  const fin = op === "mean" ? "acc / f32(p_div())" : "acc";
   return {
     key: `reduce:${op}`,
-    code: `${PRELUDE}
+    code: `${prelude(REDUCE_PARAMS)}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
 ${MAIN_1D} {
   let i = gidx(gid, nwg);
-  let outer = pu(0u);
-  let len = pu(1u);
-  let inner = pu(2u);
-  let chunk = pu(3u);
-  let S = pu(4u);
+  let outer = p_outer();
+  let len = p_len();
+  let inner = p_inner();
+  let chunk = p_chunk();
+  let S = p_chunks();
   if (i >= outer * S * inner) { return; }
   let j = i % inner;
   let s = (i / inner) % S;

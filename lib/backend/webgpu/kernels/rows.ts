@@ -12,7 +12,7 @@
  */
 
 import type { Kernel } from "../engine.ts";
-import { PRELUDE } from "./common.ts";
+import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /** Threads per row. */
 export const ROW_WG = 64;
@@ -62,22 +62,34 @@ const ROW_IDS = `
   let r = wg.y * nwg.x + wg.x;
   let lid = lidv.x;`;
 
-/** params: rows, cols, log, causal. Dispatch: {@link rowGroups}(rows). */
+/** Parameters of {@link softmaxKernel}: [rows, cols], log-softmax or softmax, causal mask. */
+export const SOFTMAX_PARAMS = paramLayout({
+  rows: "u32",
+  cols: "u32",
+  log: "bool",
+  causal: "bool",
+});
+/** Launcher of {@link softmaxKernel}. Dispatch: {@link rowGroups}(rows). */
+export function softmaxParams(p: ParamsOf<typeof SOFTMAX_PARAMS>): number[] {
+  return SOFTMAX_PARAMS.pack(p);
+}
+
+/** params: {@link SOFTMAX_PARAMS}. Bindings: L, O. Dispatch: {@link rowGroups}(rows). */
 export function softmaxKernel(): Kernel {
   return {
     key: "softmax",
-    code: `${PRELUDE}
+    code: `${prelude(SOFTMAX_PARAMS)}
 @group(0) @binding(1) var<storage, read> L: array<f32>;
 @group(0) @binding(2) var<storage, read_write> O: array<f32>;
 ${ROW_MAX_SUMEXP}
 ${ROW_MAIN} {
 ${ROW_IDS}
-  let rows = pu(0u);
-  let cols = pu(1u);
-  let isLog = pu(2u) == 1u;
+  let rows = p_rows();
+  let cols = p_cols();
+  let isLog = p_log();
   if (r >= rows) { return; }
   var last = cols - 1u;
-  if (pu(3u) == 1u) { last = r % cols; }
+  if (p_causal()) { last = r % cols; }
   let o = r * cols;
   let ms = rowMaxSumExp(o, last + 1u, lid);
   let mx = ms.x;
@@ -124,11 +136,18 @@ fn rowMeanRstd(o: u32, cols: u32, eps: f32, lid: u32) -> vec2<f32> {
   return vec2<f32>(mean, 1.0 / sqrt(wgSum(v, lid) / f32(cols) + eps));
 }`;
 
-/** params: rows, cols, eps (f32 bits). Bindings: x, gamma, beta, out. Dispatch: rowGroups. */
+/** Parameters of {@link layerNormKernel} (and of its backward's row pass): [rows, cols], eps. */
+export const LAYER_NORM_PARAMS = paramLayout({ rows: "u32", cols: "u32", eps: "f32" });
+/** Launcher of {@link layerNormKernel}. Dispatch: {@link rowGroups}(rows). */
+export function layerNormParams(p: ParamsOf<typeof LAYER_NORM_PARAMS>): number[] {
+  return LAYER_NORM_PARAMS.pack(p);
+}
+
+/** params: {@link LAYER_NORM_PARAMS}. Bindings: x, gamma, beta, out. Dispatch: rowGroups. */
 export function layerNormKernel(): Kernel {
   return {
     key: "layernorm",
-    code: `${PRELUDE}
+    code: `${prelude(LAYER_NORM_PARAMS)}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> G: array<f32>;
 @group(0) @binding(3) var<storage, read> Bt: array<f32>;
@@ -136,11 +155,11 @@ export function layerNormKernel(): Kernel {
 ${ROW_MEAN_RSTD}
 ${ROW_MAIN} {
 ${ROW_IDS}
-  let rows = pu(0u);
-  let cols = pu(1u);
+  let rows = p_rows();
+  let cols = p_cols();
   if (r >= rows) { return; }
   let o = r * cols;
-  let st = rowMeanRstd(o, cols, pf(2u), lid);
+  let st = rowMeanRstd(o, cols, p_eps(), lid);
   let mean = st.x;
   let rstd = st.y;
   for (var c = lid; c < cols; c += WG) { O[o + c] = (X[o + c] - mean) * rstd * G[c] + Bt[c]; }
@@ -149,22 +168,32 @@ ${ROW_IDS}
 }
 
 /**
- * params: rows, V, ignore. Bindings: logits, targets (i32), out. With ignore = 1 a target of -100
- * gives 0 (the row's max and sum are still computed: the barriers stay in uniform control flow);
- * any other target outside [0, V) gives NaN. Dispatch: rowGroups.
+ * Parameters of {@link crossEntropyKernel} (and of its backward): rows of V logits, and whether a
+ * target of -100 is ignored.
+ */
+export const CROSS_ENTROPY_PARAMS = paramLayout({ rows: "u32", V: "u32", ignore: "bool" });
+/** Launcher of {@link crossEntropyKernel}. Dispatch: {@link rowGroups}(rows). */
+export function crossEntropyParams(p: ParamsOf<typeof CROSS_ENTROPY_PARAMS>): number[] {
+  return CROSS_ENTROPY_PARAMS.pack(p);
+}
+
+/**
+ * params: {@link CROSS_ENTROPY_PARAMS}. Bindings: logits, targets (i32), out. With `ignore` a
+ * target of -100 gives 0 (the row's max and sum are still computed: the barriers stay in uniform
+ * control flow); any other target outside [0, V) gives NaN. Dispatch: rowGroups.
  */
 export function crossEntropyKernel(): Kernel {
   return {
     key: "cross_entropy",
-    code: `${PRELUDE}
+    code: `${prelude(CROSS_ENTROPY_PARAMS)}
 @group(0) @binding(1) var<storage, read> L: array<f32>;
 @group(0) @binding(2) var<storage, read> T: array<i32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
 ${ROW_MAX_SUMEXP}
 ${ROW_MAIN} {
 ${ROW_IDS}
-  let rows = pu(0u);
-  let V = pu(1u);
+  let rows = p_rows();
+  let V = p_V();
   if (r >= rows) { return; }
   let o = r * V;
   let ms = rowMaxSumExp(o, V, lid);
@@ -172,7 +201,7 @@ ${ROW_IDS}
   let sum = ms.y;
   if (lid == 0u) {
     let t = T[r];
-    if (pu(2u) != 0u && t == -100) {
+    if (p_ignore() && t == -100) {
       O[r] = 0.0;
     } else if (t < 0 || u32(t) >= V) {
       O[r] = nan();
