@@ -113,6 +113,8 @@ export interface LineShape {
   y1: number;
   /** Line style. */
   line?: { color?: string; width?: number; dash?: "solid" | "dash" | "dot" };
+  /** A label at the line's end (plotly.js's shape label; the static SVG draws it too). */
+  label?: { text: string; [key: string]: unknown };
 }
 
 /** Figure layout. */
