@@ -377,6 +377,8 @@ export interface BarOptions extends PlotOptions {
    * differences. Default: true when a baseline is given.
    */
   zoom?: boolean;
+  /** Stack the series in each category (parts of a whole) instead of side by side. */
+  stack?: boolean;
 }
 
 /** A grouped bar chart: one bar per category and series. */
@@ -394,7 +396,7 @@ export function bar(
     ...(s.labels ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside" } : {}),
   }));
   const layout = baseLayout(opts);
-  layout.barmode = "group";
+  layout.barmode = opts.stack ? "stack" : "group";
   layout.xaxis = { ...layout.xaxis, type: "category" };
   if (opts.logY) layout.yaxis = { ...layout.yaxis, type: "log" };
   else if (opts.zoom ?? opts.baseline !== undefined) {

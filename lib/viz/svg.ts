@@ -106,7 +106,7 @@ function numericScale(
 
 /** Approximate width in pixels of `s` at font size `size` (Open Sans / Arial). */
 export function textWidth(s: string, size = 11): number {
-  return s.length * size * 0.58;
+  return s.length * size * 0.62;
 }
 
 /** The colour a trace is drawn in: its own, else the colour cycle by trace index. */
@@ -325,6 +325,16 @@ export function xyRanges(fig: FigureSpec): {
     [lo, hi] = yRange as [number, number]; // an explicit range (bars are cut at its bottom)
     exact = true;
   } else if (bars && !log) [lo, hi] = [Math.min(0, lo), Math.max(0, hi)];
+  if (fig.layout.barmode === "stack" && !exact) {
+    const totals = new Map<string, number>(); // stacked bars: the tallest stack sets the top
+    for (const t of traces.filter((t) => t.type === "bar")) {
+      (t.x ?? []).forEach((v, k) => {
+        const key = String(v);
+        totals.set(key, (totals.get(key) ?? 0) + Math.max(0, Number((t.y ?? [])[k]) || 0));
+      });
+    }
+    hi = Math.max(hi, ...totals.values());
+  }
   if (log) lo = Math.min(...ys.filter((v) => v > 0));
   const cats: string[] = [];
   let xlo = Infinity, xhi = -Infinity;
@@ -392,7 +402,11 @@ function renderXY(fig: FigureSpec, W: number, H: number, _title: string): string
   });
 
   const base = logY ? B : Math.min(B, Math.max(T, sy.map(0)));
-  const group = fig.layout.barmode !== "overlay" ? bars.length : 1;
+  const stack = fig.layout.barmode === "stack";
+  const group = fig.layout.barmode === "group" || fig.layout.barmode === undefined
+    ? bars.length
+    : 1;
+  const stacked = new Map<string, number>(); // stack mode: each category's height so far
   const gap = fig.layout.bargap ?? 0.2;
   let plot = "", labels = "";
   traces.forEach((t) => {
@@ -404,20 +418,23 @@ function renderXY(fig: FigureSpec, W: number, H: number, _title: string): string
         let x0: number, w: number;
         if (categorical) {
           w = band * (1 - gap) / group;
-          x0 = xOf(xv) - band * (1 - gap) / 2 + (fig.layout.barmode !== "overlay" ? bi * w : 0);
+          x0 = xOf(xv) - band * (1 - gap) / 2 + (group > 1 ? bi * w : 0);
         } else {
           const wd = Array.isArray(t.width) ? t.width[k] : (t.width as number | undefined) ?? 0.8;
           x0 = sx.map((xv as number) - wd / 2);
           w = sx.map((xv as number) + wd / 2) - x0;
         }
-        const y = Math.min(B, Math.max(T, sy.map(yv[k])));
+        const below = stack ? stacked.get(String(xv)) ?? 0 : 0;
+        if (stack) stacked.set(String(xv), below + yv[k]);
+        const bottom = stack ? Math.min(B, Math.max(T, sy.map(below))) : base;
+        const y = Math.min(B, Math.max(T, sy.map(below + yv[k])));
         plot +=
-          `<rect x="${x0.toFixed(1)}" y="${Math.min(y, base).toFixed(1)}" width="${
+          `<rect x="${x0.toFixed(1)}" y="${Math.min(y, bottom).toFixed(1)}" width="${
             Math.max(w, 0.5).toFixed(1)
-          }" height="${Math.abs(base - y).toFixed(1)}" fill="${color}"` +
+          }" height="${Math.abs(bottom - y).toFixed(1)}" fill="${color}"` +
           `${fig.layout.barmode === "overlay" ? ` fill-opacity="0.6"` : ""}/>`;
         const lab = t.texttemplate === "%{text}" ? String(t.text?.[k] ?? "") : "";
-        if (lab) labels += text(x0 + w / 2, Math.min(y, base) - 4, lab, { size: 10 });
+        if (lab) labels += text(x0 + w / 2, Math.min(y, bottom) - 4, lab, { size: 10 });
       });
     } else {
       const mode = t.mode ?? "lines+markers";
