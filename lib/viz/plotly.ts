@@ -191,6 +191,9 @@ function styleLayout(data: readonly Trace[], layout: Layout): Layout {
   } else if (f.legend === "right" && out.legend === undefined) {
     out.legend = { x: 1.01, xanchor: "left", y: 1, yanchor: "top" };
   }
+  if (out.barmode === "stack" && out.legend && typeof out.legend === "object") {
+    out.legend = { traceorder: "normal", ...out.legend }; // as listed (plotly reverses stacks)
+  }
   if (f.slant && out.xaxis.tickangle === undefined) out.xaxis = { ...out.xaxis, tickangle: -35 };
   const y = rg.y;
   if (out.yaxis.range === undefined && Number.isFinite(y.lo) && Number.isFinite(y.hi)) {
@@ -393,7 +396,9 @@ export function bar(
     x: categories.map(String),
     y: [...s.values],
     ...(s.color ? { marker: { color: s.color } } : {}),
-    ...(s.labels ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside" } : {}),
+    ...(s.labels
+      ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside", cliponaxis: false }
+      : {}),
   }));
   const layout = baseLayout(opts);
   layout.barmode = opts.stack ? "stack" : "group";

@@ -242,11 +242,12 @@ function axisTitles(
   R: number,
   B: number,
   below = 0,
+  yTitleX = L - 52,
 ): string {
   let s = "";
   const xt = titleText(xa?.title), yt = titleText(ya?.title);
   if (xt) s += text((L + R) / 2, B + 42 + below, xt, { size: 13 });
-  if (yt) s += text(L - 52, (T + B) / 2, yt, { size: 13, rotate: true });
+  if (yt) s += text(yTitleX, (T + B) / 2, yt, { size: 13, rotate: true });
   return s;
 }
 
@@ -257,7 +258,11 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
   const flat = z.flat().filter(Number.isFinite);
   const zmin = tr.zmin ?? Math.min(...flat), zmax = tr.zmax ?? Math.max(...flat);
   const scale = tr.colorscale ?? VIRIDIS;
-  const L = fig.layout.yaxis?.title ? 70 : 40, T = title ? 50 : 20, R = W - 85, B = H - 60;
+  const rowLabels = (tr.y ?? []).map(String);
+  const labelW = Math.max(0, ...rowLabels.map((l) => textWidth(l)));
+  // Room for the row labels (never cut) and the y title.
+  const L = Math.max(40, Math.ceil(labelW + 12)) + (fig.layout.yaxis?.title ? 30 : 0);
+  const T = title ? 50 : 20, R = W - 85, B = H - 60;
   const cw = (R - L) / Math.max(cols, 1), ch = (B - T) / Math.max(rows, 1);
   const reversed = fig.layout.yaxis?.autorange === "reversed";
   const rowY = (i: number) => reversed ? T + i * ch : B - (i + 1) * ch;
@@ -299,7 +304,7 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
   for (const [v, y] of [[zmax, T + 4], [(zmin + zmax) / 2, (T + B) / 2 + 4], [zmin, B]] as const) {
     s += text(bx + bw + 4, y, tickLabel(Number(v.toPrecision(3))), { anchor: "start", size: 11 });
   }
-  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B);
+  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B, 0, L - labelW - 22);
 }
 
 /**
@@ -360,7 +365,7 @@ export function xyRanges(fig: FigureSpec): {
   return { y: { lo, hi, log, exact }, x: categorical ? null : { lo: xlo, hi: xhi }, cats };
 }
 
-function renderXY(fig: FigureSpec, W: number, H: number, _title: string): string {
+function renderXY(fig: FigureSpec): string {
   const traces = fig.data;
   const { L, T, R, B, legend, slant, slantExtra, items } = xyFrame(fig);
   const rg = xyRanges(fig);
@@ -501,7 +506,7 @@ export function renderSvg(fig: FigureSpec): string {
   const title = titleText(fig.layout.title);
   const body = fig.data.length && fig.data[0].type === "heatmap"
     ? renderHeatmap(fig, W, H, title)
-    : renderXY(fig, W, H, title);
+    : renderXY(fig);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
     `viewBox="0 0 ${W} ${H}"><rect width="${W}" height="${H}" fill="#fff"/>` +
     (title ? text(W / 2, 28, title, { size: 15 }) : "") + body + `</svg>`;
