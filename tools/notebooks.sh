@@ -6,7 +6,7 @@
 # made to keep outputs Deno's kernel publishes just after a cell's "idle"). Cell timings are not
 # recorded, so re-running a notebook whose numbers did not change leaves it unchanged.
 # The notebooks read the base model from data/base (LORALAB_BASE=<folder> for another one);
-# chapters 4 and 5 train for LORALAB_NB_STEPS steps (default 30 and 40: small, for the tests).
+# chapters 4 and 5 train for LORALAB_NB_STEPS steps (default 30 in both: small, for the tests).
 # Pass --cell-times to print each cell's seconds.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"

@@ -113,6 +113,8 @@ export interface LineShape {
   y1: number;
   /** Line style. */
   line?: { color?: string; width?: number; dash?: "solid" | "dash" | "dot" };
+  /** A label at the line's end (plotly.js's shape label; the static SVG draws it too). */
+  label?: { text: string; [key: string]: unknown };
 }
 
 /** Figure layout. */
@@ -127,8 +129,8 @@ export interface Layout {
   xaxis?: Axis;
   /** y axis. */
   yaxis?: Axis;
-  /** How bar traces share a category. */
-  barmode?: "group" | "overlay";
+  /** How bar traces share a category: side by side, over each other, or stacked. */
+  barmode?: "group" | "overlay" | "stack";
   /** Gap between bars of neighbouring categories, as a fraction of the band. */
   bargap?: number;
   /** Whether to show the legend (default: when more than one trace has a name). */

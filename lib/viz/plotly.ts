@@ -23,6 +23,7 @@ import { DISPLAY_SYMBOL, type Displayable, escapeHtml, type MediaBundle } from "
 import {
   BLUE_WHITE_RED,
   type ColorScale,
+  COLORWAY,
   type FigureSpec,
   type Layout,
   type LineShape,
@@ -31,7 +32,7 @@ import {
   type Trace,
   VIRIDIS,
 } from "./figure.ts";
-import { renderSvg } from "./svg.ts";
+import { axisDomain, renderSvg, xyFrame, xyRanges } from "./svg.ts";
 
 /** The MIME type of plotly's JSON figures. */
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
@@ -86,7 +87,7 @@ export class Figure implements Displayable {
   /** A figure from plotly's `data` and `layout`. */
   constructor(data: readonly Trace[], layout: Layout = {}) {
     this.data = data;
-    this.layout = normalizeLayout(layout);
+    this.layout = styleLayout(data, normalizeLayout(layout));
   }
 
   /** The figure as plotly JSON: `{ data, layout }`. */
@@ -155,6 +156,107 @@ function normalizeLayout(layout: Layout): Layout {
   return out;
 }
 
+/**
+ * The static SVG's look, made explicit in the plotly layout so that plotly.js (whose own
+ * defaults differ: other colours, white background) draws the figure as the SVG shows it:
+ * colour cycle, background, grid, font, margins, legend placement, slanted category labels,
+ * and the same axis ranges and log ticks (one label per power of ten). Keys the caller set win.
+ */
+function styleLayout(data: readonly Trace[], layout: Layout): Layout {
+  const font = { family: "Open Sans, Arial, sans-serif", size: 12, color: "#2a3f5f" };
+  const out: Layout = {
+    colorway: [...COLORWAY],
+    font,
+    paper_bgcolor: "#fff",
+    plot_bgcolor: "#e5ecf6",
+    ...layout,
+  };
+  const grid = { gridcolor: "#fff", zerolinecolor: "#fff", linecolor: "#fff" };
+  out.xaxis = { ...grid, ...(out.xaxis ?? {}) };
+  out.yaxis = { ...grid, ...(out.yaxis ?? {}) };
+  if (data.length === 0 || data[0].type === "heatmap") return out;
+  const spec = { data, layout: out };
+  const f = xyFrame(spec), rg = xyRanges(spec);
+  const W = out.width ?? 640, H = out.height ?? 400;
+  out.showlegend = out.showlegend ?? f.legend !== "none";
+  out.margin = { l: f.L, r: W - f.R, t: f.T, b: H - f.B, pad: 0, ...(out.margin ?? {}) };
+  if (f.legend === "below" && out.legend === undefined) {
+    out.legend = {
+      orientation: "h",
+      x: 0,
+      xanchor: "left",
+      y: -(50 + f.slantExtra) / (f.B - f.T),
+      yanchor: "top",
+    };
+  } else if (f.legend === "right" && out.legend === undefined) {
+    out.legend = { x: 1.01, xanchor: "left", y: 1, yanchor: "top" };
+  }
+  if (out.barmode === "stack" && out.legend && typeof out.legend === "object") {
+    out.legend = { traceorder: "normal", ...out.legend }; // as listed (plotly reverses stacks)
+  }
+  if (f.slant && out.xaxis.tickangle === undefined) out.xaxis = { ...out.xaxis, tickangle: -35 };
+  const y = rg.y;
+  if (out.yaxis.range === undefined && Number.isFinite(y.lo) && Number.isFinite(y.hi)) {
+    const d = axisDomain(y.lo, y.hi, y.log);
+    out.yaxis = {
+      ...out.yaxis,
+      range: [d.lo, d.hi],
+      ...(y.log ? { tickvals: d.ticks, ticktext: d.ticks.map(logLabel) } : {}),
+    };
+  }
+  if (rg.x && out.xaxis.range === undefined && Number.isFinite(rg.x.lo)) {
+    const d = axisDomain(rg.x.lo, rg.x.hi, false);
+    out.xaxis = { ...out.xaxis, range: [d.lo, d.hi] };
+  }
+  return out;
+}
+
+/** A log-axis label: 1, 10, 100, 1000, 10K, 1M, 0.01, 1e-5 (as the static SVG prints them). */
+function logLabel(v: number): string {
+  if (v >= 1e4) {
+    return new Intl.NumberFormat("en-US", { notation: "compact", maximumSignificantDigits: 3 })
+      .format(v);
+  }
+  return v < 1e-3 ? v.toExponential(0) : String(Number(v.toPrecision(4)));
+}
+
+/** A dashed horizontal reference line across the plot at `y`, labelled at its right end. */
+export function baselineShape(y: number, label?: string, color = "#444"): LineShape {
+  return {
+    type: "line",
+    xref: "paper",
+    yref: "y",
+    x0: 0,
+    x1: 1,
+    y0: y,
+    y1: y,
+    line: { color, width: 1.5, dash: "dash" },
+    ...(label
+      ? {
+        label: {
+          text: label,
+          textposition: "end",
+          xanchor: "right",
+          yanchor: "bottom",
+          font: { size: 11, color },
+        },
+      }
+      : {}),
+  };
+}
+
+/**
+ * A y range that zooms in on `values` (and the baseline, when given), with room above for bar
+ * labels: for bars whose differences are small next to their height, where bars from 0 would all
+ * look the same.
+ */
+export function zoomRange(values: readonly number[], baseline?: number): [number, number] {
+  const v = [...values, ...(baseline === undefined ? [] : [baseline])].filter(Number.isFinite);
+  const lo = Math.min(...v), hi = Math.max(...v);
+  const pad = (hi - lo) * 0.25 || Math.abs(hi) * 0.05 || 1;
+  return [Number((lo - pad).toPrecision(6)), Number((hi + 1.5 * pad).toPrecision(6))];
+}
+
 /** Common options of the figure helpers. */
 export interface PlotOptions {
   /** Figure title. */
@@ -194,6 +296,8 @@ export interface HeatmapOptions extends PlotOptions {
   annotate?: number;
   /** Symmetric colour range ±limit (diverging) or [zmin, zmax]. */
   range?: number | readonly [number, number];
+  /** The colour bar's title: the unit of the values (e.g. "bits"). */
+  unit?: string;
 }
 
 /**
@@ -232,6 +336,7 @@ export function heatmap(
     zmin,
     zmax,
     ...(opts.annotate !== undefined ? { texttemplate: `%{z:.${opts.annotate}f}` } : {}),
+    ...(opts.unit ? { colorbar: { title: { text: opts.unit } } } : {}),
   };
   const layout = baseLayout({ width: 460, height: 400, ...opts });
   layout.xaxis = { ...layout.xaxis, type: "category" };
@@ -266,6 +371,17 @@ export interface Series {
 export interface BarOptions extends PlotOptions {
   /** Logarithmic value axis. */
   logY?: boolean;
+  /** A reference value drawn as a dashed line (e.g. the base model's loss). */
+  baseline?: number;
+  /** The baseline's label, at its right end. */
+  baselineLabel?: string;
+  /**
+   * Zoom the value axis in on the values (and baseline) instead of starting at 0: for small
+   * differences. Default: true when a baseline is given.
+   */
+  zoom?: boolean;
+  /** Stack the series in each category (parts of a whole) instead of side by side. */
+  stack?: boolean;
 }
 
 /** A grouped bar chart: one bar per category and series. */
@@ -280,12 +396,23 @@ export function bar(
     x: categories.map(String),
     y: [...s.values],
     ...(s.color ? { marker: { color: s.color } } : {}),
-    ...(s.labels ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside" } : {}),
+    ...(s.labels
+      ? { text: [...s.labels], texttemplate: "%{text}", textposition: "outside", cliponaxis: false }
+      : {}),
   }));
   const layout = baseLayout(opts);
-  layout.barmode = "group";
+  layout.barmode = opts.stack ? "stack" : "group";
   layout.xaxis = { ...layout.xaxis, type: "category" };
   if (opts.logY) layout.yaxis = { ...layout.yaxis, type: "log" };
+  else if (opts.zoom ?? opts.baseline !== undefined) {
+    layout.yaxis = {
+      ...layout.yaxis,
+      range: zoomRange(series.flatMap((s) => s.values), opts.baseline),
+    };
+  }
+  if (opts.baseline !== undefined) {
+    layout.shapes = [baselineShape(opts.baseline, opts.baselineLabel)];
+  }
   return new Figure(data, layout);
 }
 
@@ -360,18 +487,29 @@ export interface Line {
   y: readonly number[];
   /** Drawing mode (default lines+markers). */
   mode?: "lines" | "markers" | "lines+markers";
+  /** Colour (default: the colour cycle by position). */
+  color?: string;
+  /** Line dash. */
+  dash?: "solid" | "dash" | "dot";
 }
 
 /** Options of {@link lines}. */
 export interface LinesOptions extends PlotOptions {
   /** Logarithmic y axis. */
   logY?: boolean;
+  /** A reference value drawn as a dashed line across the plot. */
+  baseline?: number;
+  /** The baseline's label, at its right end. */
+  baselineLabel?: string;
 }
 
 /** A line chart of one or more series. */
 export function lines(series: readonly Line[], opts: LinesOptions = {}): Figure {
   const layout = baseLayout(opts);
   if (opts.logY) layout.yaxis = { ...layout.yaxis, type: "log" };
+  if (opts.baseline !== undefined) {
+    layout.shapes = [baselineShape(opts.baseline, opts.baselineLabel)];
+  }
   return new Figure(
     series.map((s) => ({
       type: "scatter",
@@ -379,6 +517,8 @@ export function lines(series: readonly Line[], opts: LinesOptions = {}): Figure 
       x: [...s.x],
       y: [...s.y],
       mode: s.mode ?? "lines+markers",
+      ...(s.color || s.dash ? { line: { color: s.color, dash: s.dash } } : {}),
+      ...(s.color ? { marker: { color: s.color } } : {}),
     })),
     layout,
   );

@@ -52,42 +52,163 @@ interface Scale {
   ticks: { v: number; label: string }[];
 }
 
+/**
+ * The ticks and end points of a numeric axis covering [lo, hi]: whole decades for a log axis
+ * (one tick per power of ten: no 2 and 5 in between), else "nice" ticks extended by a whole step
+ * past the data (room for bar labels). The static SVG draws these, and the plotly layout gets the
+ * same range, so that both views show the same axes.
+ */
+export function axisDomain(
+  lo: number,
+  hi: number,
+  log: boolean,
+): { lo: number; hi: number; ticks: number[] } {
+  if (log) {
+    const a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
+    const L1 = b > a ? b : a + 1;
+    const every = Math.max(1, Math.ceil((L1 - a) / 8)); // at most about 8 labels
+    const ticks = [];
+    for (let k = a; k <= L1; k += every) ticks.push(10 ** k);
+    return { lo: a, hi: L1, ticks }; // lo, hi in decades (plotly's log-axis range units)
+  }
+  if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
+  let t = niceTicks(lo, hi);
+  const step = t.length > 1 ? t[1] - t[0] : 1;
+  if (t[t.length - 1] < hi - step * 1e-9) {
+    t = [...t, Number((t[t.length - 1] + step).toPrecision(12))];
+  }
+  if (t[0] > lo + step * 1e-9) t = [Number((t[0] - step).toPrecision(12)), ...t];
+  return { lo: t[0], hi: t[t.length - 1], ticks: t };
+}
+
 function numericScale(
   lo: number,
   hi: number,
   p0: number,
   p1: number,
   log: boolean,
+  exact = false,
 ): Scale {
+  const d = axisDomain(lo, hi, log);
   if (log) {
-    const a = Math.floor(Math.log10(lo)), b = Math.ceil(Math.log10(hi));
-    const L0 = a, L1 = b > a ? b : a + 1;
-    const map = (v: number) => p0 + (Math.log10(Math.max(v, 1e-300)) - L0) / (L1 - L0) * (p1 - p0);
-    const ticks = [];
-    for (let k = L0; k <= L1; k++) ticks.push({ v: 10 ** k, label: tickLabel(10 ** k) });
-    return { map, ticks };
+    const map = (v: number) =>
+      p0 + (Math.log10(Math.max(v, 1e-300)) - d.lo) / (d.hi - d.lo) * (p1 - p0);
+    return { map, ticks: d.ticks.map((v) => ({ v, label: tickLabel(v) })) };
   }
-  if (lo === hi) [lo, hi] = [lo - 1, hi + 1];
-  let t = niceTicks(lo, hi);
-  // Extend to whole steps past the data (room for bar labels), as plotly does.
-  const step = t.length > 1 ? t[1] - t[0] : 1;
-  if (t[t.length - 1] < hi) t = [...t, Number((t[t.length - 1] + step).toPrecision(12))];
-  if (t[0] > lo) t = [Number((t[0] - step).toPrecision(12)), ...t];
-  const L0 = t[0], L1 = t[t.length - 1];
+  // An explicit range is kept as given (ticks inside it); otherwise the nice domain.
+  const [L0, L1] = exact && hi > lo ? [lo, hi] : [d.lo, d.hi];
+  const ticks = exact
+    ? niceTicks(L0, L1).filter((v) => v >= L0 - 1e-12 && v <= L1 + 1e-12)
+    : d.ticks;
   const map = (v: number) => p0 + (v - L0) / (L1 - L0) * (p1 - p0);
-  return { map, ticks: t.map((v) => ({ v, label: tickLabel(v) })) };
+  return { map, ticks: ticks.map((v) => ({ v, label: tickLabel(v) })) };
+}
+
+/** Approximate width in pixels of `s` at font size `size` (Open Sans / Arial). */
+export function textWidth(s: string, size = 11): number {
+  return s.length * size * 0.62;
+}
+
+/** The colour a trace is drawn in: its own, else the colour cycle by trace index. */
+export function traceColor(traces: readonly Trace[], t: Trace): string {
+  return t.marker?.color ?? t.line?.color ?? COLORWAY[traces.indexOf(t) % COLORWAY.length];
+}
+
+/** Where an x/y figure's legend goes. */
+export type LegendPlace = "none" | "right" | "below";
+
+/**
+ * The legend placement and plot frame (pixels) of an x/y figure, shared by the static SVG and
+ * the plotly layout (its margins), so that both views have the same plot area: the legend on the
+ * right when its longest name is short, else below the plot (layout.legend.orientation "h");
+ * category labels that do not fit their band are slanted (xaxis.tickangle -35).
+ */
+export function xyFrame(fig: FigureSpec): {
+  L: number;
+  T: number;
+  R: number;
+  B: number;
+  legend: LegendPlace;
+  legendWidth: number;
+  legendRows: number;
+  slant: boolean;
+  slantExtra: number;
+  items: { trace: Trace; x: number; row: number }[];
+} {
+  const W = fig.layout.width ?? 640, H = fig.layout.height ?? 400;
+  const traces = fig.data, named = traces.filter((t) => t.name);
+  const show = fig.layout.showlegend ?? named.length > 1;
+  const widest = Math.max(0, ...named.map((t) => textWidth(t.name ?? "")));
+  const legendWidth = Math.ceil(widest + 50);
+  const orientation = (fig.layout.legend as { orientation?: string } | undefined)?.orientation;
+  const legend: LegendPlace = !show || named.length === 0
+    ? "none"
+    : orientation === "h" || (orientation === undefined && legendWidth > 0.3 * W)
+    ? "below"
+    : "right";
+  const L = 80, T = titleText(fig.layout.title) ? 50 : 20;
+  const R = W - (legend === "right" ? legendWidth : 20);
+  // Legend items below: left to right, wrapping at the plot's width.
+  const items: { trace: Trace; x: number; row: number }[] = [];
+  let x = 0, row = 0;
+  if (legend === "below") {
+    for (const t of named) {
+      const w = textWidth(t.name ?? "") + 40;
+      if (x > 0 && x + w > W - L) (x = 0), row++;
+      items.push({ trace: t, x, row });
+      x += w;
+    }
+  }
+  const legendRows = legend === "below" ? row + 1 : 0;
+  // Category labels: slanted when one does not fit its band.
+  const categorical = fig.layout.xaxis?.type === "category" ||
+    traces.some((t) => (t.x ?? []).some((v) => typeof v === "string"));
+  const cats = categorical ? [...new Set(traces.flatMap((t) => (t.x ?? []).map(String)))] : [];
+  const band = (R - L) / Math.max(cats.length, 1);
+  const longest = Math.max(0, ...cats.map((c) => textWidth(c)));
+  const slant = categorical && longest > 0.95 * band;
+  const slantExtra = slant
+    ? Math.min(0.35 * H, Math.ceil(longest * Math.sin(35 * Math.PI / 180)))
+    : 0;
+  const B = H - 60 - slantExtra - (legendRows ? legendRows * 20 + 8 : 0);
+  return { L, T, R, B, legend, legendWidth, legendRows, slant, slantExtra, items };
 }
 
 function text(
   x: number,
   y: number,
   s: string,
-  opts: { anchor?: string; size?: number; rotate?: boolean; color?: string; bold?: boolean } = {},
+  opts: {
+    anchor?: string;
+    size?: number;
+    rotate?: boolean;
+    angle?: number;
+    color?: string;
+    bold?: boolean;
+  } = {},
 ): string {
-  const tr = opts.rotate ? ` transform="rotate(-90 ${x} ${y})"` : "";
+  const deg = opts.angle ?? (opts.rotate ? -90 : 0);
+  const tr = deg ? ` transform="rotate(${deg} ${x.toFixed(1)} ${y.toFixed(1)})"` : "";
   return `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" text-anchor="${opts.anchor ?? "middle"}" ` +
     `font-size="${opts.size ?? 12}" fill="${opts.color ?? "#2a3f5f"}" ${FONT}` +
     `${opts.bold ? ` font-weight="bold"` : ""}${tr}>${escapeHtml(s)}</text>`;
+}
+
+/** FNV-1a hash of `s` in base 36 (deterministic element ids). */
+function fnv(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(36);
+}
+
+/** Relative luminance (0 black … 1 white) of a #rrggbb colour. */
+export function luminance(hex: string): number {
+  const n = parseInt(hex.slice(1), 16);
+  const c = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map((v) => {
+    const u = v / 255;
+    return u <= 0.03928 ? u / 12.92 : ((u + 0.055) / 1.055) ** 2.4;
+  });
+  return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
 }
 
 function dashArray(dash: string | undefined): string {
@@ -120,11 +241,13 @@ function axisTitles(
   T: number,
   R: number,
   B: number,
+  below = 0,
+  yTitleX = L - 52,
 ): string {
   let s = "";
   const xt = titleText(xa?.title), yt = titleText(ya?.title);
-  if (xt) s += text((L + R) / 2, B + 42, xt, { size: 13 });
-  if (yt) s += text(L - 52, (T + B) / 2, yt, { size: 13, rotate: true });
+  if (xt) s += text((L + R) / 2, B + 42 + below, xt, { size: 13 });
+  if (yt) s += text(yTitleX, (T + B) / 2, yt, { size: 13, rotate: true });
   return s;
 }
 
@@ -135,7 +258,11 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
   const flat = z.flat().filter(Number.isFinite);
   const zmin = tr.zmin ?? Math.min(...flat), zmax = tr.zmax ?? Math.max(...flat);
   const scale = tr.colorscale ?? VIRIDIS;
-  const L = fig.layout.yaxis?.title ? 70 : 40, T = title ? 50 : 20, R = W - 85, B = H - 60;
+  const rowLabels = (tr.y ?? []).map(String);
+  const labelW = Math.max(0, ...rowLabels.map((l) => textWidth(l)));
+  // Room for the row labels (never cut) and the y title.
+  const L = Math.max(40, Math.ceil(labelW + 12)) + (fig.layout.yaxis?.title ? 30 : 0);
+  const T = title ? 50 : 20, R = W - 85, B = H - 60;
   const cw = (R - L) / Math.max(cols, 1), ch = (B - T) / Math.max(rows, 1);
   const reversed = fig.layout.yaxis?.autorange === "reversed";
   const rowY = (i: number) => reversed ? T + i * ch : B - (i + 1) * ch;
@@ -151,7 +278,7 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
         `height="${(ch + 0.5).toFixed(1)}" fill="${colorAt(scale, t)}"/>`;
       const lab = cellLabel(tr, i, j, v);
       if (lab) {
-        const dark = scale === VIRIDIS ? t < 0.35 : Math.abs(t - 0.5) > 0.35;
+        const dark = luminance(colorAt(scale, t)) < 0.45; // white text on dark cells
         s += text(x + cw / 2, y + ch / 2 + 4, lab, { size: 11, color: dark ? "#fff" : "#222" });
       }
     }
@@ -172,33 +299,48 @@ function renderHeatmap(fig: FigureSpec, W: number, H: number, title: string): st
       }" ` +
       `fill="${colorAt(scale, (k + 0.5) / n)}"/>`;
   }
+  const barTitle = (tr.colorbar as { title?: { text?: string } } | undefined)?.title?.text;
+  if (barTitle) s += text(bx + bw / 2, T - 8, barTitle, { size: 11 });
   for (const [v, y] of [[zmax, T + 4], [(zmin + zmax) / 2, (T + B) / 2 + 4], [zmin, B]] as const) {
     s += text(bx + bw + 4, y, tickLabel(Number(v.toPrecision(3))), { anchor: "start", size: 11 });
   }
-  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B);
+  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B, 0, L - labelW - 22);
 }
 
-function renderXY(fig: FigureSpec, W: number, H: number, title: string): string {
+/**
+ * The data ranges of an x/y figure's axes: y from the traces (bars from 0 on a linear axis, an
+ * explicit `yaxis.range` kept as given), x from numeric values and bar widths, or null for
+ * categories.
+ */
+export function xyRanges(fig: FigureSpec): {
+  y: { lo: number; hi: number; log: boolean; exact: boolean };
+  x: { lo: number; hi: number } | null;
+  cats: string[];
+} {
   const traces = fig.data;
-  const named = traces.filter((t) => t.name);
-  const legend = fig.layout.showlegend ?? named.length > 1;
-  const L = 80, T = title ? 50 : 20, R = W - (legend ? 150 : 20), B = H - 60;
   const categorical = fig.layout.xaxis?.type === "category" ||
     traces.some((t) => (t.x ?? []).some((v) => typeof v === "string"));
-  const logY = fig.layout.yaxis?.type === "log";
-
-  // y range.
+  const log = fig.layout.yaxis?.type === "log";
   const ys = traces.flatMap((t) => (t.y ?? []) as number[]).filter(Number.isFinite);
-  const bars = traces.filter((t) => t.type === "bar");
-  let ylo = Math.min(...ys), yhi = Math.max(...ys);
+  for (const sh of fig.layout.shapes ?? []) if (sh.yref !== "paper") ys.push(sh.y0, sh.y1);
+  const bars = traces.some((t) => t.type === "bar");
+  let lo = Math.min(...ys), hi = Math.max(...ys), exact = false;
   const yRange = fig.layout.yaxis?.range;
-  if (!logY && Array.isArray(yRange) && yRange.length === 2) {
-    [ylo, yhi] = yRange as [number, number]; // an explicit range (bars are cut at its bottom)
-  } else if (bars.length && !logY) [ylo, yhi] = [Math.min(0, ylo), Math.max(0, yhi)];
-  if (logY) ylo = Math.min(...ys.filter((v) => v > 0));
-  const sy = numericScale(ylo, yhi, B, T, logY);
-
-  // x range: categories or numbers (bars span x ± width/2).
+  if (!log && Array.isArray(yRange) && yRange.length === 2) {
+    [lo, hi] = yRange as [number, number]; // an explicit range (bars are cut at its bottom)
+    exact = true;
+  } else if (bars && !log) [lo, hi] = [Math.min(0, lo), Math.max(0, hi)];
+  if (fig.layout.barmode === "stack" && !exact) {
+    const totals = new Map<string, number>(); // stacked bars: the tallest stack sets the top
+    for (const t of traces.filter((t) => t.type === "bar")) {
+      (t.x ?? []).forEach((v, k) => {
+        const key = String(v);
+        totals.set(key, (totals.get(key) ?? 0) + Math.max(0, Number((t.y ?? [])[k]) || 0));
+      });
+    }
+    hi = Math.max(hi, ...totals.values());
+  }
+  if (log) lo = Math.min(...ys.filter((v) => v > 0));
   const cats: string[] = [];
   let xlo = Infinity, xhi = -Infinity;
   for (const t of traces) {
@@ -220,39 +362,60 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
       xhi = Math.max(xhi, sh.x0, sh.x1);
     }
   }
+  return { y: { lo, hi, log, exact }, x: categorical ? null : { lo: xlo, hi: xhi }, cats };
+}
+
+function renderXY(fig: FigureSpec): string {
+  const traces = fig.data;
+  const { L, T, R, B, legend, slant, slantExtra, items } = xyFrame(fig);
+  const rg = xyRanges(fig);
+  const categorical = rg.x === null, cats = rg.cats;
+  const logY = rg.y.log;
+  const bars = traces.filter((t) => t.type === "bar");
+  const sy = numericScale(rg.y.lo, rg.y.hi, B, T, logY, rg.y.exact);
   const band = (R - L) / Math.max(cats.length, 1);
   const sx: Scale = categorical
     ? {
       map: (v) => L + (v + 0.5) * band,
       ticks: cats.map((c, k) => ({ v: k, label: c })),
     }
-    : numericScale(xlo, xhi, L, R, false);
+    : numericScale(rg.x!.lo, rg.x!.hi, L, R, false);
   const xOf = (v: number | string) =>
     categorical ? sx.map(cats.indexOf(String(v))) : sx.map(v as number);
 
-  let s = `<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="#e5ecf6"/>`;
+  // A clip id unique to the figure: several SVGs inline in one HTML page share one id space.
+  const clip = `clip-${fnv(JSON.stringify(fig))}`;
+  let s = `<defs><clipPath id="${clip}"><rect x="${L}" y="${T}" width="${R - L}" height="${
+    B - T
+  }"/></clipPath></defs>`;
+  s += `<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="#e5ecf6"/>`;
   for (const t of sy.ticks) {
     const y = sy.map(t.v);
     if (y < T - 0.5 || y > B + 0.5) continue;
     s += `<line x1="${L}" x2="${R}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#fff"/>`;
     s += text(L - 6, y + 4, t.label, { anchor: "end", size: 11 });
   }
-  const xstep = Math.max(1, Math.ceil(sx.ticks.length / 14));
+  const xstep = categorical ? 1 : Math.max(1, Math.ceil(sx.ticks.length / 14));
   sx.ticks.forEach((t, k) => {
     const x = sx.map(t.v);
     if (k % xstep || x < L - 0.5 || x > R + 0.5) return;
     if (!categorical) {
       s += `<line x1="${x.toFixed(1)}" x2="${x.toFixed(1)}" y1="${T}" y2="${B}" stroke="#fff"/>`;
     }
-    const size = categorical ? Math.min(11, Math.max(7, band / (0.62 * t.label.length))) : 11;
-    s += text(x, B + 16, t.label, { size });
+    if (slant) s += text(x + 4, B + 14, t.label, { size: 11, anchor: "end", angle: -35 });
+    else s += text(x, B + 16, t.label, { size: 11 });
   });
 
   const base = logY ? B : Math.min(B, Math.max(T, sy.map(0)));
-  const group = fig.layout.barmode !== "overlay" ? bars.length : 1;
+  const stack = fig.layout.barmode === "stack";
+  const group = fig.layout.barmode === "group" || fig.layout.barmode === undefined
+    ? bars.length
+    : 1;
+  const stacked = new Map<string, number>(); // stack mode: each category's height so far
   const gap = fig.layout.bargap ?? 0.2;
-  traces.forEach((t, ti) => {
-    const color = t.marker?.color ?? t.line?.color ?? COLORWAY[ti % COLORWAY.length];
+  let plot = "", labels = "";
+  traces.forEach((t) => {
+    const color = traceColor(traces, t);
     const xs = t.x ?? [], yv = (t.y ?? []) as number[];
     if (t.type === "bar") {
       const bi = bars.indexOf(t);
@@ -260,33 +423,36 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
         let x0: number, w: number;
         if (categorical) {
           w = band * (1 - gap) / group;
-          x0 = xOf(xv) - band * (1 - gap) / 2 + (fig.layout.barmode !== "overlay" ? bi * w : 0);
+          x0 = xOf(xv) - band * (1 - gap) / 2 + (group > 1 ? bi * w : 0);
         } else {
           const wd = Array.isArray(t.width) ? t.width[k] : (t.width as number | undefined) ?? 0.8;
           x0 = sx.map((xv as number) - wd / 2);
           w = sx.map((xv as number) + wd / 2) - x0;
         }
-        const y = sy.map(yv[k]);
-        s +=
-          `<rect x="${x0.toFixed(1)}" y="${Math.min(y, base).toFixed(1)}" width="${
+        const below = stack ? stacked.get(String(xv)) ?? 0 : 0;
+        if (stack) stacked.set(String(xv), below + yv[k]);
+        const bottom = stack ? Math.min(B, Math.max(T, sy.map(below))) : base;
+        const y = Math.min(B, Math.max(T, sy.map(below + yv[k])));
+        plot +=
+          `<rect x="${x0.toFixed(1)}" y="${Math.min(y, bottom).toFixed(1)}" width="${
             Math.max(w, 0.5).toFixed(1)
-          }" height="${Math.abs(base - y).toFixed(1)}" fill="${color}"` +
+          }" height="${Math.abs(bottom - y).toFixed(1)}" fill="${color}"` +
           `${fig.layout.barmode === "overlay" ? ` fill-opacity="0.6"` : ""}/>`;
         const lab = t.texttemplate === "%{text}" ? String(t.text?.[k] ?? "") : "";
-        if (lab) s += text(x0 + w / 2, Math.min(y, base) - 4, lab, { size: 10 });
+        if (lab) labels += text(x0 + w / 2, Math.min(y, bottom) - 4, lab, { size: 10 });
       });
     } else {
       const mode = t.mode ?? "lines+markers";
       const pts = xs.map((xv, k) => [xOf(xv), sy.map(yv[k])]);
       if (mode.includes("lines")) {
-        s += `<polyline fill="none" stroke="${color}" stroke-width="${t.line?.width ?? 2}"` +
+        plot += `<polyline fill="none" stroke="${color}" stroke-width="${t.line?.width ?? 2}"` +
           `${dashArray(t.line?.dash)} points="${
             pts.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ")
           }"/>`;
       }
       if (mode.includes("markers")) {
         for (const [x, y] of pts) {
-          s +=
+          plot +=
             `<circle cx="${x.toFixed(1)}" cy="${y.toFixed(1)}" r="${(t.marker?.size ?? 6) / 2}" ` +
             `fill="${color}"/>`;
         }
@@ -296,22 +462,42 @@ function renderXY(fig: FigureSpec, W: number, H: number, title: string): string 
   for (const sh of fig.layout.shapes ?? []) {
     const px = (v: number) => sh.xref === "paper" ? L + v * (R - L) : sx.map(v);
     const py = (v: number) => sh.yref === "paper" ? B - v * (B - T) : sy.map(v);
-    s += `<line x1="${px(sh.x0).toFixed(1)}" x2="${px(sh.x1).toFixed(1)}" y1="${
+    plot += `<line x1="${px(sh.x0).toFixed(1)}" x2="${px(sh.x1).toFixed(1)}" y1="${
       py(sh.y0).toFixed(1)
     }" y2="${py(sh.y1).toFixed(1)}" stroke="${sh.line?.color ?? "#444"}" stroke-width="${
       sh.line?.width ?? 1
     }"${dashArray(sh.line?.dash)}/>`;
+    if (sh.label?.text) {
+      labels += text(
+        Math.max(px(sh.x0), px(sh.x1)) - 4,
+        Math.min(py(sh.y0), py(sh.y1)) - 5,
+        sh.label.text,
+        { anchor: "end", size: 11, color: sh.line?.color ?? "#444" },
+      );
+    }
   }
-  if (legend) {
-    named.forEach((t, k) => {
-      const color = t.marker?.color ?? t.line?.color ??
-        COLORWAY[traces.indexOf(t) % COLORWAY.length];
+  s += `<g clip-path="url(#${clip})">${plot}</g>${labels}`;
+  const swatch = (t: Trace, x: number, y: number) => {
+    const color = traceColor(traces, t);
+    return t.type === "scatter" && (t.mode ?? "lines+markers") !== "markers"
+      ? `<line x1="${x}" x2="${x + 20}" y1="${y - 4}" y2="${y - 4}" stroke="${color}" ` +
+        `stroke-width="2"${dashArray(t.line?.dash)}/>`
+      : `<rect x="${x + 3}" y="${y - 9}" width="14" height="10" fill="${color}"/>`;
+  };
+  if (legend === "right") {
+    traces.filter((t) => t.name).forEach((t, k) => {
       const y = T + 10 + k * 20;
-      s += `<rect x="${R + 12}" y="${y - 9}" width="14" height="10" fill="${color}"/>`;
-      s += text(R + 32, y, t.name ?? "", { anchor: "start", size: 11 });
+      s += swatch(t, R + 10, y) + text(R + 34, y, t.name ?? "", { anchor: "start", size: 11 });
     });
+  } else if (legend === "below") {
+    const top = B + 50 + slantExtra; // below the x axis title
+    for (const { trace, x, row } of items) {
+      const y = top + 14 + row * 20;
+      s += swatch(trace, L + x, y) +
+        text(L + x + 24, y, trace.name ?? "", { anchor: "start", size: 11 });
+    }
   }
-  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B);
+  return s + axisTitles(fig.layout.xaxis, fig.layout.yaxis, L, T, R, B, slantExtra);
 }
 
 /** Renders `fig` as a standalone SVG document (no scripts, no external resources). */
@@ -320,7 +506,7 @@ export function renderSvg(fig: FigureSpec): string {
   const title = titleText(fig.layout.title);
   const body = fig.data.length && fig.data[0].type === "heatmap"
     ? renderHeatmap(fig, W, H, title)
-    : renderXY(fig, W, H, title);
+    : renderXY(fig);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" ` +
     `viewBox="0 0 ${W} ${H}"><rect width="${W}" height="${H}" fill="#fff"/>` +
     (title ? text(W / 2, 28, title, { size: 15 }) : "") + body + `</svg>`;

@@ -109,3 +109,57 @@ Deno.test("viz: liveDisplay outside Jupyter prints every version", async () => {
   }
   assert.deepEqual(logged, ["step 0", "step 1"]);
 });
+
+Deno.test("viz: log axes label powers of ten only, in both views, over the same range", () => {
+  const fig = viz.lines([{ name: "a", x: [1, 2, 3], y: [0.002, 0.5, 30] }], { logY: true });
+  const svg = fig.toSvg();
+  for (const label of ["0.001", "0.01", "0.1", "1", "10", "100"]) {
+    assert.ok(svg.includes(`>${label}<`), label);
+  }
+  const yLabels = [...svg.matchAll(/text-anchor="end"[^>]*>([^<]*)</g)].map((m) => m[1]);
+  assert.deepEqual(yLabels, ["0.001", "0.01", "0.1", "1", "10", "100"], "no minor-tick labels");
+  assert.deepEqual(fig.layout.yaxis?.range, [-3, 2]); // plotly's log range: decades
+  assert.deepEqual(fig.layout.yaxis?.tickvals, [0.001, 0.01, 0.1, 1, 10, 100]);
+});
+
+Deno.test("viz: plotly gets the static view's colours, background and legend placement", () => {
+  const short = viz.lines([{ name: "a", x: [1, 2], y: [1, 2] }, {
+    name: "b",
+    x: [1, 2],
+    y: [2, 1],
+  }]);
+  assert.deepEqual(short.layout.colorway, [...viz.COLORWAY]);
+  assert.equal(short.layout.plot_bgcolor, "#e5ecf6");
+  assert.equal((short.layout.legend as { orientation?: string }).orientation, undefined);
+  const names = ["full fine-tuning of every weight", "layer-wise (freeze lower 2 of 4)", "c"];
+  const long = viz.lines(names.map((name, k) => ({ name, x: [1, 2], y: [k, k + 1] })), {
+    width: 600,
+  });
+  assert.equal((long.layout.legend as { orientation?: string }).orientation, "h");
+  const svg = long.toSvg();
+  // Every legend entry is drawn inside the picture (x + text width < 600).
+  for (const name of names) {
+    const m = new RegExp(`<text x="([\\d.]+)"[^>]*>${name.replace(/[()]/g, "\\$&")}<`).exec(svg);
+    assert.ok(m, name);
+    assert.ok(Number(m[1]) + viz.textWidth(name) < 600, `${name} clipped`);
+  }
+});
+
+Deno.test("viz: a bar chart with a baseline zooms in and draws it dashed", () => {
+  const fig = viz.bar(["a", "b"], [{ name: "loss", values: [1.745, 1.768] }], {
+    baseline: 1.861,
+    baselineLabel: "base model",
+  });
+  const [lo, hi] = fig.layout.yaxis!.range!;
+  assert.ok(lo > 1.6 && lo < 1.745 && hi > 1.861, `range ${lo}..${hi}`);
+  assert.equal(fig.layout.shapes?.[0].line?.dash, "dash");
+  const svg = fig.toSvg();
+  assert.ok(svg.includes('stroke-dasharray="6 4"') && svg.includes(">base model<"));
+});
+
+Deno.test("viz: heatmap cell text is white on dark cells and dark on light ones", () => {
+  const svg = viz.heatmap([[0, 12]], { colors: "sequential", annotate: 0, unit: "bits" }).toSvg();
+  assert.match(svg, /fill="#fff"[^>]*>0</); // dark purple cell
+  assert.match(svg, /fill="#222"[^>]*>12</); // yellow cell
+  assert.ok(svg.includes(">bits<"), "the colour bar names the unit");
+});
