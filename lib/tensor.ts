@@ -121,8 +121,9 @@ export class Tensor {
         `fromArray: ${data.length} values do not fill shape ${fmtShape(shape)} (${numel(shape)})`,
       );
     }
+    // Backends copy what they upload, so a Float32Array goes as it is (one copy, not two).
     const host: HostArray = dtype === "f32"
-      ? Float32Array.from(data)
+      ? data instanceof Float32Array ? data : Float32Array.from(data)
       : dtype === "f16"
       ? Float16Array.from(data)
       : Int32Array.from(data);

@@ -16,7 +16,7 @@ import { encodeExamples } from "../data/examples.ts";
 import { loadTextSource } from "../data/text_source.ts";
 import { loadWithAdapter } from "../peft/load_adapted.ts";
 import { evaluateExamples, evaluateText, type TextEvalResult } from "../train/eval_text.ts";
-import { Progress } from "../train/progress.ts";
+import { loadProgress, Progress } from "../train/progress.ts";
 import { InputError } from "../train/input_error.ts";
 import { type FlagSpec, nonEmpty, oneOf, parseFlags, positiveInt, UsageError } from "./flags.ts";
 
@@ -89,7 +89,9 @@ try {
   source = await loadTextSource(data).catch((e) => {
     throw new Error(`--data ${data}: ${(e as Error).message}`);
   });
-  loaded = await loadWithAdapter(base, adapter, dev);
+  loaded = await loadWithAdapter(base, adapter, dev, {
+    onProgress: loadProgress("eval: loading the model ", "stderr"),
+  });
 } catch (e) {
   fail((e as Error).message, 2);
 }

@@ -8,10 +8,9 @@
 
 import { parseArgs } from "node:util";
 import { getDevice } from "../backend/device.ts";
-import { loadModel } from "../io/model_files.ts";
 import { generate } from "../nn/generate.ts";
-import { preparePeft } from "../peft/apply.ts";
-import { loadAdapter, readAdapterConfig } from "../peft/peft_files.ts";
+import { loadWithAdapter } from "../peft/load_adapted.ts";
+import { loadProgress } from "../train/progress.ts";
 
 const HELP = `deno task generate [flags]   sample text from a model
 
@@ -75,12 +74,11 @@ if (a.backend && !["cpu", "webgpu", "auto"].includes(a.backend)) {
 }
 try {
   const dev = await getDevice({ backend: a.backend as "cpu" | "webgpu" | "auto" | undefined });
-  const { model, tokenizer } = await loadModel(a.base ?? a.model, dev);
-  if (a.adapter) {
-    const pm = await preparePeft(model, await readAdapterConfig(a.adapter));
-    await loadAdapter(a.adapter, pm);
-    pm.setTraining(false);
-  }
+  // With an adapter, the base is built as training built it (quantized while loading where
+  // training did); a big checkpoint shows its loading progress on stderr.
+  const { model, tokenizer } = await loadWithAdapter(a.base ?? a.model, a.adapter ?? null, dev, {
+    onProgress: loadProgress("loading the model ", "stderr"),
+  });
   const ids = await generate(model, tokenizer.encode(a.prompt), {
     maxTokens,
     temperature,

@@ -10,7 +10,11 @@
  * right shape, supported dtype, nothing unexpected) before any data is read; then one tensor at a
  * time is read from disk, converted to f32 and put on the device. With `quantize` the block
  * linears are quantized (NF4 with double quantization, FP4, int8 or f16) as they are read, so the
- * whole model never exists in f32: peak host memory is one tensor's bytes plus its f32 copy.
+ * whole model never exists in f32. Each tensor's stored bytes and f32 copy are freed as soon as
+ * the tensor is on the device (not left to the garbage collector, which lets big buffers pile
+ * up), so peak host memory is the model as stored plus one tensor's bytes, its f32 copy and the
+ * backend's copy of it (tests/hf/streaming.test.ts). `onProgress` reports each tensor, with the
+ * time spent reading and quantizing.
  *
  * Checkpoints published already quantized by bitsandbytes (config.json `quantization_config`
  * with `load_in_4bit`; NF4 or FP4, with or without double quantization, see `bnb.ts`) load their
@@ -40,7 +44,7 @@ import {
 } from "./bnb.ts";
 import { checkConfigFitsFiles, eosTokenId, type HfArch, readHfConfig } from "./hf_config.ts";
 import { HfWeights } from "./hf_weights.ts";
-import type { SafetensorsTensor } from "./safetensors.ts";
+import { type SafetensorsTensor, toF32 } from "./safetensors.ts";
 
 /** Options of {@link loadHfWeights} and {@link loadHfModel}. */
 export interface HfLoadOptions {
@@ -55,6 +59,29 @@ export interface HfLoadOptions {
   blockSize?: number;
   /** Double quantization of the 4-bit constants. Default true. (Ditto.) */
   doubleQuant?: boolean;
+  /**
+   * Called after each tensor is on the device (read, converted, quantized if asked), for
+   * progress and timing: see {@link LoadProgress}. Loading a big checkpoint takes minutes.
+   */
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/** How far a load is, after each tensor (see {@link HfLoadOptions.onProgress}). */
+export interface LoadProgress {
+  /** Parameters loaded so far (a linear's weight and bias count as two). */
+  tensors: number;
+  /** Parameters to load in all. */
+  totalTensors: number;
+  /** Stored bytes read so far (a bitsandbytes weight's quant_state included). */
+  bytes: number;
+  /** Stored bytes of every parameter to load. */
+  totalBytes: number;
+  /** Seconds spent reading stored bytes from disk and converting them to f32 (or unpacking). */
+  readSeconds: number;
+  /** Seconds spent quantizing (the transposition of [in, out] weights included). */
+  quantizeSeconds: number;
+  /** Seconds since the load began (config, headers, device uploads, model building included). */
+  seconds: number;
 }
 
 /** What {@link loadHfWeights} returns. */
@@ -151,19 +178,64 @@ function plan(
  * linears quantized if asked.
  */
 class Loader implements WeightLoader {
+  private readonly p: LoadProgress;
+
   constructor(
     readonly w: HfWeights,
     readonly found: Map<string, Expect>,
     readonly expected: Map<string, number[]>,
     readonly device: Backend,
     readonly opts: HfLoadOptions,
-  ) {}
+    private readonly t0: number,
+  ) {
+    let totalBytes = 0;
+    for (const e of found.values()) totalBytes += this.storedBytes(e.stored);
+    this.p = {
+      tensors: 0,
+      totalTensors: found.size,
+      bytes: 0,
+      totalBytes,
+      readSeconds: 0,
+      quantizeSeconds: 0,
+      seconds: 0,
+    };
+  }
+
+  /** A stored tensor's bytes, with a bitsandbytes weight's companions. */
+  private storedBytes(stored: string): number {
+    let n = this.w.info(stored).length;
+    if (isBnbWeight(this.w, stored)) {
+      for (const s of BNB_SUFFIXES) if (this.w.has(stored + s)) n += this.w.info(stored + s).length;
+    }
+    return n;
+  }
+
+  /** Counts one loaded parameter and reports progress. */
+  private done(stored: string): void {
+    this.p.tensors++;
+    this.p.bytes += this.storedBytes(stored);
+    this.p.seconds = (performance.now() - this.t0) / 1000;
+    this.opts.onProgress?.({ ...this.p });
+  }
+
+  /** Reads one stored tensor as f32, timed; the stored bytes are freed once converted. */
+  private async readF32(stored: string): Promise<Float32Array> {
+    const t = performance.now();
+    const raw = await this.w.raw(stored);
+    const data = toF32(stored, raw);
+    if (data.buffer !== raw.data.buffer) release(raw.data);
+    this.p.readSeconds += (performance.now() - t) / 1000;
+    return data;
+  }
 
   /** A tensor by canonical name, as f32 on the device (kept). */
   async tensor(name: string): Promise<Tensor> {
     const e = this.found.get(name)!;
-    const data = await this.w.f32(e.stored);
-    return Tensor.fromArray(data, e.shape, { device: this.device }).keep();
+    const data = await this.readF32(e.stored);
+    const t = Tensor.fromArray(data, e.shape, { device: this.device }).keep(); // a copy
+    release(data);
+    this.done(e.stored);
+    return t;
   }
 
   /**
@@ -180,30 +252,46 @@ class Loader implements WeightLoader {
       const [O, I] = layout === "out_in" ? [r, c] : [c, r];
       const names = [e.stored, ...BNB_SUFFIXES.map((s) => `${e.stored}${s}`)];
       const got = new Map<string, SafetensorsTensor>();
+      const t = performance.now();
       for (const n of names) if (this.w.has(n)) got.set(n, await this.w.raw(n));
       const qw = bnbToBlockwise(e.stored, (n) => got.get(n), [O, I]);
+      this.p.readSeconds += (performance.now() - t) / 1000;
       if (q === "int8" || q === "f16") {
         throw new Error(
           `${this.w.dir}: ${e.stored} is stored as bitsandbytes ${qw.format}; ` +
             `quantize "${q}" would quantize it a second time`,
         );
       }
-      if (q !== "none") return new QuantLinear(toDevice(this.device, qw), b);
+      if (q !== "none") {
+        const ql = new QuantLinear(toDevice(this.device, qw), b);
+        this.done(e.stored);
+        return ql;
+      }
       const wd = qw.dequantize(); // [O, I]
       let data = wd;
       if (layout === "in_out") {
         data = new Float32Array(I * O);
         for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) data[i * O + o] = wd[o * I + i];
       }
-      return new Linear(Tensor.fromArray(data, [r, c], { device: this.device }).keep(), b, layout);
+      const lin = new Linear(
+        Tensor.fromArray(data, [r, c], { device: this.device }).keep(),
+        b,
+        layout,
+      );
+      release(wd);
+      release(data);
+      this.done(e.stored);
+      return lin;
     }
     if (q === "none") return new Linear(await this.tensor(`${path}.weight`), b, layout);
-    let w = await this.w.f32(e.stored);
+    let w: Float32Array | null = await this.readF32(e.stored);
+    const t = performance.now();
     const [r, c] = e.shape;
     const [O, I] = layout === "out_in" ? [r, c] : [c, r];
     if (layout === "in_out") { // Conv1D [in, out] → [out, in], as bitsandbytes stores weights
       const t = new Float32Array(I * O);
       for (let i = 0; i < I; i++) for (let o = 0; o < O; o++) t[o * I + i] = w[i * O + o];
+      release(w);
       w = t;
     }
     const qw = q === "nf4" || q === "fp4"
@@ -212,8 +300,24 @@ class Loader implements WeightLoader {
         doubleQuant: this.opts.doubleQuant ?? true,
       })
       : quantize(w, [O, I], q === "int8" ? "int8-row" : "f16");
-    return new QuantLinear(toDevice(this.device, qw), b);
+    release(w); // the f32 copy is freed now, not at the next garbage collection
+    w = null;
+    this.p.quantizeSeconds += (performance.now() - t) / 1000;
+    const ql = new QuantLinear(toDevice(this.device, qw), b);
+    this.done(e.stored);
+    return ql;
   }
+}
+
+/**
+ * Frees a transient host array now (detaching its buffer), rather than whenever the garbage
+ * collector next runs: V8 collects big ArrayBuffers late, and a load would otherwise leave the
+ * f32 copies of many tensors waiting, up to the whole model's worth. Only for arrays nothing else
+ * refers to; a detached buffer is left alone.
+ */
+function release(a: ArrayBufferView): void {
+  const b = a.buffer;
+  if (b instanceof ArrayBuffer && !b.detached) b.transfer(0);
 }
 
 /** Whether a stored weight is a bitsandbytes 4-bit one (U8 with a quant_state beside it). */
@@ -233,6 +337,7 @@ export async function loadHfWeights(
   device: Backend,
   opts: HfLoadOptions = {},
 ): Promise<HfLoadedWeights> {
+  const t0 = performance.now();
   const raw = await readHfConfig(dir);
   const arch = archOf(raw);
   const eos = eosTokenId(raw);
@@ -243,7 +348,7 @@ export async function loadHfWeights(
     checkConfigFitsFiles(arch.paramCount(config), w.dataBytes, arch.dims(config), dir);
     const ex = arch.expectedTensors(config);
     const found = plan(w, ex, arch.canonicalName(config), arch.hfNames[0], bnb);
-    const model = await arch.build(new Loader(w, found, ex, device, opts), config);
+    const model = await arch.build(new Loader(w, found, ex, device, opts, t0), config);
     return {
       model,
       arch: arch.name as HfArch,

@@ -9,7 +9,8 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { type LoadedModel, loadModel } from "../io/model_files.ts";
+import type { HfLoadOptions } from "../io/hf_load.ts";
+import { isLoralabFolder, type LoadedModel, loadModel } from "../io/model_files.ts";
 import { pathExists, readJsonChecked } from "../io/read_file.ts";
 import { type PeftConfig, type PeftModel, preparePeft } from "./apply.ts";
 import { loadAdapter, readAdapterConfig } from "./peft_files.ts";
@@ -30,13 +31,17 @@ export interface AdaptedModel extends LoadedModel {
  * base is loaded, so a missing or malformed adapter fails fast. Errors name the folder.
  *
  * A bitsandbytes 4-bit base is read with the adapter's quantization (its 4-bit codes as
- * stored; `none` de-quantizes them to f32); any other base is read in f32 and `preparePeft`
- * quantizes it as training did.
+ * stored; `none` de-quantizes them to f32). A Hugging Face base under a LoRA/QLoRA adapter with
+ * a quantized base format is quantized while it loads, tensor by tensor, as `deno task train`
+ * loads it (the same codes as quantizing the f32 model afterwards, without the whole model ever
+ * in f32); loralab's own model folders are read in f32 and `preparePeft` quantizes them as
+ * training did. `opts.onProgress` follows the load (see lib/io/hf_load.ts).
  */
 export async function loadWithAdapter(
   base: string,
   adapter: string | null,
   device: Backend,
+  opts: Pick<HfLoadOptions, "onProgress"> = {},
 ): Promise<AdaptedModel> {
   let pc: PeftConfig | null = null;
   if (adapter !== null) {
@@ -53,12 +58,18 @@ export async function loadWithAdapter(
     }
   }
   const bnbBase = await hasQuantizationConfig(base);
+  // Quantize while loading where training did (loadBase in lib/train/setup.ts): a bitsandbytes
+  // base, or a Hugging Face one under an adapter whose method freezes every block linear (LoRA).
+  const quantizeOnLoad = pc !== null &&
+    (bnbBase ||
+      (pc.method === "lora" || pc.method === "qlora") && !(await isLoralabFolder(base)));
   let loaded: LoadedModel;
   try {
     loaded = await loadModel(base, device, {
-      quantize: bnbBase && pc ? pc.quant ?? "none" : "none",
+      quantize: quantizeOnLoad ? pc!.quant ?? "none" : "none",
       blockSize: pc?.blockSize,
       doubleQuant: pc?.doubleQuant,
+      onProgress: opts.onProgress,
     });
   } catch (e) {
     throw new Error(`base ${base}: ${(e as Error).message}`);

@@ -28,7 +28,8 @@ export class Progress {
    * `total` steps; on a non-terminal prints at most every `everySeconds` (default 10). Lines go
    * to stdout, or to stderr with `stream: "stderr"` (commands whose stdout is for results). With
    * `onlyIfSlow`, nothing is shown until the work has taken `everySeconds` (short work stays
-   * silent; long evaluation or sampling shows its ETA).
+   * silent; long evaluation or sampling shows its ETA). `unit` names what is counted: `step`
+   * (the default) prints `step 3/10`, anything else `3/10 MB`.
    */
   constructor(
     readonly total: number,
@@ -36,6 +37,7 @@ export class Progress {
     readonly everySeconds = 10,
     readonly stream: "stdout" | "stderr" = "stdout",
     readonly onlyIfSlow = false,
+    readonly unit = "step",
   ) {
     let tty = false;
     try {
@@ -57,9 +59,12 @@ export class Progress {
     const f = Object.entries(fields)
       .map(([k, v]) => `${k} ${typeof v === "number" ? fmtNum(v) : v}`)
       .join(" | ");
-    const line = `${this.label}step ${step}/${this.total} | ${f} | ${
-      fmtDuration(el)
-    } elapsed, ETA ${fmtDuration(eta)}`;
+    const count = this.unit === "step"
+      ? `step ${step}/${this.total}`
+      : `${step}/${this.total} ${this.unit}`;
+    const line = `${this.label}${count} | ${f ? `${f} | ` : ""}${fmtDuration(el)} elapsed, ETA ${
+      fmtDuration(eta)
+    }`;
     const out = this.stream === "stderr" ? Deno.stderr : Deno.stdout;
     if (this.tty) {
       out.writeSync(new TextEncoder().encode(`\r\x1b[K${line}`));
@@ -70,6 +75,42 @@ export class Progress {
       else console.log(line);
     }
   }
+}
+
+/** A model load's progress, as lib/io's `LoadProgress` reports it after each tensor. */
+export interface LoadReport {
+  /** Parameters loaded so far. */
+  tensors: number;
+  /** Parameters to load. */
+  totalTensors: number;
+  /** Stored bytes read so far. */
+  bytes: number;
+  /** Stored bytes to read. */
+  totalBytes: number;
+  /** Seconds spent quantizing so far. */
+  quantizeSeconds: number;
+}
+
+/**
+ * A progress callback for loading a model (`HfLoadOptions.onProgress` of lib/io): silent when
+ * the load is quick; for a big checkpoint, a line every 10 s with the megabytes read, the
+ * tensors, the time spent quantizing and the ETA (by bytes).
+ */
+export function loadProgress(
+  label = "loading weights ",
+  stream: "stdout" | "stderr" = "stdout",
+  everySeconds = 10,
+): (p: LoadReport) => void {
+  let bar: Progress | null = null;
+  return (p) => {
+    const total = Math.max(1, Math.round(p.totalBytes / 1e6));
+    bar ??= new Progress(total, label, everySeconds, stream, true, "MB");
+    const done = p.bytes >= p.totalBytes ? total : Math.min(total - 1, Math.round(p.bytes / 1e6));
+    bar.update(done, {
+      tensors: `${p.tensors}/${p.totalTensors}`,
+      ...(p.quantizeSeconds > 0 ? { quantizing: fmtDuration(p.quantizeSeconds) } : {}),
+    });
+  };
 }
 
 function fmtNum(v: number): string {

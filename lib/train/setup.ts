@@ -24,6 +24,7 @@ import { readJsonChecked } from "../io/read_file.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { DEFAULT_TARGETS, resumedArgs, type TrainArgs } from "./args.ts";
 import { InputError } from "./input_error.ts";
+import { loadProgress } from "./progress.ts";
 import { checkRunDir, readRunJson } from "./run_dir.ts";
 
 /** A run's data. */
@@ -82,7 +83,8 @@ export async function resolveRun(args: TrainArgs, log: (s: string) => void): Pro
 /**
  * Loads `--base` onto `dev`. A Hugging Face checkpoint is quantized while it loads for
  * LoRA/QLoRA, so its f32 weights never all exist at once; a bitsandbytes 4-bit one loads its
- * 4-bit weights as stored. (A folder written by saveModel loads in f32 as it always has.)
+ * 4-bit weights as stored. (A folder written by saveModel loads in f32 as it always has.) A
+ * slow load (a big checkpoint) prints its progress and ETA every 10 s.
  */
 export async function loadBase(args: TrainArgs, dev: Backend): Promise<LoadedModel> {
   try {
@@ -90,6 +92,11 @@ export async function loadBase(args: TrainArgs, dev: Backend): Promise<LoadedMod
     const hfQuant = !(await isLoralabFolder(args.base)) || await isBnbBase(args.base);
     return await loadModel(args.base, dev, {
       quantize: lora && hfQuant ? args.quant : "none",
+      onProgress: loadProgress(
+        lora && hfQuant && args.quant !== "none"
+          ? `loading and quantizing (${args.quant}) --base `
+          : "loading --base ",
+      ),
     });
   } catch (e) {
     throw new InputError(`--base ${args.base} is not a model folder: ${(e as Error).message}`);

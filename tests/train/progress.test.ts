@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { fmtDuration, Progress } from "../../lib/train/progress.ts";
+import { fmtDuration, loadProgress, Progress } from "../../lib/train/progress.ts";
 
 // Progress lines (tests run without a terminal: plain lines, at most one per interval).
 function capture(fn: () => void | Promise<void>): Promise<string[]> {
@@ -34,4 +34,29 @@ Deno.test("progress: a line per interval with the ETA; onlyIfSlow stays silent w
   assert.equal(slow.length, 2, slow.join("\n"));
   assert.match(slow[0], /^sampling step 2\/3 /);
   assert.match(slow[1], /^sampling step 3\/3 /);
+});
+
+Deno.test("progress: loading reports MB, tensors and time quantizing, only when slow", async () => {
+  const report = (n: number, q = 0) => ({
+    tensors: n,
+    totalTensors: 3,
+    bytes: n * 2e6,
+    totalBytes: 6e6,
+    quantizeSeconds: q,
+  });
+  const quick = await capture(() => {
+    const cb = loadProgress("loading ", "stdout", 0.05);
+    for (let i = 1; i <= 3; i++) cb(report(i));
+  });
+  assert.deepEqual(quick, [], "a quick load prints nothing");
+  const slow = await capture(async () => {
+    const cb = loadProgress("loading ", "stdout", 0.05);
+    cb(report(1));
+    await new Promise((r) => setTimeout(r, 80));
+    cb(report(2, 1.5));
+    cb(report(3, 2));
+  });
+  assert.equal(slow.length, 2, slow.join("\n"));
+  assert.match(slow[0], /^loading 4\/6 MB \| tensors 2\/3 \| quantizing 2s \| \d+s elapsed, ETA /);
+  assert.match(slow[1], /^loading 6\/6 MB \| tensors 3\/3 /);
 });
