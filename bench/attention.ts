@@ -4,19 +4,26 @@
  * backward), the row kernels (`kernels/attention.ts`, a query or key row per thread) and the
  * composed ops (permute, batched matmuls, scale, causal softmax); forward alone and forward +
  * backward (the gradient of a packed [B, T, 3C] qkv), ms per call timed by the slope of k vs 2k
- * calls per GPU wait (bench/timing.ts).
+ * calls per GPU wait (bench/timing.ts). Last for each shape, `auto`: the path the selection of
+ * `lib/ops/attention_select.ts` picks (`path`; on a hardware adapter, or with `--tune`, after
+ * timing the candidates once with `tuneAttention`, as a training run does; else the untuned
+ * default), timed the same way, with `auto_vs_best` = its ms / the fastest row of the shape and
+ * pass (1.00 when auto picked the fastest path; tiled rows at budgets or thread counts other than
+ * the backend's default are not auto's to pick).
  *
  * Flags: `--json`, `--min-ms 300`, `--tile-bytes 0,32768` (workgroup-memory budgets of the tiled
  * kernels, one run each; 0 = the device's limit), `--threads 128,64` (threads per workgroup of the
  * tiled kernels, one run each; default the backend's choice for the adapter), `--shapes BxNHxTxHD,…` (default the shipped
  * model's 8×6×128×32 and GPT-2 small's 8×12×1024×64 on a hardware adapter; 8×6×128×32 and
- * 1×2×256×64 on a software one).
+ * 1×2×256×64 on a software one), `--tune` (tune the auto choice on a software adapter too).
  */
 
 import { parseArgs } from "node:util";
 import {
   attentionMode,
+  attentionPath,
   causalSelfAttentionQkv,
+  clearAttentionChoices,
   getDevice,
   mul,
   scope,
@@ -24,6 +31,7 @@ import {
   sum,
   Tape,
   Tensor,
+  tuneAttention,
 } from "../lib/mod.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 import { timePerCall } from "./timing.ts";
@@ -36,6 +44,7 @@ const { values } = parseArgs({
     shapes: { type: "string" },
     "tile-bytes": { type: "string", default: "0" },
     threads: { type: "string", default: "" },
+    tune: { type: "boolean", default: false },
   },
 });
 // Workgroup-memory budgets for the tiled kernels (0: the device's limit); each picks its tiles.
@@ -63,7 +72,15 @@ if (
 
 interface Row {
   shape: string;
-  mode: "tiled" | "rows" | "composed";
+  mode: "tiled" | "rows" | "composed" | "auto";
+  /** auto: the path it ran. */
+  path?: string;
+  /** auto: whether the path was chosen by timing (`tuneAttention`) rather than the default. */
+  tuned?: boolean;
+  /** auto: its ms / the fastest row's of the same shape and pass. */
+  auto_vs_best?: number;
+  /** auto, tuned: ms per forward + backward of each candidate as `tuneAttention` timed them. */
+  tuning?: Record<string, number>;
   pass: "forward" | "forward+backward";
   ms: number;
   dispatches: number;
@@ -81,19 +98,33 @@ for (const [B, nh, T, hd] of shapes) {
   const w = Tensor.randn([B, T, C], { device: dev, seed: 2 });
   const max = dev.engine.device.limits.maxComputeWorkgroupStorageSize;
   const budgets = [...new Set(tileBytes.map((b) => (b === 0 ? max : Math.min(b, max))))];
+  const shape = { B, nHead: nh, T, hd };
+  clearAttentionChoices(dev);
   const runs: { mode: Row["mode"]; bytes: number | null; threads: 64 | 128 | null }[] = [
     ...threadList.flatMap((t) =>
       budgets.map((b) => ({ mode: "tiled" as const, bytes: b, threads: t as 64 | 128 | null }))
     ),
     { mode: "rows", bytes: null, threads: null },
     { mode: "composed", bytes: null, threads: null },
+    { mode: "auto", bytes: null, threads: null },
   ];
   const seen = new Set<string>();
   for (const { mode, bytes, threads } of runs) {
-    setAttentionMode(mode === "composed" ? "composed" : "auto");
-    dev.attentionKernels = mode === "rows" ? "rows" : "auto";
+    setAttentionMode(mode);
     dev.attentionTileBytes = bytes;
     dev.attentionThreads = threads;
+    let auto: Partial<Row> = {};
+    if (mode === "auto") {
+      const tuning = software && !values.tune ? [] : await tuneAttention(dev, [shape], {
+        force: true,
+        minMs,
+      });
+      auto = {
+        path: attentionPath(dev, shape),
+        tuned: tuning.length > 0,
+        ...(tuning.length ? { tuning: tuning[0].ms as Record<string, number> } : {}),
+      };
+    }
     const cfg = mode === "tiled" ? dev.attentionTiles(hd) : null;
     const tiles = cfg
       ? `fwd ${cfg.fwd.br}/${cfg.fwd.bc} dq ${cfg.dq.br}/${cfg.dq.bc} dkv ${cfg.dkv.br}/${cfg.dkv.bc} ` +
@@ -114,6 +145,7 @@ for (const [B, nh, T, hd] of shapes) {
         shape: `${B}x${nh}x${T}x${hd}`,
         mode,
         pass,
+        ...auto,
         ...(tiles ? { tiles, tile_bytes: bytes! } : {}),
       };
       // One kernel family failing on an adapter (a driver rejecting a pipeline) must not cost the
@@ -132,13 +164,20 @@ for (const [B, nh, T, hd] of shapes) {
     }
   }
   setAttentionMode("auto");
-  dev.attentionKernels = "auto";
   dev.attentionTileBytes = null;
   dev.attentionThreads = null;
   qkv.dispose();
   w.dispose();
 }
 if (attentionMode() !== "auto") throw new Error("bench attention: mode not restored");
+for (const r of rows) {
+  if (r.mode !== "auto" || !Number.isFinite(r.ms)) continue;
+  const best = Math.min(
+    ...rows.filter((x) => x.shape === r.shape && x.pass === r.pass && Number.isFinite(x.ms))
+      .map((x) => x.ms),
+  );
+  r.auto_vs_best = r.ms / best;
+}
 
 if (values.json) {
   console.log(JSON.stringify(
@@ -161,7 +200,11 @@ if (values.json) {
   );
   for (const r of rows) {
     const c = rows.find((x) => x.mode === "composed" && x.shape === r.shape && x.pass === r.pass);
-    const what = r.tiles ? `tiled ${r.tiles} (${r.tile_bytes} B)` : r.mode;
+    const what = r.tiles
+      ? `tiled ${r.tiles} (${r.tile_bytes} B)`
+      : r.mode === "auto"
+      ? `auto: ${r.path} (${r.tuned ? "tuned" : "default"}), ${r.auto_vs_best?.toFixed(2)}× best`
+      : r.mode;
     console.log(
       `${r.shape.padEnd(16)} ${r.pass.padEnd(17)} ${what.padEnd(49)} ${
         r.ms.toFixed(3).padStart(9)

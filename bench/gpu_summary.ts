@@ -4,7 +4,8 @@
  * `qmatmul.json` (bench/qmatmul.ts --copy --gpt2-m …), `torch.json` (bench/torch_compare.py) and
  * `train*.json` (bench/train_step.ts --parts gpt2, one file per method) and `attention.json`
  * (bench/attention.ts: rows / tiled and composed / tiled time, above 1 when the tiled kernels are
- * faster). Every ratio compares rows of the same run.
+ * faster; and issue 15's `auto` rows: the selected path vs the fastest). Every ratio compares rows
+ * of the same run.
  *
  * Usage: `deno run --allow-read bench/gpu_summary.ts OUT_DIR` (`--json` prints the ratios as JSON).
  */
@@ -186,6 +187,14 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
         : ""
     }`,
   );
+  // Issue 15, item 2: one wait per step, few submits, a small host share.
+  console.log(
+    `      attention ${r.attention_path ?? "—"}; ${r.gpu_waits_per_step ?? "—"} GPU waits, ${
+      r.submits_per_step ?? "—"
+    } submits per step; host ${
+      r.host_ms_per_step == null ? "— (no profile)" : `${f(r.host_ms_per_step, 1)} ms`
+    } of ${f(r.profile_wall_ms_per_step ?? r.ms, 1)} ms per step`,
+  );
   if (r.profile_error) console.log(`      no GPU profile: ${r.profile_error}`);
   if (r.gpu_ms_by_kernel) {
     const tot = r.gpu_ms_per_step as number;
@@ -213,5 +222,20 @@ for (const r of rowsOf(at).filter((r) => r.mode === "tiled" && !r.error)) {
       c ? c.ms / r.ms : undefined,
     );
   }
+}
+// Issue 15, item 1: `auto` never slower than a path it could use. Ratio: the fastest row of the
+// shape and pass / auto's time (1.00 when auto picked the fastest; tiled rows at non-default
+// budgets or thread counts are not auto's to pick, so slightly below 1 can be fine).
+for (const r of rowsOf(at).filter((r) => r.mode === "auto" && !r.error)) {
+  line(
+    "15",
+    `attention auto ${r.shape} ${r.pass === "forward" ? "fwd" : "fwd+bwd"}: ${r.path}${
+      r.tuned ? " (tuned)" : ""
+    }`,
+    `${f(r.ms, 3)} ms`,
+    `${f(r.ms / r.auto_vs_best, 3)} ms best`,
+    1 / r.auto_vs_best,
+    r.pass === "forward" ? undefined : 0.9,
+  );
 }
 if (asJson) console.log(JSON.stringify(out, null, 2));

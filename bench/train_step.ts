@@ -4,10 +4,15 @@
  * and of a GPT-2-small shape, for full fine-tuning, LoRA and QLoRA (r = 8, α = 16, on c_attn,
  * c_proj and c_fc of every block: all four block linears, as the PyTorch + PEFT anchor).
  *
- * Each training-step row names the targeted modules, the number of LoRA layers and the trainable
- * parameter count; on WebGPU it also gives the dispatches of one step (with the most frequent
- * kernels) and the peak GPU bytes handed out by the engine while the row ran (model, optimizer
- * state and step).
+ * A training step is `trainStep` (lib/train/step.ts), what `deno task train` runs: forward and
+ * backward, gradients clipped to norm 1 on the device, AdamW, one readback of loss and norm. Each
+ * training-step row names the targeted modules, the number of LoRA layers and the trainable
+ * parameter count and the attention path its shape ran (`attention_path`: tiled, rows or
+ * composed; on a hardware GPU chosen by timing after the warm-up step, as a run does, with the
+ * timings in `attention_tuning`); on WebGPU it also gives the dispatches of one step (with the
+ * most frequent kernels), `gpu_waits_per_step` and `submits_per_step` (the engine's counters),
+ * `host_ms_per_step` (wall minus GPU ms of the `--profile` steps; null without a profile) and the
+ * peak GPU bytes handed out by the engine while the row ran (model, optimizer state and step).
  *
  * Flags: `--json`, `--min-ms 1500` (time per measurement, after one warm-up), `--backends
  * cpu,webgpu`, `--parts layer,shipped` (which benchmarks: `layer`, `shipped`, `gpt2`),
@@ -15,8 +20,8 @@
  * context; default 8x1024 on a hardware adapter, 1x32 on a software one or the CPU),
  * `--gpt2-layers 12`, `--gpt2-vocab 50257` (smaller only for smoke tests: lavapipe's buffers stop
  * at 128 MiB, below the 154 MB token embedding), `--methods full,lora,qlora`,
- * `--attention auto|rows|composed` (rows: the fused row kernels instead of the tiled ones on WebGPU;
- * composed: no fused attention kernel; both for comparison), `--profile` (WebGPU with
+ * `--attention auto|tiled|rows|composed` (auto: the selection of lib/ops/attention_select.ts;
+ * the others force that path where the shape can take it, for comparison), `--profile` (WebGPU with
  * `timestamp-query`: GPU time per kernel family over two more steps, each dispatch in a pass of its
  * own, so apart from the timed steps).
  */
@@ -24,6 +29,8 @@
 import { parseArgs } from "node:util";
 import {
   AdamW,
+  type AttentionMode,
+  attentionPath,
   type Backend,
   cpu,
   getDevice,
@@ -39,7 +46,9 @@ import {
   sum,
   Tape,
   Tensor,
+  tuneAttention,
 } from "../lib/mod.ts";
+import { trainStep } from "../lib/train/step.ts";
 import { WebGpuBackend } from "../lib/backend/webgpu/mod.ts";
 
 const { values } = parseArgs({
@@ -58,11 +67,11 @@ const { values } = parseArgs({
     profile: { type: "boolean", default: false },
   },
 });
-if (!["auto", "rows", "composed"].includes(values.attention)) {
-  console.error(`bench: --attention takes auto, rows or composed, got ${values.attention}`);
+if (!["auto", "tiled", "rows", "composed"].includes(values.attention)) {
+  console.error(`bench: --attention takes auto, tiled, rows or composed, got ${values.attention}`);
   Deno.exit(2);
 }
-setAttentionMode(values.attention === "composed" ? "composed" : "auto");
+setAttentionMode(values.attention as AttentionMode);
 const minMs = Number(values["min-ms"]);
 const parts = values.parts.split(",");
 if (values["gpt2-small"] && !parts.includes("gpt2")) parts.push("gpt2");
@@ -91,11 +100,7 @@ for (const b of backendNames) {
   if (b === "cpu") backends.push(cpu);
   else {
     try {
-      const dev = await getDevice({ backend: "webgpu", quiet: true });
-      if (dev instanceof WebGpuBackend && values.attention === "rows") {
-        dev.attentionKernels = "rows";
-      }
-      backends.push(dev);
+      backends.push(await getDevice({ backend: "webgpu", quiet: true }));
     } catch (e) {
       console.error(`bench: no WebGPU backend (${(e as Error).message})`);
     }
@@ -138,9 +143,26 @@ interface Row {
   top_kernels?: Record<string, number>;
   peak_bytes?: number;
   matmul_shapes_tuned?: number;
+  /** `--attention`: auto or the forced path. */
   attention?: string;
+  /** The attention path the step's shape ran (tiled, rows or composed). */
+  attention_path?: string;
+  /** Hardware GPUs, auto: ms per forward + backward of each path when it was tuned. */
+  attention_tuning?: Record<string, number>;
+  /** GPU waits (mapAsync, onSubmittedWorkDone) of one step. */
+  gpu_waits_per_step?: number;
+  /** Command buffers submitted in one step. */
+  submits_per_step?: number;
+  /**
+   * `--profile`: wall ms minus GPU ms (timestamp queries) of the profiled steps, the host's share
+   * of a step (on a software adapter the "GPU" is the same CPU, so this means little there);
+   * null without a profile.
+   */
+  host_ms_per_step?: number | null;
   /** `--profile`: summed GPU time of one step's dispatches (timestamp queries), ms. */
   gpu_ms_per_step?: number;
+  /** `--profile`: wall ms per step of the profiled steps (a pass per dispatch). */
+  profile_wall_ms_per_step?: number;
   /** `--profile`: GPU ms per step by kernel family (see `kernelFamily`), longest first. */
   gpu_ms_by_kernel?: Record<string, number>;
   /** `--profile`: why no profile was taken. */
@@ -189,7 +211,8 @@ if (parts.includes("layer")) {
   }
 }
 
-// 2. Training steps (forward, backward, clip-free AdamW update, one loss read-back) in tokens/s.
+// 2. Training steps (trainStep: forward, backward, clipping and AdamW on the device, one readback)
+// in tokens/s.
 const shapes: [string, GPTConfig, (dev: Backend) => [number, number]][] = [];
 if (parts.includes("shipped")) {
   shapes.push([
@@ -225,46 +248,52 @@ for (const dev of backends) {
       const opt = new AdamW(pm.trainable, { lr: 1e-4, weightDecay: 0 });
       const rng = new Rng(3);
       const ids = Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
-      const x = Tensor.fromArray(ids, [B, T], { device: dev, dtype: "i32" });
-      const y = Tensor.fromArray(ids.map((t) => (t + 1) % cfg.vocab_size), [B, T], {
-        device: dev,
-        dtype: "i32",
-      });
-      let dispatches = 0;
+      const x = Int32Array.from(ids);
+      const y = Int32Array.from(ids, (t) => (t + 1) % cfg.vocab_size);
+      let dispatches = 0, waits = 0, submits = 0;
       let byKernel = new Map<string, number>();
       let tuned = 0;
+      const attShape = { B, nHead: cfg.n_head, T, hd: cfg.n_embd / cfg.n_head };
+      let attTuning: Record<string, number> | undefined;
       // As `deno task train` does: on a hardware GPU, time the matmul variants on the products of
-      // the warm-up step (bit-identical results; speed only).
+      // the warm-up step (bit-identical results; speed only), and the attention paths of its shape.
       const tune = dev instanceof WebGpuBackend && !dev.engine.isSoftware
-        ? async () => (tuned = (await dev.tuneMatmul(dev.seenMatmulShapes())).length)
-        : undefined;
-      const step = () =>
-        scope(async () => {
-          const d0 = engine?.dispatches ?? 0;
-          const k0 = new Map(engine?.dispatchesByKernel ?? []);
-          const tape = new Tape();
-          tape.watch(...pm.trainable.values());
-          const loss = tape.run(() => model.loss(x, y));
-          opt.update(tape.backward(loss));
-          await loss.item();
-          if (engine) {
-            dispatches = engine.dispatches - d0;
-            byKernel = new Map(
-              [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
-            );
+        ? async () => {
+          tuned = (await dev.tuneMatmul(dev.seenMatmulShapes())).length;
+          if (values.attention === "auto") {
+            const r = (await tuneAttention(dev, [attShape]))[0];
+            if (r) attTuning = r.ms as Record<string, number>;
           }
-        });
+        }
+        : undefined;
+      const batch = { x, y, batchSize: B, seqLen: T, starts: new Int32Array(B) };
+      const step = async () => {
+        const d0 = engine?.dispatches ?? 0, w0 = engine?.waits ?? 0, s0 = engine?.submits ?? 0;
+        const k0 = new Map(engine?.dispatchesByKernel ?? []);
+        await trainStep(model, pm.trainable.values(), opt, [batch], { lr: 1e-4, maxNorm: 1 });
+        if (engine) {
+          dispatches = engine.dispatches - d0;
+          waits = engine.waits - w0;
+          submits = engine.submits - s0;
+          byKernel = new Map(
+            [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
+          );
+        }
+      };
       const ms = await time(step, tune);
       // GPU time per kernel family over PROFILE_STEPS more steps (a pass per dispatch while
       // profiling, so these are measured apart from the timing above).
       let profile: Record<string, number> | undefined;
       let profileMs: number | undefined;
+      let profileWallMs: number | undefined;
       let profileError: string | undefined;
       if (values.profile && engine?.hasTimestamps) {
         // The timed numbers above are kept even if profiling fails on this adapter.
         try {
           engine.startProfile();
+          const t0 = performance.now();
           for (let i = 0; i < PROFILE_STEPS; i++) await step();
+          profileWallMs = (performance.now() - t0) / PROFILE_STEPS;
           const times = await engine.stopProfile();
           const fam = new Map<string, number>();
           for (const t of times) {
@@ -291,6 +320,8 @@ for (const dev of backends) {
         model: name,
         method,
         attention: values.attention,
+        attention_path: attentionPath(dev, attShape),
+        ...(attTuning ? { attention_tuning: attTuning } : {}),
         batch: B,
         context: T,
         targets: method === "full" ? ["all parameters"] : pm.config.targets,
@@ -301,15 +332,24 @@ for (const dev of backends) {
           ? {
             matmul_shapes_tuned: tuned,
             dispatches_per_step: dispatches,
+            gpu_waits_per_step: waits,
+            submits_per_step: submits,
+            host_ms_per_step: profileMs !== undefined && profileWallMs !== undefined
+              ? profileWallMs - profileMs
+              : null,
             top_kernels: Object.fromEntries(top),
             peak_bytes: engine.peakBytes,
-            ...(profile ? { gpu_ms_per_step: profileMs, gpu_ms_by_kernel: profile } : {}),
+            ...(profile
+              ? {
+                gpu_ms_per_step: profileMs,
+                profile_wall_ms_per_step: profileWallMs,
+                gpu_ms_by_kernel: profile,
+              }
+              : {}),
             ...(profileError ? { profile_error: profileError } : {}),
           }
           : {}),
       });
-      x.dispose();
-      y.dispose();
       opt.dispose();
       model.dispose();
     }
@@ -330,14 +370,21 @@ if (values.json) {
     const gpu = r.dispatches_per_step !== undefined
       ? ` ${String(r.dispatches_per_step).padStart(6)} disp ${
         ((r.peak_bytes ?? 0) / 2 ** 20).toFixed(0).padStart(7)
-      } MiB`
+      } MiB, ${r.gpu_waits_per_step} wait ${r.submits_per_step} submits${
+        r.host_ms_per_step != null ? `, host ${r.host_ms_per_step.toFixed(1)} ms` : ""
+      }`
       : "";
+    const att = r.attention_path ? ` att ${r.attention_path}` : "";
     const tr = r.trainable_params !== undefined ? ` ${r.trainable_params} trainable` : "";
     console.log(
       `${r.bench.padEnd(58)} ${r.backend.padEnd(7)} ${r.ms.toFixed(1).padStart(9)} ms ${
         Math.round(r.tokens_per_s ?? 0).toString().padStart(8)
-      } tok/s${gpu}${tr}`,
+      } tok/s${att}${gpu}${tr}`,
     );
+    if (r.attention_tuning) {
+      const t = Object.entries(r.attention_tuning).map(([k, v]) => `${k} ${v.toFixed(2)} ms`);
+      console.log(`  attention tuned (fwd+bwd): ${t.join(", ")}`);
+    }
     if (r.gpu_ms_by_kernel) {
       const tot = r.gpu_ms_per_step!;
       console.log(`  GPU time per step ${tot.toFixed(1)} ms by kernel (timestamp queries):`);

@@ -176,6 +176,19 @@ export class Tensor {
     return this.backend.read(this.storage, this.dtype, this.size);
   }
 
+  /**
+   * Copies several tensors of one backend to the host with one wait where the backend can
+   * (`Backend.readMany`: a GPU's readbacks share one staging buffer and one map), else one read
+   * each.
+   */
+  static readAll(ts: readonly Tensor[]): Promise<HostArray[]> {
+    if (ts.length === 0) return Promise.resolve([]);
+    const dev = ts[0].backend;
+    if (ts.some((t) => t.backend !== dev)) throw new Error("readAll: tensors of two backends");
+    if (!dev.readMany) return Promise.all(ts.map((t) => t.toArray()));
+    return dev.readMany(ts.map((t) => ({ s: t.storage, dtype: t.dtype, n: t.size })));
+  }
+
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
     if (this.size !== 1) {

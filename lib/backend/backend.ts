@@ -151,6 +151,11 @@ export interface AttentionParams {
   rowStride: number;
   /** Score scale, usually 1/√hd. */
   scale: number;
+  /**
+   * Which fused kernel family runs (one of {@link Backend.attentionKernelFamilies}; the caller's
+   * per-shape choice, see `lib/ops/attention_select.ts`). Default: the backend's own.
+   */
+  kernels?: "tiled" | "rows";
 }
 
 /**
@@ -196,6 +201,16 @@ export interface Backend {
   tuneSeenShapes?(): Promise<number | null>;
   /** Optional: bytes of device memory this backend holds now and at most so far (a GPU). */
   deviceMemory?(): { live: number; peak: number };
+  /**
+   * Optional: whether this is a CPU emulating a GPU (lavapipe), where timings would mislead
+   * tuning. Absent: false.
+   */
+  readonly isSoftware?: boolean;
+  /**
+   * Optional: reads several storages back with one wait (one round trip for all of them).
+   * Without it, callers read each with {@link Backend.read}.
+   */
+  readMany?(items: readonly { s: Storage; dtype: DType; n: number }[]): Promise<HostArray[]>;
 
   /** Copies host data into a new storage. */
   upload(dtype: DType, data: HostArray): Storage;
@@ -334,6 +349,11 @@ export interface Backend {
   attention?(q: Storage, k: Storage, v: Storage, p: AttentionParams): { y: Storage; lse: Storage };
   /** With {@link Backend.attention}: the widest head it takes. */
   readonly attentionMaxHeadDim?: number;
+  /**
+   * With {@link Backend.attention}: the fused kernel families that can run head width `hd`
+   * (`AttentionParams.kernels`), the backend's default first. Absent: one family, `"rows"`.
+   */
+  attentionKernelFamilies?(hd: number): readonly ("tiled" | "rows")[];
   /**
    * Backward of {@link Backend.attention}: the gradient of q, k and v packed as one
    * [B, T, 3·nHead·hd] storage (dq, dk, dv side by side in each row).

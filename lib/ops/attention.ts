@@ -2,45 +2,60 @@
  * Causal multi-head self-attention: {@link causalSelfAttention} on separate q, k, v and
  * {@link causalSelfAttentionQkv} on a packed [B, T, 3C] projection (GPT-2's c_attn output).
  *
- * A backend with a fused kernel (WebGPU: `kernels/attention.ts`, one dispatch forward, two
- * backward, no [T, T] matrices kept) runs it; otherwise — and always on the CPU backend, whose
- * numerics the shipped model was trained with — attention is composed of permute, matmul, scale
- * and a causal softmax. {@link setAttentionMode} forces the composed path for comparisons.
+ * Each shape runs one of the paths its backend can take (`attention_select.ts`): a fused kernel
+ * family of the backend (WebGPU: the tiled kernels of `kernels/attention_tiled.ts` or the row
+ * kernels of `kernels/attention.ts`; one dispatch forward, two backward, no [T, T] matrices kept)
+ * or the composed ops — permute, matmul, scale and a causal softmax, always on the CPU backend,
+ * whose numerics the shipped model was trained with. In the `"auto"` mode the choice is the
+ * shape's tuned winner (`tuneAttention`, `attention_tune.ts`) or the untuned default;
+ * {@link setAttentionMode} forces a path for comparisons.
  *
  * @module
  */
 
-import type { AttentionParams } from "../backend/backend.ts";
+import type { AttentionParams, Backend } from "../backend/backend.ts";
 import { activeTape, record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
+import {
+  attentionCandidates,
+  type AttentionPath,
+  attentionPathFor,
+  type AttentionShape,
+} from "./attention_select.ts";
 import { scale } from "./elementwise.ts";
 import { matmul } from "./matmul.ts";
 import { softmax } from "./nn.ts";
 import { narrow, permute } from "./shape.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
-let mode: "auto" | "composed" = "auto";
+/** {@link setAttentionMode}'s settings: `"auto"` or one forced {@link AttentionPath}. */
+export type AttentionMode = "auto" | AttentionPath;
+
+let mode: AttentionMode = "auto";
 
 /**
- * `"auto"` (default): use a backend's fused attention when it has one; `"composed"`: always
- * compose attention from the basic ops (the reference; also what the CPU backend runs).
+ * `"auto"` (default): each shape runs its selected path (tuned winner, else the default; see
+ * `attention_select.ts`); `"composed"`: always compose attention from the basic ops (the
+ * reference; what the CPU backend runs); `"tiled"` / `"rows"`: that fused kernel family wherever
+ * the backend can run it with the shape (else the `"auto"` choice). For comparisons and tuning.
  */
-export function setAttentionMode(m: "auto" | "composed"): void {
-  if (m !== "auto" && m !== "composed") {
-    throw new RangeError(`setAttentionMode: "${m}" is not "auto" or "composed"`);
+export function setAttentionMode(m: AttentionMode): void {
+  if (!["auto", "tiled", "rows", "composed"].includes(m)) {
+    throw new RangeError(`setAttentionMode: "${m}" is not "auto", "tiled", "rows" or "composed"`);
   }
   mode = m;
 }
 
 /** The current attention mode (see {@link setAttentionMode}). */
-export function attentionMode(): "auto" | "composed" {
+export function attentionMode(): AttentionMode {
   return mode;
 }
 
-/** Whether attention with head width `hd` runs fused on this tensor's backend. */
-function fused(t: Tensor, hd: number): boolean {
-  return mode === "auto" && typeof t.backend.attention === "function" &&
-    hd <= (t.backend.attentionMaxHeadDim ?? 0);
+/** The path shape `s` runs with on `dev` under the current mode. */
+export function attentionPath(dev: Backend, s: AttentionShape): AttentionPath {
+  if (mode === "composed") return "composed";
+  if (mode !== "auto" && attentionCandidates(dev, s).includes(mode)) return mode;
+  return attentionPathFor(dev, s);
 }
 
 function checkHeads(op: string, C: number, nHead: number): number {
@@ -70,8 +85,20 @@ export function causalSelfAttention(q: Tensor, k: Tensor, v: Tensor, nHead: numb
   const [B, T, C] = q.shape;
   const hd = checkHeads("causalSelfAttention", C, nHead);
   // The fused backward hands each input its own gradient: repeated inputs take the composed path.
-  if (!fused(q, hd) || q === k || k === v || q === v) return composed(q, k, v, nHead);
-  const p = { B, T, nHead, hd, qOff: 0, kOff: 0, vOff: 0, rowStride: C, scale: 1 / Math.sqrt(hd) };
+  const path = attentionPath(q.backend, { B, nHead, T, hd });
+  if (path === "composed" || q === k || k === v || q === v) return composed(q, k, v, nHead);
+  const p: AttentionParams = {
+    B,
+    T,
+    nHead,
+    hd,
+    qOff: 0,
+    kOff: 0,
+    vOff: 0,
+    rowStride: C,
+    scale: 1 / Math.sqrt(hd),
+    kernels: path,
+  };
   return fusedOp(
     [q, k, v],
     p,
@@ -95,7 +122,8 @@ export function causalSelfAttentionQkv(qkv: Tensor, nHead: number): Tensor {
   const [B, T, C3] = qkv.shape;
   const C = C3 / 3;
   const hd = checkHeads("causalSelfAttentionQkv", C, nHead);
-  if (!fused(qkv, hd)) {
+  const path = attentionPath(qkv.backend, { B, nHead, T, hd });
+  if (path === "composed") {
     return scope(() =>
       causalSelfAttention(
         narrow(qkv, 2, 0, C),
@@ -105,7 +133,7 @@ export function causalSelfAttentionQkv(qkv: Tensor, nHead: number): Tensor {
       )
     );
   }
-  const p = {
+  const p: AttentionParams = {
     B,
     T,
     nHead,
@@ -115,6 +143,7 @@ export function causalSelfAttentionQkv(qkv: Tensor, nHead: number): Tensor {
     vOff: 2 * C,
     rowStride: C3,
     scale: 1 / Math.sqrt(hd),
+    kernels: path,
   };
   return fusedOp([qkv, qkv, qkv], p, (dqkv) => [dqkv]);
 }

@@ -10,6 +10,8 @@ export * from "./reduce.ts";
 export * from "./shape.ts";
 export * from "./nn.ts";
 export * from "./attention.ts";
+export * from "./attention_select.ts";
+export * from "./attention_tune.ts";
 export * from "./broadcast.ts";
 
 export * from "./dropout.ts";

@@ -17,6 +17,8 @@ import type { Tensor } from "../tensor.ts";
 import type { TrainArgs } from "./args.ts";
 import { type CheckpointState, saveCheckpoint } from "./checkpoint.ts";
 import type { MetricsRow } from "./metrics.ts";
+import { attentionChoices } from "../ops/attention_select.ts";
+import { formatAttentionTuning, tuneAttention } from "../ops/attention_tune.ts";
 import { Progress } from "./progress.ts";
 import type { RunStart, Sampler } from "./start.ts";
 import { DivergedError, trainStep } from "./step.ts";
@@ -88,6 +90,7 @@ export async function runLoop(i: LoopInput): Promise<LoopResult> {
         valBefore: start.valBefore,
         samplesBefore: start.samplesBefore,
         targets: { ...tally },
+        attentionPaths: attentionChoices(i.dev),
       },
     };
     await saveCheckpoint(runDir, state);
@@ -141,6 +144,20 @@ export async function runLoop(i: LoopInput): Promise<LoopResult> {
             `tuned the matmul kernels on ${tuned} product shapes in ${
               ((performance.now() - t) / 1000).toFixed(1)
             } s`,
+          );
+        }
+      }
+      if (step === startStep + 1 && !start.attentionPaths) {
+        // Time the attention paths of the shapes the first step ran, once per run (hardware
+        // GPUs only). They differ in rounding: the choices go into every checkpoint, and a
+        // resumed run applies them instead of tuning (see start.ts).
+        const t = performance.now();
+        const tuned = await tuneAttention(i.dev);
+        if (tuned.length) {
+          i.log(
+            `tuned attention on ${tuned.length} shapes in ${
+              ((performance.now() - t) / 1000).toFixed(1)
+            } s: ${formatAttentionTuning(tuned).join("; ")}`,
           );
         }
       }

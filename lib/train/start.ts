@@ -6,6 +6,7 @@
  * @module
  */
 
+import { setAttentionChoices } from "../ops/attention_select.ts";
 import type { Backend } from "../backend/backend.ts";
 import type { BatchSamplerState } from "../data/batch.ts";
 import type { Batch } from "../data/batch.ts";
@@ -41,6 +42,12 @@ export interface RunStart {
   samplesBefore: string[];
   /** Targets trained and masked so far. */
   tally: { trained: number; masked: number };
+  /**
+   * Resumed runs whose checkpoint recorded the attention paths (`attention_select.ts`): they are
+   * applied on the backend already, and the run does not tune attention again (the paths differ
+   * in rounding, so the resumed steps run exactly as the uninterrupted run's would).
+   */
+  attentionPaths?: Record<string, string>;
 }
 
 /** Everything {@link startRun} reads. */
@@ -88,6 +95,19 @@ export async function startRun(i: StartInput): Promise<RunStart> {
     i.sampler.setState(ck.sampler);
     pm.dropoutRng.setState(ck.dropoutRng);
     Object.assign(tally, ck.extra?.targets ?? {});
+    const attentionPaths = ck.extra?.attentionPaths as Record<string, string> | undefined;
+    if (attentionPaths) {
+      const bad = setAttentionChoices(dev, attentionPaths);
+      const all = Object.entries(attentionPaths).map(([k, v]) => `${k} ${v}`).join(", ");
+      if (all) i.log(`attention paths from the checkpoint: ${all}`);
+      if (bad.length) {
+        i.log(
+          `warning: this backend cannot run the checkpoint's attention path for ${
+            bad.join(", ")
+          }; the default runs instead (losses may differ slightly from the uninterrupted run)`,
+        );
+      }
+    }
     const metrics = await MetricsWriter.resume(`${runDir}/metrics.jsonl`, ck.step);
     await recordResume(runDir, { step: ck.step, backend: `${dev.kind} (${dev.description})` });
     i.log(`resumed ${runDir} at step ${ck.step}`);
@@ -97,6 +117,7 @@ export async function startRun(i: StartInput): Promise<RunStart> {
       valBefore: (ck.extra?.valBefore as number) ?? NaN,
       samplesBefore: (ck.extra?.samplesBefore as string[]) ?? [],
       tally,
+      ...(attentionPaths ? { attentionPaths } : {}),
     };
   }
   await prepareRunDir(runDir);

@@ -283,7 +283,10 @@ Deno.test(
       /\[B, T, 3C\]/,
     );
     assert.throws(() => causalSelfAttentionQkv(mk(), 4), /not divisible/);
-    assert.throws(() => setAttentionMode("fast" as "auto"), /not "auto" or "composed"/);
+    assert.throws(
+      () => setAttentionMode("fast" as "auto"),
+      /not "auto", "tiled", "rows" or "composed"/,
+    );
   },
 );
 

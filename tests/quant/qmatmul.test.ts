@@ -158,3 +158,30 @@ Deno.test("qmatmul: shape and backend errors name the problem", async () => {
   w.dispose();
   assert.throws(() => qmatmul(Tensor.zeros([2, 4]), w), /after dispose/);
 });
+
+Deno.test(
+  "qmatmul M = 1 (generation) runs one matrix-vector dispatch, long rows included",
+  { sanitizeResources: false, sanitizeOps: false },
+  async () => {
+    const g = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(12);
+    // Rows of many 256-column passes per lane; 1031 is not a multiple of 8 (the scalar decoder).
+    for (const v of VARIANTS.filter((v) => ["nf4+dq", "nf4", "int8-row", "f16"].includes(v.name))) {
+      for (const [N, K] of [[19, 2072], [9, 1031]]) {
+        const q = randomWeight(rng, v, N, K);
+        const x = Float32Array.from(randData(rng, K));
+        const ref = qmatmulRef(q, x, 1, null, false);
+        const w = toDevice(g, q);
+        const xt = Tensor.fromArray(x, [1, 1, K], { device: g });
+        const k0 = new Map(g.engine.dispatchesByKernel), d0 = g.engine.dispatches;
+        const y = qmatmul(xt, w); // path auto
+        const ran = [...g.engine.dispatchesByKernel].filter(([k, n]) => n > (k0.get(k) ?? 0));
+        assert.equal(g.engine.dispatches - d0, 1);
+        assert.match(ran[0][0], /^qmatvec:.*:t0$/, `${v.name}: ${ran[0][0]}`);
+        assertClose(await y.toArray(), ref.out, ref.tol, `${v.name} M1 N${N} K${K}`);
+        for (const t of [y, xt]) t.dispose();
+        w.dispose();
+      }
+    }
+  },
+);

@@ -86,6 +86,14 @@ export class GpuEngine {
   dispatches = 0;
   /** Dispatches recorded since the engine was made, by kernel key (for profiling fusion). */
   readonly dispatchesByKernel: Map<string, number> = new Map();
+  /** Command buffers submitted (`queue.submit`) since the engine was made. */
+  submits = 0;
+  /**
+   * Times the host waited for the GPU since the engine was made: each `mapAsync` of a readback
+   * or profile and each `onSubmittedWorkDone` of {@link sync} (reads issued together, as
+   * {@link readMany} does, count once).
+   */
+  waits = 0;
 
   /** Wraps a device; `isSoftware` marks CPU-emulated adapters such as lavapipe. */
   constructor(device: GPUDevice, description: string, isSoftware: boolean) {
@@ -259,6 +267,7 @@ export class GpuEngine {
     this.prof = null;
     const totals = new Map<string, KernelTime>();
     for (const b of prof.batches) {
+      this.waits++;
       await b.staging.mapAsync(GPUMapMode.READ);
       const t = new BigUint64Array(b.staging.getMappedRange());
       b.keys.forEach((key, i) => {
@@ -306,6 +315,7 @@ export class GpuEngine {
       );
     }
     this.device.queue.submit([this.encoder.finish()]);
+    this.submits++;
     this.encoder = null;
     this.pending = 0;
   }
@@ -313,21 +323,40 @@ export class GpuEngine {
   /** Submits recorded work and waits until the GPU has finished it. */
   async sync(): Promise<void> {
     this.flush();
+    this.waits++;
     await this.device.queue.onSubmittedWorkDone();
     this.checkErrors();
   }
 
   /** Copies `bytes` bytes of a buffer back to the host. */
   async read(buf: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
-    const size = Math.max(4, Math.ceil(bytes / 4) * 4);
+    return (await this.readMany([{ buf, bytes }]))[0];
+  }
+
+  /**
+   * Copies the first `bytes` bytes of each buffer back to the host with one submit and one wait:
+   * every part goes into one staging buffer (at 256-byte aligned offsets), mapped once.
+   */
+  async readMany(parts: readonly { buf: GPUBuffer; bytes: number }[]): Promise<ArrayBuffer[]> {
+    const offs: number[] = [];
+    let size = 0;
+    for (const p of parts) {
+      offs.push(size);
+      size += Math.ceil(Math.max(4, p.bytes) / SLOT_BYTES) * SLOT_BYTES;
+    }
     const staging = this.device.createBuffer({
-      size,
+      size: Math.max(4, size),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    this.enc().copyBufferToBuffer(buf, 0, staging, 0, size);
+    const enc = this.enc();
+    parts.forEach((p, i) =>
+      enc.copyBufferToBuffer(p.buf, 0, staging, offs[i], Math.max(4, Math.ceil(p.bytes / 4) * 4))
+    );
     this.flush();
+    this.waits++;
     await staging.mapAsync(GPUMapMode.READ);
-    const out = staging.getMappedRange().slice(0, bytes);
+    const range = staging.getMappedRange();
+    const out = parts.map((p, i) => range.slice(offs[i], offs[i] + p.bytes));
     staging.unmap();
     staging.destroy();
     this.checkErrors();

@@ -135,6 +135,10 @@ export class WebGpuBackend implements Backend {
   }
   /** A GPU step waits once, at its end. */
   readonly oneWaitPerStep: boolean = true;
+  /** Whether the adapter is a CPU implementation (lavapipe): no tuning by timing there. */
+  get isSoftware(): boolean {
+    return this.engine.isSoftware;
+  }
   /** Live and peak bytes of the engine's buffers. */
   deviceMemory(): { live: number; peak: number } {
     return { live: this.engine.liveBytes, peak: this.engine.peakBytes };
@@ -185,6 +189,19 @@ export class WebGpuBackend implements Backend {
       : dtype === "f16"
       ? new Float16Array(bytes)
       : new Int32Array(bytes);
+  }
+  /** Reads several storages back with one copy each into one staging buffer and one wait. */
+  async readMany(items: readonly { s: Storage; dtype: DType; n: number }[]): Promise<HostArray[]> {
+    const parts = await this.engine.readMany(
+      items.map((it) => ({ buf: this.buf(it.s), bytes: it.n * DTYPE_BYTES[it.dtype] })),
+    );
+    return parts.map((bytes, i) =>
+      items[i].dtype === "f32"
+        ? new Float32Array(bytes)
+        : items[i].dtype === "f16"
+        ? new Float16Array(bytes)
+        : new Int32Array(bytes)
+    );
   }
   /** Overwrites elements in place (submits recorded work first, so it cannot overtake it). */
   write(s: Storage, data: HostArray): void {
@@ -586,16 +603,32 @@ export class WebGpuBackend implements Backend {
    * memory would leave few threads per core).
    */
   attentionThreads: 64 | 128 | null = null;
-  /** The tiled attention's tiles for head width `hd`, or null when the row kernels run. */
-  attentionTiles(hd: number): AttentionTileConfig | null {
-    if (this.attentionKernels === "rows") return null;
+  /**
+   * The tiled attention's tiles for head width `hd`, or null when the row kernels run: with
+   * `kernels` (`AttentionParams.kernels`) that family, else {@link attentionKernels}' choice.
+   */
+  attentionTiles(hd: number, kernels?: "tiled" | "rows"): AttentionTileConfig | null {
+    if ((kernels ?? this.attentionKernels) === "rows") return null;
     const max = this.engine.device.limits.maxComputeWorkgroupStorageSize;
     const threads = this.attentionThreads ?? (this.engine.isSoftware ? 64 : 128);
     return attentionTileConfig(hd, Math.min(max, this.attentionTileBytes ?? max), threads);
   }
+  /**
+   * See {@link Backend.attentionKernelFamilies}: `["tiled", "rows"]` when the tiles of `hd` fit
+   * the workgroup memory, else `["rows"]`; only `["rows"]` while {@link attentionKernels} is
+   * `"rows"`; none past {@link attentionMaxHeadDim}.
+   */
+  attentionKernelFamilies(hd: number): readonly ("tiled" | "rows")[] {
+    if (hd > ATT_MAX_HD) return [];
+    return this.attentionTiles(hd) ? ["tiled", "rows"] : ["rows"];
+  }
   /** See {@link Backend.attentionMaxHeadDim}: the fused kernels hold a few head rows per thread. */
   readonly attentionMaxHeadDim: number = ATT_MAX_HD;
-  /** See {@link Backend.attention}: one dispatch (kernels/attention.ts). */
+  /**
+   * See {@link Backend.attention}: one dispatch, of the family `p.kernels` names (default
+   * {@link attentionTiles}' choice): tiled (`kernels/attention_tiled.ts`) or rows
+   * (`kernels/attention.ts`).
+   */
   attention(
     q: Storage,
     k: Storage,
@@ -607,7 +640,7 @@ export class WebGpuBackend implements Backend {
     }
     const y = this.out(p.B * p.T * p.nHead * p.hd);
     const lse = this.out(p.B * p.nHead * p.T);
-    const cfg = this.attentionTiles(p.hd);
+    const cfg = this.attentionTiles(p.hd, p.kernels);
     this.engine.run(
       cfg ? attentionTiledForwardKernel(p.hd, cfg) : attentionForwardKernel(p.hd),
       [this.buf(q), this.buf(k), this.buf(v), y.buffer, lse.buffer],
@@ -628,7 +661,7 @@ export class WebGpuBackend implements Backend {
   ): Storage {
     const dqkv = this.out(p.B * p.T * 3 * p.nHead * p.hd);
     const D = this.out(p.B * p.nHead * p.T);
-    const cfg = this.attentionTiles(p.hd);
+    const cfg = this.attentionTiles(p.hd, p.kernels);
     const [bq, bk, bv] = [this.buf(q), this.buf(k), this.buf(v)];
     this.engine.run(
       cfg ? attentionTiledBackwardQKernel(p.hd, cfg) : attentionBackwardQKernel(p.hd),

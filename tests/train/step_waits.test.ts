@@ -1,0 +1,65 @@
+// A training step on WebGPU (lib/train/step.ts trainStep) waits for the GPU exactly once — the
+// readback of its losses and gradient norm — and submits a bounded number of command buffers
+// (issue 15, item 2), counted by the engine (GpuEngine.waits / submits).
+import assert from "node:assert/strict";
+import { AdamW, GPT, preparePeft, Rng } from "../../lib/mod.ts";
+import type { WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
+import { MAX_BATCH } from "../../lib/backend/webgpu/engine.ts";
+import type { Batch } from "../../lib/data/batch.ts";
+import { trainStep } from "../../lib/train/step.ts";
+import { gpu } from "../harness.ts";
+
+const opts = { sanitizeResources: false, sanitizeOps: false };
+
+Deno.test(
+  "a WebGPU training step waits once and submits a bounded number of times",
+  opts,
+  async () => {
+    const dev = (await gpu()) as WebGpuBackend;
+    const eng = dev.engine;
+    const cfg = { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 2 };
+    const model = GPT.init(cfg, { device: dev, seed: 1 });
+    const pm = await preparePeft(model, { method: "lora", dropout: 0 });
+    const opt = new AdamW(pm.trainable, { lr: 1e-3, weightDecay: 0 });
+    const rng = new Rng(2);
+    const [B, T] = [2, 16];
+    const batch = (): Batch => {
+      const ids = Int32Array.from({ length: B * T + 1 }, () => rng.int(cfg.vocab_size));
+      return {
+        x: ids.slice(0, B * T),
+        y: ids.slice(1),
+        batchSize: B,
+        seqLen: T,
+        starts: new Int32Array(B),
+      };
+    };
+    const step = (n: number) =>
+      trainStep(model, pm.trainable.values(), opt, Array.from({ length: n }, batch), {
+        lr: 1e-3,
+        maxNorm: 1,
+        mask: (g) => pm.maskGrads(g),
+      });
+    await step(1); // compiles the pipelines
+    for (const micro of [1, 2, 3]) {
+      await dev.sync();
+      const [w0, s0, d0] = [eng.waits, eng.submits, eng.dispatches];
+      const r = await step(micro);
+      const [waits, submits, dispatches] = [
+        eng.waits - w0,
+        eng.submits - s0,
+        eng.dispatches - d0,
+      ];
+      assert.ok(Number.isFinite(r.loss));
+      assert.equal(waits, 1, `${micro} micro-batches: one wait per step`);
+      // Full batches of recorded dispatches, plus the uploads of each micro-batch's tokens (an
+      // upload submits the work recorded before it), plus the final readback.
+      const bound = Math.ceil(dispatches / MAX_BATCH) + 2 * micro + 1;
+      assert.ok(
+        submits >= 1 && submits <= bound,
+        `${micro} micro-batches: ${submits} submits for ${dispatches} dispatches (bound ${bound})`,
+      );
+    }
+    opt.dispose();
+    model.dispose();
+  },
+);
