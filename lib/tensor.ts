@@ -17,10 +17,34 @@ import { cpu } from "./backend/device.ts";
 import { Rng } from "./rng.ts";
 import { activeTape, record } from "./autograd/record.ts";
 
-/** Shared storage with a reference count (reshape makes views that share it). */
+/**
+ * Shared storage with a reference count (reshape makes views that share it). A tensor stored in
+ * row chunks (see {@link Tensor.chunks}) has `chunks` and no storage of its own.
+ */
 interface StorageRef {
-  storage: Storage;
+  storage: Storage | null;
+  chunks?: Tensor[];
   refs: number;
+}
+
+/** Override of the split threshold (see {@link setSplitBytes}); null: each backend's limit. */
+let splitBytesOverride: number | null = null;
+
+/**
+ * Sets the size in bytes above which new tensors of two or more dims are stored in row chunks
+ * on every backend (null, the default: each backend's `maxStorageBytes`, so only tensors over a
+ * GPU adapter's largest buffer are split and the CPU never splits). For tests of the split path
+ * with small tensors. Returns the previous setting.
+ */
+export function setSplitBytes(bytes: number | null): number | null {
+  const prev = splitBytesOverride;
+  splitBytesOverride = bytes;
+  return prev;
+}
+
+/** The size over which a tensor on `device` is stored in row chunks. */
+export function splitBytes(device: Backend): number {
+  return splitBytesOverride ?? device.maxStorageBytes;
 }
 
 /** Formats a shape for error messages: `[2,3]`. */
@@ -85,9 +109,58 @@ export class Tensor {
     if (scopes.length) scopes[scopes.length - 1].add(this);
   }
 
-  /** The storage handle; throws after dispose. */
+  /**
+   * A tensor stored as row chunks: `chunks` are tensors [r_i, ...rest] of one backend and dtype
+   * whose rows, in order, are the rows of the result (taken over, not copied). Used for tensors
+   * larger than a backend's largest storage (a GPU adapter's `maxStorageBufferBindingSize`):
+   * {@link embedding} (as the table) and {@link matmul} (as the 2-D right operand) run chunk by
+   * chunk, reads and {@link assign} work; every other op refuses it with a clear error.
+   */
+  static fromChunks(chunks: readonly Tensor[]): Tensor {
+    if (chunks.length === 0) throw new RangeError("fromChunks: no chunks");
+    const c0 = chunks[0];
+    let rows = 0;
+    for (const c of chunks) {
+      if (
+        c.backend !== c0.backend || c.dtype !== c0.dtype || c.ndim !== c0.ndim || c.ndim < 2 ||
+        fmtShape(c.shape.slice(1)) !== fmtShape(c0.shape.slice(1)) || c.chunks
+      ) {
+        throw new RangeError(
+          `fromChunks: chunks ${chunks.map((t) => fmtShape(t.shape)).join(", ")} are not row ` +
+            "chunks of one backend and dtype",
+        );
+      }
+      rows += c.shape[0];
+    }
+    return new Tensor(
+      c0.backend,
+      { storage: null, chunks: [...chunks], refs: 1 },
+      [rows, ...c0.shape.slice(1)],
+      c0.dtype,
+    );
+  }
+
+  /**
+   * The row chunks of a tensor stored split (see {@link fromChunks}), else null. Tensors over
+   * {@link splitBytes} made by {@link fromArray} (and so `randn`, `uniform` and model loading)
+   * are split this way.
+   */
+  get chunks(): readonly Tensor[] | null {
+    if (!this.ref) throw new Error(`tensor ${fmtShape(this.shape)} used after dispose()`);
+    return this.ref.chunks ?? null;
+  }
+
+  /** The storage handle; throws after dispose, and for a tensor stored in row chunks. */
   get storage(): Storage {
     if (!this.ref) throw new Error(`tensor ${fmtShape(this.shape)} used after dispose()`);
+    if (!this.ref.storage) {
+      throw new Error(
+        `tensor ${fmtShape(this.shape)} (${(this.bytes / 2 ** 20).toFixed(1)} MiB) is stored in ` +
+          `${this.ref.chunks!.length} row chunks, being larger than the largest buffer of ` +
+          `${this.backend.description}; only embedding (as the table), matmul (as the 2-D right ` +
+          "operand, without its gradient), reads and assign take it",
+      );
+    }
     return this.ref.storage;
   }
   /** Number of elements. */
@@ -134,6 +207,30 @@ export class Tensor {
         }
       }
     }
+    const rowBytes = shape.length >= 2 ? (numel(shape) / shape[0]) * DTYPE_BYTES[dtype] : 0;
+    const limit = splitBytes(device);
+    if (shape.length >= 2 && host.length * DTYPE_BYTES[dtype] > limit && rowBytes > 0) {
+      const maxRows = Math.floor(limit / rowBytes);
+      if (maxRows < 1) {
+        throw new RangeError(
+          `fromArray: one row of ${fmtShape(shape)} (${rowBytes} bytes) exceeds the largest ` +
+            `storage of ${device.description} (${limit} bytes)`,
+        );
+      }
+      // Equal chunks: the fewest that fit.
+      const parts = Math.ceil(shape[0] / maxRows), per = Math.ceil(shape[0] / parts);
+      const rowLen = rowBytes / DTYPE_BYTES[dtype], chunks: Tensor[] = [];
+      for (let r = 0; r < shape[0]; r += per) {
+        const r1 = Math.min(shape[0], r + per);
+        const part = host.subarray(r * rowLen, r1 * rowLen);
+        chunks.push(
+          new Tensor(device, device.upload(dtype, part), [r1 - r, ...shape.slice(1)], dtype),
+        );
+      }
+      const out = Tensor.fromChunks(chunks);
+      for (const c of chunks) c.keep(); // owned by `out`
+      return out;
+    }
     return new Tensor(device, device.upload(dtype, host), shape, dtype);
   }
 
@@ -173,6 +270,8 @@ export class Tensor {
 
   /** Copies the elements to the host (flushes pending GPU work). */
   toArray(): Promise<HostArray> {
+    const chunks = this.chunks;
+    if (chunks) return Tensor.readAll(chunks).then((parts) => joinHost(this.dtype, parts));
     return this.backend.read(this.storage, this.dtype, this.size);
   }
 
@@ -185,7 +284,7 @@ export class Tensor {
     if (ts.length === 0) return Promise.resolve([]);
     const dev = ts[0].backend;
     if (ts.some((t) => t.backend !== dev)) throw new Error("readAll: tensors of two backends");
-    if (!dev.readMany) return Promise.all(ts.map((t) => t.toArray()));
+    if (!dev.readMany || ts.some((t) => t.chunks)) return Promise.all(ts.map((t) => t.toArray()));
     return dev.readMany(ts.map((t) => ({ s: t.storage, dtype: t.dtype, n: t.size })));
   }
 
@@ -212,6 +311,15 @@ export class Tensor {
       : this.dtype === "f16"
       ? Float16Array.from(data)
       : Int32Array.from(data);
+    const chunks = this.chunks;
+    if (chunks) {
+      let o = 0;
+      for (const c of chunks) {
+        c.backend.write(c.storage, host.subarray(o, o + c.size));
+        o += c.size;
+      }
+      return;
+    }
     this.backend.write(this.storage, host);
   }
 
@@ -229,7 +337,11 @@ export class Tensor {
         `reshape: ${fmtShape(this.shape)} (${this.size}) cannot become ${fmtShape(shape)}`,
       );
     }
-    this.storage; // throws if disposed
+    if (this.chunks && fmtShape(s) !== fmtShape(this.shape)) {
+      throw new RangeError(
+        `reshape: ${fmtShape(this.shape)} is stored in row chunks and keeps its shape`,
+      );
+    }
     this.ref!.refs++;
     const out = new Tensor(this.backend, this.ref!, s, this.dtype);
     return record(out, [this], (g) => [g.reshape(this.shape)]);
@@ -240,7 +352,7 @@ export class Tensor {
    * records: for ops that overwrite an input in place and record themselves.
    */
   alias(): Tensor {
-    this.storage; // throws if disposed
+    this.chunks; // throws if disposed
     this.ref!.refs++;
     return new Tensor(this.backend, this.ref!, this.shape, this.dtype);
   }
@@ -253,7 +365,10 @@ export class Tensor {
   /** Releases the device memory (once every view sharing it is disposed). Idempotent. */
   dispose(): void {
     if (!this.ref) return;
-    if (--this.ref.refs === 0) this.backend.free(this.ref.storage);
+    if (--this.ref.refs === 0) {
+      if (this.ref.storage) this.backend.free(this.ref.storage);
+      for (const c of this.ref.chunks ?? []) c.dispose();
+    }
     this.ref = null;
   }
 
@@ -262,6 +377,23 @@ export class Tensor {
     for (const s of scopes) s.delete(this);
     return this;
   }
+}
+
+/** Concatenates host arrays of one dtype. */
+function joinHost(dtype: DType, parts: HostArray[]): HostArray {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = dtype === "f32"
+    ? new Float32Array(n)
+    : dtype === "f16"
+    ? new Float16Array(n)
+    : new Int32Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p as never, o);
+    o += p.length;
+  }
+  return out;
 }
 
 function collect(x: unknown, out: Set<Tensor>): void {

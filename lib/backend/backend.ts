@@ -42,6 +42,14 @@ export interface Storage {
   readonly backendId: number;
 }
 
+/** Which rows of a bigger table an {@link Backend.embedding} table holds (a row chunk). */
+export interface EmbeddingRows {
+  /** Id of the chunk's first row. */
+  start: number;
+  /** Rows of the whole table. */
+  total: number;
+}
+
 /** Elementwise binary ops, with numpy broadcasting. */
 export type BinaryOp = "add" | "sub" | "mul" | "div";
 
@@ -287,8 +295,19 @@ export interface Backend {
     cols: number,
     eps: number,
   ): Storage;
-  /** out[n, :] = table[ids[n], :]; table: [V, C], ids: i32 [n]. */
-  embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage;
+  /**
+   * out[n, :] = table[ids[n], :]; table: [V, C], ids: i32 [n]. With `rows`, the table is the row
+   * chunk `rows.start … rows.start + V - 1` of a table of `rows.total` rows: an id of another
+   * chunk gives a zero row (an id outside [0, total) is still an error, NaN on WebGPU).
+   */
+  embedding(
+    ids: Storage,
+    table: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage;
   /**
    * Per-row cross-entropy `logsumexp(logits[r]) - logits[r, targets[r]]`; out: [rows]. With
    * `ignore`, a row whose target is -100 (PyTorch's `ignore_index`) gives 0.

@@ -8,6 +8,7 @@ import { record } from "../autograd/record.ts";
 import type { MatmulParams } from "../backend/backend.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
 import { sum } from "./reduce.ts";
+import { matmulChunked } from "./split.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
 /** Options of {@link matmul}. */
@@ -45,6 +46,15 @@ export interface MatmulOptions {
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const bias = opts.bias;
+  if (b.chunks) {
+    if (transA || bias || a.chunks) {
+      throw new RangeError(
+        `matmul: ${fmtShape(b.shape)} is stored in row chunks; it takes only an untransposed ` +
+          "whole left operand and no bias",
+      );
+    }
+    return matmulChunked(a, b, transB);
+  }
   sameBackend("matmul", a, b, ...(bias ? [bias] : []));
   const sa = `${fmtShape(a.shape)}${transA ? "ᵀ" : ""}`;
   const sb = `${fmtShape(b.shape)}${transB ? "ᵀ" : ""}`;

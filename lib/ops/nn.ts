@@ -9,6 +9,7 @@ import { record } from "../autograd/record.ts";
 import { fmtShape, scope, Tensor } from "../tensor.ts";
 import { exp, mul, scale, sub } from "./elementwise.ts";
 import { mean, sum } from "./reduce.ts";
+import { embeddingChunked } from "./split.ts";
 import { needDtype, sameBackend } from "./util.ts";
 
 /** Options of {@link softmax} and {@link logSoftmax}. */
@@ -113,6 +114,7 @@ export function embedding(ids: Tensor, table: Tensor): Tensor {
   if (table.ndim !== 2) {
     throw new RangeError(`embedding: table ${fmtShape(table.shape)} is not 2-D`);
   }
+  if (table.chunks) return embeddingChunked(ids, table);
   const [V, C] = table.shape;
   const s = ids.backend.embedding(ids.storage, table.storage, ids.size, V, C);
   const out = new Tensor(ids.backend, s, [...ids.shape, C], "f32");

@@ -22,6 +22,7 @@
  * @module
  */
 
+import { fmtShape } from "../tensor.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import type { Linear, LinearLike } from "../nn/linear.ts";
 import { QuantLinear } from "../nn/quant_linear.ts";
@@ -74,6 +75,15 @@ export async function preparePeft(
     }
   }
   await PEFT_METHODS[c.method].prepare(pm, model, c, calibration);
+  for (const [name, t] of pm.trainable) {
+    if (t.chunks) {
+      throw new Error(
+        `preparePeft: ${c.method} trains ${name} ${fmtShape(t.shape)}, which is larger than the ` +
+          `largest buffer of ${t.backend.description} (stored in ${t.chunks.length} row chunks) ` +
+          "and cannot be trained there; use lora or qlora, which freeze it",
+      );
+    }
+  }
   return pm;
 }
 

@@ -51,8 +51,11 @@ function gb(bytes: number): string {
 /**
  * Throws an {@link InputError} naming the flag when `args` cannot work with `model` on `dev`:
  * `--ctx` over the model's context length, `--layers` over its block count, a `--targets` name
- * that matches no linear layer, a logits tensor over the adapter's largest buffer, or activations
- * (lower bound) over the machine's memory. `targets` are the resolved target names.
+ * that matches no linear layer, `--method full` with a parameter over the adapter's largest buffer
+ * (such tensors, e.g. GPT-2's 154 MB token embedding on a 128 MiB adapter, are stored in row
+ * chunks, which LoRA and QLoRA use frozen but nothing trains), a logits tensor over that buffer
+ * (the logits stay one tensor: lower --batch or --ctx), or activations (lower bound) over the
+ * machine's memory. `targets` are the resolved target names.
  */
 export function preflight(
   args: TrainArgs,
@@ -80,6 +83,17 @@ export function preflight(
         throw new InputError(
           `--targets ${targets.join(",")}: "${t}" matches no linear layer of this ${model.arch} ` +
             `model (its layers are ${names.join(", ")})`,
+        );
+      }
+    }
+  }
+  if (args.method === "full") {
+    for (const [name, t] of model.namedParameters()) {
+      if (t.chunks) {
+        throw new InputError(
+          `--method full: ${name} [${t.shape.join(", ")}] is larger than this adapter's largest ` +
+            `buffer (${gb(dev.maxStorageBytes)}), so it is stored in row chunks and cannot be ` +
+            "trained; use --method lora or qlora (which freeze it), or another device",
         );
       }
     }

@@ -55,6 +55,7 @@ import {
   castKernel,
   embeddingKernel,
   embeddingParams,
+  embeddingRowsParams,
   stridedKernel,
   stridedParams,
 } from "../../lib/backend/webgpu/kernels/gather.ts";
@@ -133,7 +134,7 @@ const TABLE: Record<string, Entry> = {
   binaryKernel: { kernels: () => BINARY_OPS.map(binaryKernel), params: binaryParams },
   geluBackwardKernel: { kernels: () => [geluBackwardKernel()], params: nParams },
   accumulateKernel: { kernels: () => [accumulateKernel()], params: nParams },
-  embeddingKernel: { kernels: () => [embeddingKernel()], params: embeddingParams },
+  embeddingKernel: { kernels: () => [embeddingKernel()], params: embeddingRowsParams },
   stridedKernel: {
     kernels: () => [stridedKernel("u32"), stridedKernel("f16")],
     params: stridedParams,

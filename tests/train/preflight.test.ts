@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpu, GPT } from "../../lib/mod.ts";
+import { cpu, GPT, setSplitBytes } from "../../lib/mod.ts";
 import type { Backend } from "../../lib/backend/backend.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { InputError } from "../../lib/train/input_error.ts";
@@ -67,6 +67,28 @@ Deno.test("preflight: ctx, layers, targets, adapter buffer and memory each give 
   );
   // Unknown memory (no permission to read it): the check is skipped.
   preflight(a, model, cpu, a.targets, { totalMemory: null });
+  model.dispose();
+});
+
+Deno.test("preflight: --method full refuses a parameter stored in row chunks", () => {
+  // wte [300, 48] is 57.6 kB; with tensors over 40 kB split, it is stored in 2 row chunks.
+  const prev = setSplitBytes(40_000);
+  const model = (() => {
+    try {
+      return GPT.init(cfg, { device: cpu, seed: 2 });
+    } finally {
+      setSplitBytes(prev);
+    }
+  })();
+  assert.equal(model.wte.chunks?.length, 2);
+  const check = (argv: string[]) =>
+    preflight(args(argv), model, cpu, args(argv).targets, { totalMemory: 1e12 });
+  check(["--method", "lora"]);
+  check(["--method", "qlora"]);
+  refuses(
+    () => check(["--method", "full"]),
+    /--method full: transformer\.wte\.weight \[300, 48\] is larger than .* stored in row chunks and cannot be trained; use --method lora or qlora/,
+  );
   model.dispose();
 });
 

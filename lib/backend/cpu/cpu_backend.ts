@@ -22,6 +22,7 @@ import {
   type Backend,
   type BinaryOp,
   type DType,
+  type EmbeddingRows,
   type HostArray,
   type MatmulParams,
   newBackendId,
@@ -213,8 +214,16 @@ export class CpuBackend implements Backend {
     return this.wrap(layerNormCpu(this.f32(x), this.f32(gamma), this.f32(beta), rows, cols, eps));
   }
   /** See {@link Backend.embedding}. */
-  embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage {
-    return this.wrap(embeddingCpu(this.i32(ids), this.f32(table), n, V, C));
+  embedding(
+    ids: Storage,
+    table: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage {
+    const { start, total } = rows ?? { start: 0, total: V };
+    return this.wrap(embeddingCpu(this.i32(ids), this.f32(table), n, V, C, start, total));
   }
   /** See {@link Backend.crossEntropy}. */
   crossEntropy(

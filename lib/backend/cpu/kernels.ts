@@ -243,21 +243,29 @@ export function layerNormCpu(
   return out;
 }
 
-/** Gathers rows of a [V, C] table; an id outside [0, V) is an error. */
+/**
+ * Gathers rows of a [V, C] table; an id outside [0, V) is an error. With `start` and `total`, the
+ * table holds rows start … start + V - 1 of a table of `total` rows: an id of another row gives
+ * zeros, one outside [0, total) is an error.
+ */
 export function embeddingCpu(
   ids: Int32Array,
   table: Float32Array,
   n: number,
   V: number,
   C: number,
+  start = 0,
+  total = V,
 ): Float32Array {
   const out = new Float32Array(n * C);
   for (let i = 0; i < n; i++) {
     const id = ids[i];
-    if (!(id >= 0 && id < V)) {
-      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${V})`);
+    if (!(id >= 0 && id < total)) {
+      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${total})`);
     }
-    out.set(table.subarray(id * C, id * C + C), i * C);
+    const r = id - start;
+    if (r < 0 || r >= V) continue; // another chunk's row: zeros
+    out.set(table.subarray(r * C, r * C + C), i * C);
   }
   return out;
 }

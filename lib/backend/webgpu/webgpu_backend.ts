@@ -12,6 +12,7 @@ import {
   type BinaryOp,
   type DType,
   DTYPE_BYTES,
+  type EmbeddingRows,
   type HostArray,
   type MatmulParams,
   newBackendId,
@@ -73,6 +74,7 @@ import {
   castKernel,
   embeddingKernel,
   embeddingParams,
+  embeddingRowsParams,
   stridedKernel,
   stridedParams,
 } from "./kernels/gather.ts";
@@ -448,12 +450,20 @@ export class WebGpuBackend implements Backend {
     return o;
   }
   /** See {@link Backend.embedding}. */
-  embedding(ids: Storage, table: Storage, n: number, V: number, C: number): Storage {
+  embedding(
+    ids: Storage,
+    table: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage {
     const o = this.out(n * C);
+    const { start, total } = rows ?? { start: 0, total: V };
     this.engine.run(
       embeddingKernel(),
       [this.buf(ids), this.buf(table), o.buffer],
-      embeddingParams({ n, V, C }),
+      embeddingRowsParams({ n, V, C, start, total }),
       groups1d(n * C),
     );
     return o;

@@ -9,21 +9,38 @@ import type { Kernel } from "../engine.ts";
 import { MAIN_1D, N_PARAMS, paramLayout, type ParamsOf, prelude } from "./common.ts";
 import { MAX_RANK } from "./elementwise.ts";
 
-/** Parameters of {@link embeddingKernel} (and of its backward): n ids, V entries of C floats. */
+/** Parameters of the embedding backward kernels: n ids, V entries of C floats. */
 export const EMBEDDING_PARAMS = paramLayout({ n: "u32", V: "u32", C: "u32" });
-/** Launcher of {@link embeddingKernel}. Dispatch: `groups1d(n · C)`. */
+/** Launcher of the embedding backward kernels. */
 export function embeddingParams(p: ParamsOf<typeof EMBEDDING_PARAMS>): number[] {
   return EMBEDDING_PARAMS.pack(p);
 }
 
 /**
- * params: {@link EMBEDDING_PARAMS}. Bindings: ids (i32), table, out. An id outside [0, V) gives a
- * NaN row.
+ * Parameters of {@link embeddingKernel}: n ids, a table of V entries of C floats holding rows
+ * start … start + V - 1 of a table of `total` rows (start 0, total V: the whole table).
+ */
+export const EMBEDDING_ROWS_PARAMS = paramLayout({
+  n: "u32",
+  V: "u32",
+  C: "u32",
+  start: "u32",
+  total: "u32",
+});
+/** Launcher of {@link embeddingKernel}. Dispatch: `groups1d(n · C)`. */
+export function embeddingRowsParams(p: ParamsOf<typeof EMBEDDING_ROWS_PARAMS>): number[] {
+  return EMBEDDING_ROWS_PARAMS.pack(p);
+}
+
+/**
+ * params: {@link EMBEDDING_ROWS_PARAMS}. Bindings: ids (i32), table, out. An id outside
+ * [0, total) gives a NaN row, one of another chunk (outside [start, start + V)) a zero row.
+ * Twin: `embeddingCpu`.
  */
 export function embeddingKernel(): Kernel {
   return {
     key: "embedding",
-    code: `${prelude(EMBEDDING_PARAMS)}
+    code: `${prelude(EMBEDDING_ROWS_PARAMS)}
 @group(0) @binding(1) var<storage, read> I: array<i32>;
 @group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read_write> O: array<f32>;
@@ -34,8 +51,10 @@ ${MAIN_1D} {
   let C = p_C();
   if (i >= n * C) { return; }
   let id = I[i / C];
-  if (id < 0 || u32(id) >= V) { O[i] = nan(); return; }
-  O[i] = W[u32(id) * C + i % C];
+  if (id < 0 || u32(id) >= p_total()) { O[i] = nan(); return; }
+  let r = u32(id) - p_start(); // wraps past V for ids below start
+  if (r >= V) { O[i] = 0.0; return; }
+  O[i] = W[r * C + i % C];
 }`,
   };
 }
