@@ -69,6 +69,17 @@ function pairTable(code: Float32Array, x: Float32Array, x0: number, K: number, l
   }
 }
 
+/** What the WebAssembly memory's pair tables were built for (x itself is kept beside them). */
+let lastTables: { K: number; format: string } = { K: -1, format: "" };
+
+/** Whether two arrays hold the same values bit for bit (-0 ≠ 0; NaN never equal: rebuild). */
+function sameValues(a: Float32Array, b: Float32Array): boolean {
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i] || (a[i] === 0 && 1 / a[i] !== 1 / b[i])) return false;
+  }
+  return true;
+}
+
 /** Options of {@link qmatvecCpuFast}. */
 export interface FastMatvecOptions {
   /** Use the WebAssembly loop (`qmatvec_wasm.ts`) when available. Default true. */
@@ -106,16 +117,25 @@ export function qmatvecCpuFast(
   const sums = new Float64Array(N);
   const wasm = (opts.wasm ?? true) ? matvecWasm() : null;
   if (wasm) {
-    const lutOff = 0, amaxOff = P * 1024, codesOff = amaxOff + Math.ceil(numBlocks / 2) * 8;
+    // Memory: code table [16], x row [K], pair tables, absmax, codes, f64 sums.
+    const codeOff = 0, xOff = 64, lutOff = xOff + Math.ceil(K / 2) * 8, amaxOff = lutOff + P * 1024;
+    const codesOff = amaxOff + Math.ceil(numBlocks / 2) * 8;
     const outOff = codesOff + Math.ceil(rowBytes / 8) * 8;
     wasm.reserve(outOff + N * 8);
     const buf = wasm.memory.buffer;
     new Float32Array(buf, amaxOff, numBlocks).set(absmaxArray(layout, arrays, numBlocks));
     const d = arrays.data;
     new Uint8Array(buf, codesOff, rowBytes).set(new Uint8Array(d.buffer, d.byteOffset, rowBytes));
-    const lut = new Float32Array(buf, lutOff, P * 256), out = new Float64Array(buf, outOff, N);
+    const xs = new Float32Array(buf, xOff, K), out = new Float64Array(buf, outOff, N);
     for (let m = 0; m < M; m++) {
-      pairTable(code, x, m * K, K, lut);
+      const xm = x.subarray(m * K, (m + 1) * K);
+      // The tables stay in memory: q, k and v (or gate and up) read the same x; build once.
+      if (!(lastTables.K === K && lastTables.format === layout.format && sameValues(xs, xm))) {
+        new Float32Array(buf, codeOff, 16).set(code);
+        xs.set(xm);
+        wasm.pairs(codeOff, xOff, lutOff, P);
+        lastTables = { K, format: layout.format };
+      }
       wasm.matvec(lutOff, codesOff, amaxOff, outOff, 0, N, P, hb);
       for (let n = 0; n < N; n++) y[m * N + n] = out[n] + (bias ? bias[n] : 0);
     }

@@ -5,6 +5,7 @@
  * TypeScript loop {@link rowSumsTs}, so the two agree bit for bit (tests/quant/qmatvec_fast.test.ts),
  * at about a third of its time (no bounds checks, constant look-up offsets).
  *
+ * `pairs(code, x, lut, P)` builds the look-up tables of one row of x, as `pairTable` there.
  * `matvec(lut, codes, amax, out, n0, n1, P, hb)` (byte addresses in the module's memory):
  * for rows n in [n0, n1), out[n] (f64) = Σ over blocks b of the row (bytes t of codes,
  * P = K/2 per row, hb = blockSize/2 per block): amax[b] · Σ_t lut[(t − nP)·256 + codes[t]],
@@ -22,7 +23,7 @@ const I32_LOAD = 0x28, F32_LOAD = 0x2a, I32_LOAD8_U = 0x2d, F64_STORE = 0x39;
 const I32_EQZ = 0x45, I32_LT_U = 0x49, I32_GT_U = 0x4b, I32_GE_U = 0x4f;
 const I32_ADD = 0x6a, I32_MUL = 0x6c, I32_DIV_U = 0x6e, I32_AND = 0x71, I32_OR = 0x72;
 const I32_SHL = 0x74, I32_SHR_U = 0x76;
-const F64_ADD = 0xa0, F64_MUL = 0xa2, F64_PROMOTE = 0xbb;
+const F64_ADD = 0xa0, F64_MUL = 0xa2, F64_PROMOTE = 0xbb, F32_DEMOTE = 0xb6, F32_STORE = 0x38;
 
 /** Unsigned LEB128. */
 function uleb(v: number): number[] {
@@ -262,9 +263,107 @@ function body(): number[] {
   return [...locals, ...code];
 }
 
-/** The module's bytes: imports env.mem, exports `matvec`. */
+/**
+ * `pairs(code, x, lut, P)`: for p < P, h, l < 16, lut[p·256 + h·16 + l] =
+ * f32(code[l]·x[2p] + code[h]·x[2p+1]) (products exact in f64, one rounding).
+ */
+function pairsBody(): number[] {
+  const CODE = 0, X = 1, L = 2, PP = 3, p = 4, o = 5, h = 6, A = 7, Bv = 8, HV = 9, LO = 10;
+  const los: number[] = [];
+  for (let l = 0; l < 16; l++) {
+    los.push(...get(CODE), F32_LOAD, 2, ...uleb(4 * l), F64_PROMOTE, ...get(A), F64_MUL);
+    los.push(...set(LO + l));
+  }
+  const stores: number[] = [];
+  for (let l = 0; l < 16; l++) {
+    stores.push(...get(o), ...get(LO + l), ...get(HV), F64_ADD, F32_DEMOTE);
+    stores.push(F32_STORE, 2, ...uleb(4 * l));
+  }
+  const code = [
+    ...i32(0),
+    ...set(p),
+    ...get(L),
+    ...set(o),
+    ...get(PP),
+    I32_EQZ,
+    I32_EQZ,
+    IF,
+    VOID,
+    LOOP,
+    VOID,
+    // a = x[2p], b = x[2p + 1]
+    ...get(X),
+    ...get(p),
+    ...i32(3),
+    I32_SHL,
+    I32_ADD,
+    F32_LOAD,
+    2,
+    0,
+    F64_PROMOTE,
+    ...set(A),
+    ...get(X),
+    ...get(p),
+    ...i32(3),
+    I32_SHL,
+    I32_ADD,
+    F32_LOAD,
+    2,
+    4,
+    F64_PROMOTE,
+    ...set(Bv),
+    ...los,
+    ...i32(0),
+    ...set(h),
+    LOOP,
+    VOID,
+    // hv = code[h]·b
+    ...get(CODE),
+    ...get(h),
+    ...i32(2),
+    I32_SHL,
+    I32_ADD,
+    F32_LOAD,
+    2,
+    0,
+    F64_PROMOTE,
+    ...get(Bv),
+    F64_MUL,
+    ...set(HV),
+    ...stores,
+    ...get(o),
+    ...i32(64),
+    I32_ADD,
+    ...set(o),
+    ...get(h),
+    ...i32(1),
+    I32_ADD,
+    TEE,
+    h,
+    ...i32(16),
+    I32_LT_U,
+    BR_IF,
+    0,
+    END,
+    ...get(p),
+    ...i32(1),
+    I32_ADD,
+    TEE,
+    p,
+    ...get(PP),
+    I32_LT_U,
+    BR_IF,
+    0,
+    END,
+    END,
+    END,
+  ];
+  return [...vec([[3, 0x7f], [19, 0x7c]]), ...code];
+}
+
+/** The module's bytes: imports env.mem, exports `matvec` and `pairs`. */
 export function matvecWasmBytes(): Uint8Array {
-  const fn = body();
+  const fn = body(), fp = pairsBody();
   return new Uint8Array([
     0x00,
     0x61,
@@ -274,11 +373,14 @@ export function matvecWasmBytes(): Uint8Array {
     0x00,
     0x00,
     0x00,
-    ...section(1, vec([[0x60, ...uleb(8), ...Array(8).fill(0x7f), 0]])),
+    ...section(
+      1,
+      vec([[0x60, ...uleb(8), ...Array(8).fill(0x7f), 0], [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]]),
+    ),
     ...section(2, vec([[...str("env"), ...str("mem"), 0x02, 0x00, 1]])),
-    ...section(3, vec([[0]])),
-    ...section(7, vec([[...str("matvec"), 0x00, 0]])),
-    ...section(10, vec([[...uleb(fn.length), ...fn]])),
+    ...section(3, vec([[0], [1]])),
+    ...section(7, vec([[...str("matvec"), 0x00, 0], [...str("pairs"), 0x00, 1]])),
+    ...section(10, vec([[...uleb(fn.length), ...fn], [...uleb(fp.length), ...fp]])),
   ]);
 }
 
@@ -297,6 +399,8 @@ export interface MatvecWasm {
     P: number,
     hb: number,
   ) => void;
+  /** The pair tables of one row of x (see `pairTable` in qmatvec_cpu_fast.ts). */
+  readonly pairs: (code: number, x: number, lut: number, P: number) => void;
   /** Grows the memory to hold at least `bytes`. */
   reserve(bytes: number): void;
 }
@@ -313,6 +417,7 @@ export function matvecWasm(): MatvecWasm | null {
     instance = {
       memory,
       matvec: inst.exports.matvec as MatvecWasm["matvec"],
+      pairs: inst.exports.pairs as MatvecWasm["pairs"],
       reserve(bytes: number) {
         const have = memory.buffer.byteLength;
         if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));

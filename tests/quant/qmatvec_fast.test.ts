@@ -81,3 +81,22 @@ Deno.test("qmatvec fast: qmatmul on the CPU takes it for ≤ 4 rows of x · Wᵀ
     );
   }
 });
+
+Deno.test("qmatvec fast: pair tables kept between calls are rebuilt when x or the format changes", () => {
+  const rng = new Rng(9);
+  const K = 72, N = 33;
+  const nf4 = quant.packWeight(randomWeight(rng, FOUR_BIT[0], N, K));
+  const fp4 = quant.packWeight(
+    quant.quantize(Float32Array.from(randData(rng, N * K)), [N, K], "fp4"),
+  );
+  const x1 = Float32Array.from(randData(rng, K)), x2 = x1.slice();
+  x2[K - 1] = -x2[K - 1]; // one value differs
+  const x3 = x1.slice();
+  x3[5] = x1[5] === 0 ? 1 : 0; // and a zero
+  for (
+    const [p, x] of [[nf4, x1], [nf4, x1], [nf4, x2], [fp4, x2], [fp4, x3], [nf4, x3]] as const
+  ) {
+    const want = quant.qmatvecCpuFast(p.layout, p.arrays, x, 1, null, { wasm: false });
+    assert.deepEqual(quant.qmatvecCpuFast(p.layout, p.arrays, x, 1, null), want);
+  }
+});
