@@ -11,6 +11,13 @@
  * (stored, or rebuilt from double quantization once per block with the reference's f32 steps).
  * Building the tables costs 128·K·M multiply-adds, small beside N·K when N ≫ 128.
  *
+ * Both loops (building the tables, summing the rows) run as WebAssembly (`qmatvec_wasm.ts`,
+ * assembled in TypeScript) in one module-wide memory that holds the tables, the absmax and a
+ * copy of the codes of the weight at hand (it grows to the largest weight seen: ≈ 9 MiB at
+ * TinyLlama's 2048 × 5632); the tables are kept and reused while the next x row is the same
+ * (q, k and v; gate and up). The TypeScript twin {@link rowSumsTs} gives the same bits (tested)
+ * and runs where WebAssembly does not.
+ *
  * Numerics against the float64 reference: both sum in float64 (exact up to K·2^-53 relative);
  * the reference rounds each weight f32(code·absmax), this path rounds each pair's
  * code·x sum to f32. So |y_fast − y_ref| ≤ 2·2^-24·Σ_k |x_k·w_nk| (+ f64 summation error and
@@ -38,10 +45,19 @@ export function hasFastMatvec(layout: PackedLayout): boolean {
 }
 
 /** The per-block absmax array of a packed weight (rebuilt with the reference's f32 steps). */
-function absmaxArray(layout: PackedLayout, a: PackedArrays, numBlocks: number): Float32Array {
-  if (!a.dqCodes) return a.absmax!;
+function absmaxArray(
+  layout: PackedLayout,
+  a: PackedArrays,
+  numBlocks: number,
+  into?: Float32Array,
+): Float32Array {
+  if (!a.dqCodes) {
+    if (!into) return a.absmax!;
+    into.set(a.absmax!.subarray(0, numBlocks));
+    return into;
+  }
   const { dqCodes, dqScales, dqMap } = a;
-  const out = new Float32Array(numBlocks);
+  const out = into ?? new Float32Array(numBlocks);
   const bs = layout.dqBlockSize, off = dqScales![0];
   for (let b = 0; b < numBlocks; b++) {
     const q = (dqCodes[b >>> 2] >>> (8 * (b & 3))) & 255;
@@ -114,16 +130,14 @@ export function qmatvecCpuFast(
   }
   const P = K >>> 1, hb = blockSize >>> 1; // bytes of codes per row, per block
   const rowBytes = N * P;
-  const sums = new Float64Array(N);
   const wasm = (opts.wasm ?? true) ? matvecWasm() : null;
-  if (wasm) {
-    // Memory: code table [16], x row [K], pair tables, absmax, codes, f64 sums.
-    const codeOff = 0, xOff = 64, lutOff = xOff + Math.ceil(K / 2) * 8, amaxOff = lutOff + P * 1024;
-    const codesOff = amaxOff + Math.ceil(numBlocks / 2) * 8;
-    const outOff = codesOff + Math.ceil(rowBytes / 8) * 8;
-    wasm.reserve(outOff + N * 8);
+  // Memory: code table [16], x row [K], pair tables, absmax, codes, f64 sums.
+  const codeOff = 0, xOff = 64, lutOff = xOff + Math.ceil(K / 2) * 8, amaxOff = lutOff + P * 1024;
+  const codesOff = amaxOff + Math.ceil(numBlocks / 2) * 8;
+  const outOff = codesOff + Math.ceil(rowBytes / 8) * 8;
+  if (wasm && wasm.reserve(outOff + N * 8)) {
     const buf = wasm.memory.buffer;
-    new Float32Array(buf, amaxOff, numBlocks).set(absmaxArray(layout, arrays, numBlocks));
+    absmaxArray(layout, arrays, numBlocks, new Float32Array(buf, amaxOff, numBlocks));
     const d = arrays.data;
     new Uint8Array(buf, codesOff, rowBytes).set(new Uint8Array(d.buffer, d.byteOffset, rowBytes));
     const xs = new Float32Array(buf, xOff, K), out = new Float64Array(buf, outOff, N);
@@ -142,7 +156,7 @@ export function qmatvecCpuFast(
     return y;
   }
   const amax = absmaxArray(layout, arrays, numBlocks);
-  const lut = new Float32Array(P * 256);
+  const lut = new Float32Array(P * 256), sums = new Float64Array(N);
   for (let m = 0; m < M; m++) {
     pairTable(code, x, m * K, K, lut);
     rowSumsTs(lut, arrays.data, amax, sums, N, P, hb);

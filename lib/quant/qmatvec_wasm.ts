@@ -401,8 +401,8 @@ export interface MatvecWasm {
   ) => void;
   /** The pair tables of one row of x (see `pairTable` in qmatvec_cpu_fast.ts). */
   readonly pairs: (code: number, x: number, lut: number, P: number) => void;
-  /** Grows the memory to hold at least `bytes`. */
-  reserve(bytes: number): void;
+  /** Grows the memory to hold at least `bytes`; false when it cannot (then use the TS loop). */
+  reserve(bytes: number): boolean;
 }
 
 let instance: MatvecWasm | null | undefined;
@@ -418,9 +418,15 @@ export function matvecWasm(): MatvecWasm | null {
       memory,
       matvec: inst.exports.matvec as MatvecWasm["matvec"],
       pairs: inst.exports.pairs as MatvecWasm["pairs"],
-      reserve(bytes: number) {
+      reserve(bytes: number): boolean {
         const have = memory.buffer.byteLength;
-        if (bytes > have) memory.grow(Math.ceil((bytes - have) / 65536));
+        if (bytes <= have) return true;
+        try {
+          memory.grow(Math.ceil((bytes - have) / 65536));
+          return true;
+        } catch {
+          return false; // past wasm32's 4 GiB, or out of memory
+        }
       },
     };
   } catch {
