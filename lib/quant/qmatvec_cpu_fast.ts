@@ -96,6 +96,21 @@ function sameValues(a: Float32Array, b: Float32Array): boolean {
   return true;
 }
 
+/** Bytes of codes per row and pass of `matvecCols` (a multiple of hb): tables of C KiB. */
+let COL_BYTES = 256;
+
+/** C for a block of hb bytes: the multiple of hb nearest {@link COL_BYTES} (at least hb). */
+function colBytes(hb: number): number {
+  return Math.max(hb, Math.round(COL_BYTES / hb) * hb);
+}
+
+/** Sets the bytes per pass of the column-blocked loop (benchmarks; tests). Returns the old one. */
+export function setColBytes(c: number): number {
+  const old = COL_BYTES;
+  COL_BYTES = c;
+  return old;
+}
+
 /** Options of {@link qmatvecCpuFast}. */
 export interface FastMatvecOptions {
   /** Use the WebAssembly loop (`qmatvec_wasm.ts`) when available. Default true. */
@@ -150,7 +165,9 @@ export function qmatvecCpuFast(
         wasm.pairs(codeOff, xOff, lutOff, P);
         lastTables = { K, format: layout.format };
       }
-      wasm.matvec(lutOff, codesOff, amaxOff, outOff, 0, N, P, hb);
+      if (P % hb === 0) { // blocks inside rows: C bytes of codes per row at a time
+        wasm.matvecCols(lutOff, codesOff, amaxOff, outOff, N, P, hb, colBytes(hb));
+      } else wasm.matvec(lutOff, codesOff, amaxOff, outOff, 0, N, P, hb);
       for (let n = 0; n < N; n++) y[m * N + n] = out[n] + (bias ? bias[n] : 0);
     }
     return y;

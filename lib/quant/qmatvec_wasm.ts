@@ -19,7 +19,7 @@ const BLOCK = 0x02, LOOP = 0x03, IF = 0x04, ELSE = 0x05, END = 0x0b, BR = 0x0c, 
 const VOID = 0x40, SELECT = 0x1b;
 const GET = 0x20, SET = 0x21, TEE = 0x22;
 const I32_CONST = 0x41, F64_CONST = 0x44;
-const I32_LOAD = 0x28, F32_LOAD = 0x2a, I32_LOAD8_U = 0x2d, F64_STORE = 0x39;
+const I32_LOAD = 0x28, F32_LOAD = 0x2a, F64_LOAD = 0x2b, I32_LOAD8_U = 0x2d, F64_STORE = 0x39;
 const I32_EQZ = 0x45, I32_LT_U = 0x49, I32_GT_U = 0x4b, I32_GE_U = 0x4f;
 const I32_ADD = 0x6a, I32_MUL = 0x6c, I32_DIV_U = 0x6e, I32_AND = 0x71, I32_OR = 0x72;
 const I32_SHL = 0x74, I32_SHR_U = 0x76;
@@ -71,14 +71,15 @@ function wordByte(j: number): number[] {
   return [...idx, ...i32(0x3fc), I32_AND, ...get(O), I32_ADD, ...lutLoad(1024 * j)];
 }
 
-function body(): number[] {
-  const words = [ // whole words: part += (l0 + l1) + (l2 + l3); o += 4096; t += 4
+/** Whole words up to local `stop`: part += (l0 + l1) + (l2 + l3); o += 4096; t += 4. */
+function wordLoop(stop: number): number[] {
+  return [
     BLOCK,
     VOID,
     LOOP,
     VOID,
     ...get(T),
-    ...get(STOP),
+    ...get(stop),
     I32_GE_U,
     BR_IF,
     1,
@@ -112,6 +113,10 @@ function body(): number[] {
     END,
     END,
   ];
+}
+
+function body(): number[] {
+  const words = wordLoop(STOP);
   const bytes = [ // one byte at a time: part += lut[o + 4·codes[t]]; o += 1024; t += 1
     BLOCK,
     VOID,
@@ -361,9 +366,165 @@ function pairsBody(): number[] {
   return [...vec([[3, 0x7f], [19, 0x7c]]), ...code];
 }
 
+/**
+ * `matvecCols(lut, codes, amax, out, N, P, hb, C)`: the sums of `matvec` for rows [0, N) when
+ * every block lies inside one row (P a multiple of hb), C bytes of each row at a time (C a
+ * multiple of hb) so that the tables read stay in cache (C·1 KiB); the same sums in the same
+ * order, so the same bits.
+ */
+function colsBody(): number[] {
+  // Locals shared with wordLoop: CODES 1, T 9, O 13, V 14, S 15, PART 16.
+  const NN = 4, PC = 5, HBC = 6, C = 7, C0 = 8, C1 = 10, n = 11, BE = 12, RE = 17, b = 18;
+  const outAddr = [...get(OUT), ...get(n), ...i32(3), I32_SHL, I32_ADD];
+  const code = [
+    // out[0 … N) = 0
+    ...i32(0),
+    ...set(n),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    ...get(n),
+    ...get(NN),
+    I32_GE_U,
+    BR_IF,
+    1,
+    ...outAddr,
+    ...f64zero,
+    F64_STORE,
+    3,
+    0,
+    ...get(n),
+    ...i32(1),
+    I32_ADD,
+    ...set(n),
+    BR,
+    0,
+    END,
+    END,
+    // for c0 in 0, C, 2C … < P
+    ...i32(0),
+    ...set(C0),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    ...get(C0),
+    ...get(PC),
+    I32_GE_U,
+    BR_IF,
+    1,
+    ...get(PC),
+    ...get(C0),
+    ...get(C),
+    I32_ADD,
+    TEE,
+    C1,
+    ...get(C1),
+    ...get(PC),
+    I32_GT_U,
+    SELECT,
+    ...set(C1),
+    ...i32(0),
+    ...set(n),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    ...get(n),
+    ...get(NN),
+    I32_GE_U,
+    BR_IF,
+    1,
+    ...outAddr,
+    F64_LOAD,
+    3,
+    0,
+    ...set(S),
+    ...get(n),
+    ...get(PC),
+    I32_MUL,
+    ...get(C0),
+    I32_ADD,
+    TEE,
+    T,
+    ...get(HBC),
+    I32_DIV_U,
+    ...set(b),
+    ...get(n),
+    ...get(PC),
+    I32_MUL,
+    ...get(C1),
+    I32_ADD,
+    ...set(RE),
+    ...get(LUT),
+    ...get(C0),
+    ...i32(10),
+    I32_SHL,
+    I32_ADD,
+    ...set(O),
+    BLOCK,
+    VOID,
+    LOOP,
+    VOID,
+    ...get(T),
+    ...get(RE),
+    I32_GE_U,
+    BR_IF,
+    1,
+    ...f64zero,
+    ...set(PART),
+    ...get(T),
+    ...get(HBC),
+    I32_ADD,
+    ...set(BE),
+    ...wordLoop(BE),
+    ...get(S),
+    ...get(PART),
+    ...get(AMAX),
+    ...get(b),
+    ...i32(2),
+    I32_SHL,
+    I32_ADD,
+    ...lutLoad(0),
+    F64_MUL,
+    F64_ADD,
+    ...set(S),
+    ...get(b),
+    ...i32(1),
+    I32_ADD,
+    ...set(b),
+    BR,
+    0,
+    END,
+    END,
+    ...outAddr,
+    ...get(S),
+    F64_STORE,
+    3,
+    0,
+    ...get(n),
+    ...i32(1),
+    I32_ADD,
+    ...set(n),
+    BR,
+    0,
+    END,
+    END,
+    ...get(C1),
+    ...set(C0),
+    BR,
+    0,
+    END,
+    END,
+    END,
+  ];
+  return [...vec([[7, 0x7f], [2, 0x7c], [2, 0x7f]]), ...code];
+}
+
 /** The module's bytes: imports env.mem, exports `matvec` and `pairs`. */
 export function matvecWasmBytes(): Uint8Array {
-  const fn = body(), fp = pairsBody();
+  const fn = body(), fp = pairsBody(), fc = colsBody();
   return new Uint8Array([
     0x00,
     0x61,
@@ -378,9 +539,22 @@ export function matvecWasmBytes(): Uint8Array {
       vec([[0x60, ...uleb(8), ...Array(8).fill(0x7f), 0], [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]]),
     ),
     ...section(2, vec([[...str("env"), ...str("mem"), 0x02, 0x00, 1]])),
-    ...section(3, vec([[0], [1]])),
-    ...section(7, vec([[...str("matvec"), 0x00, 0], [...str("pairs"), 0x00, 1]])),
-    ...section(10, vec([[...uleb(fn.length), ...fn], [...uleb(fp.length), ...fp]])),
+    ...section(3, vec([[0], [1], [0]])),
+    ...section(
+      7,
+      vec([
+        [...str("matvec"), 0x00, 0],
+        [...str("pairs"), 0x00, 1],
+        [...str("matvecCols"), 0x00, 2],
+      ]),
+    ),
+    ...section(
+      10,
+      vec([[...uleb(fn.length), ...fn], [...uleb(fp.length), ...fp], [
+        ...uleb(fc.length),
+        ...fc,
+      ]]),
+    ),
   ]);
 }
 
@@ -398,6 +572,17 @@ export interface MatvecWasm {
     n1: number,
     P: number,
     hb: number,
+  ) => void;
+  /** `matvec` for weights whose blocks lie inside rows, C bytes of each row at a time. */
+  readonly matvecCols: (
+    lut: number,
+    codes: number,
+    amax: number,
+    out: number,
+    N: number,
+    P: number,
+    hb: number,
+    C: number,
   ) => void;
   /** The pair tables of one row of x (see `pairTable` in qmatvec_cpu_fast.ts). */
   readonly pairs: (code: number, x: number, lut: number, P: number) => void;
@@ -418,6 +603,7 @@ export function matvecWasm(): MatvecWasm | null {
       memory,
       matvec: inst.exports.matvec as MatvecWasm["matvec"],
       pairs: inst.exports.pairs as MatvecWasm["pairs"],
+      matvecCols: inst.exports.matvecCols as MatvecWasm["matvecCols"],
       reserve(bytes: number): boolean {
         const have = memory.buffer.byteLength;
         if (bytes <= have) return true;

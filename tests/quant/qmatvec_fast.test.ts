@@ -100,3 +100,35 @@ Deno.test("qmatvec fast: pair tables kept between calls are rebuilt when x or th
     assert.deepEqual(quant.qmatvecCpuFast(p.layout, p.arrays, x, 1, null), want);
   }
 });
+
+Deno.test("qmatvec fast: the column-blocked loop (blocks inside rows) gives the row loop's bits", () => {
+  const rng = new Rng(3);
+  const old = quant.setColBytes(1);
+  try {
+    for (
+      const [N, K, blockSize, C] of [[9, 640, 64, 64], [5, 480, 32, 48], [7, 240, 40, 1], [
+        4,
+        256,
+        128,
+        1e6,
+      ]]
+    ) {
+      quant.setColBytes(C);
+      const w = Float32Array.from(randData(rng, N * K));
+      for (const doubleQuant of [false, true]) {
+        const { layout, arrays } = quant.packWeight(
+          quant.quantize(w, [N, K], "nf4", { blockSize, doubleQuant, dqBlockSize: 3 }),
+        );
+        const x = Float32Array.from(randData(rng, 2 * K));
+        const ts = quant.qmatvecCpuFast(layout, arrays, x, 2, null, { wasm: false });
+        assert.deepEqual(
+          quant.qmatvecCpuFast(layout, arrays, x, 2, null),
+          ts,
+          `N=${N} K=${K} C=${C}`,
+        );
+      }
+    }
+  } finally {
+    quant.setColBytes(old);
+  }
+});
