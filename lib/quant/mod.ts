@@ -89,6 +89,12 @@ export {
   type QmatmulPath,
 } from "./qmatmul.ts";
 export { dequantizeCpu, qmatmulCpu, qmatmulCpuPanels } from "./qmatmul_cpu.ts";
+export {
+  type FastMatvecOptions,
+  hasFastMatvec,
+  qmatvecCpuFast,
+  setColBytes,
+} from "./qmatvec_cpu_fast.ts";
 export type { HeldWeight, HeldWeightView, QmatmulBackend, QmatmulCall } from "./qmatmul_backend.ts";
 // Types from the rest of loralab that the device weights take and return, re-exported (as
 // types only) so that this module's documentation is complete on its own.

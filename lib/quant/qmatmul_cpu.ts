@@ -4,7 +4,9 @@
  * loops ({@link qmatmulCpu}, the reference) or, for batches, a panel of rows at a time through the
  * CPU backend's f32 matmul (OpenBLAS when present; {@link qmatmulCpuPanels}). W is never
  * expanded beyond one panel (1 MiB of f32). {@link CPU_QMATMUL} is the CPU half of quantized
- * weights (`IMPL.cpu`): the arrays stay as they are, and the products run on them.
+ * weights (`IMPL.cpu`): the arrays stay as they are, and the products run on them; its
+ * matrix–vector products (M ≤ 4 rows, x · Wᵀ) with 4-bit blockwise weights go through
+ * `qmatvecCpuFast` (`qmatvec_cpu_fast.ts`, within 2·2^-24·Σ|x·w| of {@link qmatmulCpu}).
  *
  * @module
  */
@@ -14,6 +16,7 @@ import { matmulCpu } from "../backend/cpu/kernels.ts";
 import { Tensor } from "../tensor.ts";
 import { type Decoder, makeDecoder, type PackedArrays, type PackedLayout } from "./packed.ts";
 import type { QmatmulBackend } from "./qmatmul_backend.ts";
+import { hasFastMatvec, qmatvecCpuFast } from "./qmatvec_cpu_fast.ts";
 
 /** f32 weights de-quantized per panel by {@link qmatmulCpuPanels} (1 MiB). */
 const PANEL_ELEMS = 1 << 18;
@@ -131,14 +134,11 @@ export const CPU_QMATMUL: QmatmulBackend = {
     const dev = c.x.backend;
     const xs = (c.x.storage as CpuStorage).data as Float32Array;
     const bs = c.bias ? (c.bias.storage as CpuStorage).data as Float32Array : null;
-    const data = (c.matvec ? qmatmulCpu : qmatmulCpuPanels)(
-      c.w.layout,
-      c.w.hostArrays(),
-      xs,
-      c.M,
-      bs,
-      c.transW,
-    );
+    const layout = c.w.layout, arrays = c.w.hostArrays();
+    // Decoding (M ≤ 4 rows, x · Wᵀ, 4-bit blockwise): the fast path; the rest as before.
+    const data = c.matvec && !c.transW && hasFastMatvec(layout)
+      ? qmatvecCpuFast(layout, arrays, xs, c.M, bs)
+      : (c.matvec ? qmatmulCpu : qmatmulCpuPanels)(layout, arrays, xs, c.M, bs, c.transW);
     return new Tensor(dev, { backendId: dev.id, data } as CpuStorage, c.outShape, "f32");
   },
 };
