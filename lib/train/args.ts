@@ -99,12 +99,14 @@ export interface TrainArgs {
   saveEvery: number;
   /**
    * Validation tokens per evaluation (whole windows of `ctx`; instruction data: rows of `ctx`),
-   * or null for the whole validation set (`all`). Default 24576 (24 batches of 8 × 128).
+   * null for the whole validation set (`all`), or 0 for the default sized to the model
+   * ({@link defaultEvalTokens}: 24576, i.e. 24 batches of 8 × 128, up to ~20 M parameters; fewer
+   * for bigger models, so a short run stays short).
    */
   evalTokens: number | null;
   /** Samples written before and after training (0 = none). Default 3. */
   samples: number;
-  /** Tokens per sample. Default 160. */
+  /** Tokens per sample, or 0 for the default sized to the model ({@link defaultSampleTokens}). */
   sampleTokens: number;
   /**
    * Recompute each block's activations in the backward pass instead of keeping them (less
@@ -181,9 +183,11 @@ Data and files
                     flags --eval-every, --eval-tokens, --samples, --sample-tokens,
                     --save-every and --backend may be given again, to change them
   --eval-every N    validate every N steps, 0 = start and end only (default 50)
-  --eval-tokens N   validation tokens per evaluation, at least --ctx, or all (default 24576)
+  --eval-tokens N   validation tokens per evaluation, at least --ctx, or all (default auto:
+                    24576 for models up to ~20 M parameters, fewer for bigger ones)
   --samples N       samples before and after training, 0 = none (default 3)
-  --sample-tokens N tokens per sample (default 160)
+  --sample-tokens N tokens per sample (default auto: 160 up to ~125 M parameters, fewer for
+                    bigger ones, at least 16)
   --save-every N    checkpoint every N steps, 0 = end only (default 100)
   --backend B       cpu | webgpu | auto (default: LORALAB_BACKEND, else auto)
   --help            this text`;
@@ -284,17 +288,23 @@ export function parseTrainArgs(
   }
   const evalEvery = integer("eval-every", s("eval-every") ?? "50", 0);
   const saveEvery = integer("save-every", s("save-every") ?? "100", 0);
-  const evalTokens = s("eval-tokens") === "all"
+  const evalTokensText = s("eval-tokens") ?? "auto";
+  const evalTokens = evalTokensText === "all"
     ? null
-    : integer("eval-tokens", s("eval-tokens") ?? "24576", 1);
-  if (evalTokens !== null && evalTokens < ctx) {
+    : evalTokensText === "auto"
+    ? 0
+    : integer("eval-tokens", evalTokensText, 1);
+  if (evalTokens !== null && evalTokens !== 0 && evalTokens < ctx) {
     throw new UsageError(
-      `--eval-tokens ${evalTokens}: expected at least one window of --ctx ${ctx} tokens, or all`,
+      `--eval-tokens ${evalTokens}: expected at least one window of --ctx ${ctx} tokens, all or auto`,
     );
   }
   const gradCheckpoint = values["grad-checkpoint"] === true;
   const samples = integer("samples", s("samples") ?? "3", 0);
-  const sampleTokens = integer("sample-tokens", s("sample-tokens") ?? "160", 1);
+  const sampleTokensText = s("sample-tokens") ?? "auto";
+  const sampleTokens = sampleTokensText === "auto"
+    ? 0
+    : integer("sample-tokens", sampleTokensText, 1);
   const layers = given("layers") ? integer("layers", s("layers")!, 0) : null;
 
   const data = path("data", s("data") ?? "moby-dick");
@@ -515,4 +525,23 @@ function parseTargets(v: string | undefined): string[] {
   const dup = names.find((n, i) => names.indexOf(n) !== i);
   if (dup !== undefined) throw new UsageError(`--targets ${v}: "${dup}" is listed twice`);
   return names;
+}
+
+/**
+ * The default validation tokens per evaluation for a model of `params` parameters and context
+ * `ctx`: 24576 (24 batches of 8 × 128) while that costs at most 5·10¹¹ parameter-tokens (~20 M
+ * parameters), else 5·10¹¹ / params rounded down to whole windows, at least one window: about
+ * half a minute of forward passes on a 2-core CPU at any size.
+ */
+export function defaultEvalTokens(params: number, ctx: number): number {
+  const budget = Math.floor(5e11 / params);
+  return Math.max(ctx, Math.floor(Math.min(24576, budget) / ctx) * ctx);
+}
+
+/**
+ * The default tokens per sample for a model of `params` parameters: 160 up to 2·10¹⁰ / 160 =
+ * 125 M parameters, then 2·10¹⁰ / params, at least 16 (a 1.1 B model: 18 tokens per sample).
+ */
+export function defaultSampleTokens(params: number): number {
+  return Math.max(16, Math.min(160, Math.floor(2e10 / params)));
 }

@@ -15,10 +15,12 @@ import { getDevice } from "../backend/device.ts";
 import { BatchSampler, evalWindowCount } from "../data/batch.ts";
 import { evalExampleBatches, ExampleSampler } from "../data/example_batch.ts";
 import { hashModelWeights } from "../io/hf.ts";
+import type { CausalLM } from "../nn/causal_lm.ts";
+import { QuantLinear } from "../nn/quant_linear.ts";
 import { AdamW } from "../optim/optimizers.ts";
 import { cosineSchedule } from "../optim/schedule.ts";
 import { type ParamCounts, preparePeft } from "../peft/apply.ts";
-import type { TrainArgs } from "./args.ts";
+import { defaultEvalTokens, defaultSampleTokens, type TrainArgs } from "./args.ts";
 import { configHash, resumeSettings } from "./checkpoint.ts";
 import { evaluate, evaluateBatches, natsToBits } from "./eval.ts";
 import { finishRun } from "./finish.ts";
@@ -99,7 +101,18 @@ export async function finetune(
   // The base model: validation loss and samples before training (on resume: from the checkpoint).
   const B = args.batch, T = args.ctx;
   // Validation: the first --eval-tokens tokens, whole windows (instruction data: whole rows).
-  const windows = args.evalTokens === null ? Infinity : Math.floor(args.evalTokens / T);
+  // 0 means "sized to the model" (the defaults keep a run on a big model short).
+  const params = parameterCount(model);
+  const evalTokens = args.evalTokens === 0 ? defaultEvalTokens(params, T) : args.evalTokens;
+  const sampleTokens = args.sampleTokens || defaultSampleTokens(params);
+  if (args.evalTokens === 0 || args.sampleTokens === 0) {
+    log(
+      `validation ${evalTokens ?? "all"} tokens per evaluation, samples of ${sampleTokens} ` +
+        `tokens (sized for ${(params / 1e6).toFixed(1)} M parameters; ` +
+        "--eval-tokens and --sample-tokens set them)",
+    );
+  }
+  const windows = evalTokens === null ? Infinity : Math.floor(evalTokens / T);
   const valRows = instruct
     ? Math.min(instruct.val.length, windows)
     : evalWindowCount(Math.min(data.val.length, windows * T + 1), T);
@@ -124,7 +137,7 @@ export async function finetune(
       );
   };
   const prompts = samplePrompts(tok, instruct?.val ?? null, args.samples);
-  const sampleOpts = { seed: args.seed, maxTokens: args.sampleTokens };
+  const sampleOpts = { seed: args.seed, maxTokens: sampleTokens };
   const before = { val: NaN, samples: [] as string[] };
   if (!args.resume) {
     before.val = await validate();
@@ -247,4 +260,13 @@ function countsSummary(args: TrainArgs, counts: ParamCounts): string {
   }%); base linear weights ${(counts.baseLinearBytesF32 / 1e6).toFixed(2)} MB as f32 → ${
     (counts.baseLinearBytes / 1e6).toFixed(2)
   } MB as ${args.quant === "none" ? "f32" : args.quant}`;
+}
+
+/** Parameters of `model`, its quantized linears (loaded as stored) included. */
+function parameterCount(model: CausalLM): number {
+  let n = model.numParameters;
+  for (const l of model.linears().values()) {
+    if (l instanceof QuantLinear) n += l.inFeatures * l.outFeatures;
+  }
+  return n;
 }

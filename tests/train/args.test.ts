@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   DEFAULT_TARGETS,
+  defaultEvalTokens,
+  defaultSampleTokens,
   HELP,
   parseTrainArgs,
   resumedArgs,
@@ -55,9 +57,9 @@ Deno.test("args: defaults (qlora)", () => {
     backend: undefined,
     evalEvery: 50,
     saveEvery: 100,
-    evalTokens: 24576,
+    evalTokens: 0,
     samples: 3,
-    sampleTokens: 160,
+    sampleTokens: 0,
     gradCheckpoint: false,
     layers: null,
     warnings: [],
@@ -151,9 +153,9 @@ Deno.test("args: every flag", () => {
     backend: "cpu",
     evalEvery: 0,
     saveEvery: 5,
-    evalTokens: 24576,
+    evalTokens: 0,
     samples: 3,
-    sampleTokens: 160,
+    sampleTokens: 0,
     gradCheckpoint: false,
     layers: null,
     warnings: [],
@@ -248,13 +250,22 @@ Deno.test("args: --eval-tokens, --samples, --sample-tokens; reporting flags may 
   assert.equal(parse(["--eval-tokens", "all"]).evalTokens, null);
   fails(
     ["--ctx", "64", "--eval-tokens", "63"],
-    "--eval-tokens 63: expected at least one window of --ctx 64 tokens, or all",
+    "--eval-tokens 63: expected at least one window of --ctx 64 tokens, all or auto",
   );
   fails(["--samples=-1"], "--samples -1: expected a non-negative integer");
   fails(["--sample-tokens", "0"], "--sample-tokens 0: expected a positive integer");
   const saved = parse(["--eval-tokens", "8192", "--samples", "1"]);
   const kept = resumedArgs(saved, parse(["--resume", "r"]));
-  assert.deepEqual([kept.evalTokens, kept.samples, kept.sampleTokens], [8192, 1, 160]);
+  assert.deepEqual([kept.evalTokens, kept.samples, kept.sampleTokens], [8192, 1, 0]);
+  // auto: sized to the model; the shipped 2 M-parameter model keeps the former 24576 and 160.
+  assert.equal(parse(["--eval-tokens", "auto", "--sample-tokens", "auto"]).evalTokens, 0);
+  assert.deepEqual([defaultEvalTokens(1_952_064, 128), defaultSampleTokens(1_952_064)], [
+    24576,
+    160,
+  ]);
+  assert.deepEqual([defaultEvalTokens(152e6, 128), defaultSampleTokens(152e6)], [3200, 131]);
+  assert.deepEqual([defaultEvalTokens(1.1e9, 128), defaultSampleTokens(1.1e9)], [384, 18]);
+  assert.deepEqual([defaultEvalTokens(7e9, 512), defaultSampleTokens(7e9)], [512, 16]);
   const changed = resumedArgs(
     saved,
     parse(["--resume", "r", "--samples", "0", "--eval-tokens", "all"]),
