@@ -376,70 +376,62 @@ export function parseTrainArgs(
   };
 }
 
-/** Flags that may be given with `--resume` to change a run's setting. */
-export const RESUME_FLAGS: readonly string[] = [
-  "resume",
-  "out",
+/**
+ * The flags that change only what a run reports (or, `--grad-checkpoint`, its memory: the
+ * numbers stay the same), not what it trains: a resumed run may take new values for them.
+ */
+export const REPORTING_FLAGS: readonly string[] = [
   "eval-every",
   "eval-tokens",
   "samples",
   "sample-tokens",
   "save-every",
   "grad-checkpoint",
-  "backend",
 ];
 
-/** The settings that only change what a run reports, not what it trains. */
-type ReportingField =
-  | "evalEvery"
-  | "saveEvery"
-  | "evalTokens"
-  | "samples"
-  | "sampleTokens"
-  | "gradCheckpoint";
+/** Flags that may be given with `--resume`: where the run is, the reporting flags, the backend. */
+export const RESUME_FLAGS: readonly string[] = ["resume", "out", ...REPORTING_FLAGS, "backend"];
 
 /** `grad-accum` → `gradAccum`: the TrainArgs field of a flag. */
-function fieldOf(flag: string): keyof TrainArgs {
+export function flagField(flag: string): keyof TrainArgs {
   return flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as keyof TrainArgs;
 }
 
 /**
- * The settings of a resumed run: `saved` (run.json's config) with `--eval-every`,
- * `--save-every` and `--backend` from `args` where they were given, else the run's own values
- * (a run checkpointed every 20 steps keeps doing so). A training setting given again with a
- * different value is a {@link UsageError}: the checkpoint was made with the run's settings, and
- * silently ignoring the flag would train something else than asked.
+ * The settings of a resumed run: `saved` (run.json's config) with the {@link REPORTING_FLAGS}
+ * and `--backend` from `args` where they were given, else the run's own values (a run
+ * checkpointed every 20 steps keeps doing so). A training setting given again with a different
+ * value is a {@link UsageError}: the checkpoint was made with the run's settings, and silently
+ * ignoring the flag would train something else than asked.
  */
 export function resumedArgs(saved: TrainArgs, args: TrainArgs): TrainArgs {
   const given = args.given ?? [];
+  const may = [...REPORTING_FLAGS, "backend"].map((f) => `--${f}`);
   for (const flag of given) {
     if (RESUME_FLAGS.includes(flag)) continue;
-    const f = fieldOf(flag);
+    const f = flagField(flag);
     if (JSON.stringify(args[f]) === JSON.stringify(saved[f])) continue;
     const was = Array.isArray(saved[f]) ? (saved[f] as string[]).join(",") : String(saved[f]);
     throw new UsageError(
       `--${flag} with --resume ${args.resume}: the run was started with --${flag} ${was}, and a ` +
-        "resumed run keeps its settings (only --eval-every, --eval-tokens, --samples, " +
-        `--sample-tokens, --save-every, --grad-checkpoint and --backend may change); drop ` +
-        `--${flag}, or start a new run`,
+        `resumed run keeps its settings (only ${may.slice(0, -1).join(", ")} and ${
+          may.at(-1)
+        } may change); drop --${flag}, or start a new run`,
     );
   }
-  const pick = <K extends ReportingField>(flag: string, k: K): TrainArgs[K] =>
-    given.includes(flag) || saved[k] === undefined ? args[k] : saved[k];
-  return {
+  const out: Record<string, unknown> = {
     ...saved,
     resume: args.resume,
     out: args.resume!,
-    evalEvery: pick("eval-every", "evalEvery"),
-    saveEvery: pick("save-every", "saveEvery"),
-    evalTokens: pick("eval-tokens", "evalTokens"),
-    samples: pick("samples", "samples"),
-    sampleTokens: pick("sample-tokens", "sampleTokens"),
-    gradCheckpoint: pick("grad-checkpoint", "gradCheckpoint"),
     backend: args.backend ?? saved.backend,
     warnings: args.warnings,
     given,
   };
+  for (const flag of REPORTING_FLAGS) {
+    const k = flagField(flag);
+    if (given.includes(flag) || saved[k] === undefined) out[k] = args[k];
+  }
+  return out as unknown as TrainArgs;
 }
 
 function translateParseError(e: unknown): unknown {

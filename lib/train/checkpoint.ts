@@ -25,7 +25,7 @@ import {
 import type { BatchSamplerState } from "../data/batch.ts";
 import { sha256Hex } from "../data/hash.ts";
 import type { OptimizerState } from "../optim/optimizers.ts";
-import type { TrainArgs } from "./args.ts";
+import { flagField, RESUME_FLAGS, type TrainArgs } from "./args.ts";
 
 /** A tensor copied to the host: row-major F32 values and a shape. */
 export interface HostTensor {
@@ -109,29 +109,14 @@ export function configHash(config: unknown): Promise<string> {
 }
 
 /**
- * The settings a resumed run must share with the original: every flag except where the run is
- * written (`out`, `resume`), how it reports (`evalEvery`, `saveEvery`, `evalTokens`, `samples`,
- * `sampleTokens`), whether it checkpoints activations (`gradCheckpoint`: the same numbers), which
- * backend it
- * runs on, and the warnings. Hash it with {@link configHash}, together with digests of the base
- * model and the data.
+ * The settings a resumed run must share with the original: every flag but those a resume may
+ * change ({@link RESUME_FLAGS}: where the run is written, how it reports, whether it checkpoints
+ * activations, which backend it runs on), and the warnings and the record of given flags. Hash
+ * it with {@link configHash}, together with digests of the base model and the data.
  */
 export function resumeSettings(args: TrainArgs): Record<string, unknown> {
-  const {
-    out: _o,
-    resume: _r,
-    evalEvery: _e,
-    saveEvery: _s,
-    evalTokens: _et,
-    samples: _sa,
-    sampleTokens: _st,
-    gradCheckpoint: _gc,
-    backend: _b,
-    warnings: _w,
-    given: _g,
-    ...rest
-  } = args;
-  return rest;
+  const skip = new Set<string>([...RESUME_FLAGS.map(flagField), "warnings", "given"]);
+  return Object.fromEntries(Object.entries(args).filter(([k]) => !skip.has(k)));
 }
 
 /** Saves `state` as `<runDir>/checkpoint/`, replacing the previous checkpoint atomically. */
