@@ -12,8 +12,8 @@
 
 import type { Backend } from "../backend/backend.ts";
 import { getDevice } from "../backend/device.ts";
-import { BatchSampler, evalWindowCount } from "../data/batch.ts";
-import { evalExampleBatches, ExampleSampler } from "../data/example_batch.ts";
+import { BatchSampler } from "../data/batch.ts";
+import { ExampleSampler } from "../data/example_batch.ts";
 import { hashModelWeights } from "../io/hf.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { QuantLinear } from "../nn/quant_linear.ts";
@@ -22,12 +22,11 @@ import { cosineSchedule } from "../optim/schedule.ts";
 import { type ParamCounts, preparePeft } from "../peft/apply.ts";
 import { defaultEvalTokens, defaultSampleTokens, type TrainArgs } from "./args.ts";
 import { configHash, resumeSettings } from "./checkpoint.ts";
-import { evaluate, evaluateBatches, natsToBits } from "./eval.ts";
+import { natsToBits } from "./eval.ts";
 import { finishRun } from "./finish.ts";
 import { InputError } from "./input_error.ts";
 import { runLoop } from "./loop.ts";
 import { preflight } from "./preflight.ts";
-import { Progress } from "./progress.ts";
 import { samplePrompts, samplesFrom } from "./samples.ts";
 import {
   dataSummary,
@@ -36,6 +35,7 @@ import {
   loadData,
   resolveRun,
   resolveTargets,
+  validator,
 } from "./setup.ts";
 import { recordMemory } from "./run_dir.ts";
 import { startRun } from "./start.ts";
@@ -112,30 +112,7 @@ export async function finetune(
         "--eval-tokens and --sample-tokens set them)",
     );
   }
-  const windows = evalTokens === null ? Infinity : Math.floor(evalTokens / T);
-  const valRows = instruct
-    ? Math.min(instruct.val.length, windows)
-    : evalWindowCount(Math.min(data.val.length, windows * T + 1), T);
-  const validate = () => {
-    // Silent when quick; on a big model, a line with the ETA every 10 s.
-    const p = new Progress(Math.ceil(valRows / B), "validate ", 10, "stdout", true);
-    const onBatch = (done: number) => p.update(done, { rows: Math.min(valRows, done * B) });
-    return instruct
-      ? evaluateBatches(
-        model,
-        evalExampleBatches(instruct.val.slice(0, windows), B, T),
-        Infinity,
-        onBatch,
-      )
-      : evaluate(
-        model,
-        data.val.subarray(0, Math.min(data.val.length, windows * T + 1)),
-        B,
-        T,
-        Infinity,
-        onBatch,
-      );
-  };
+  const validate = validator(model, data, B, T, evalTokens);
   const prompts = samplePrompts(tok, instruct?.val ?? null, args.samples);
   const sampleOpts = { seed: args.seed, maxTokens: sampleTokens };
   const before = { val: NaN, samples: [] as string[] };

@@ -7,7 +7,8 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import { encodeDocuments } from "../data/batch.ts";
+import { encodeDocuments, evalWindowCount } from "../data/batch.ts";
+import { evalExampleBatches } from "../data/example_batch.ts";
 import { type ChatFormat, loadChatFormat } from "../data/chat_template.ts";
 import {
   countExampleTargets,
@@ -23,7 +24,9 @@ import { isLoralabFolder, type LoadedModel, loadModel } from "../io/model_files.
 import { readJsonChecked } from "../io/read_file.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import { DEFAULT_TARGETS, resumedArgs, type TrainArgs } from "./args.ts";
+import { evaluate, evaluateBatches } from "./eval.ts";
 import { InputError } from "./input_error.ts";
+import { Progress } from "./progress.ts";
 import { loadProgress } from "./progress.ts";
 import { checkRunDir, readRunJson } from "./run_dir.ts";
 
@@ -110,6 +113,31 @@ export async function loadBase(args: TrainArgs, dev: Backend): Promise<LoadedMod
 export function resolveTargets(args: TrainArgs, model: CausalLM): string[] {
   const gpt2Default = args.targets.join(",") === DEFAULT_TARGETS.join(",");
   return gpt2Default && model.arch !== "gpt2" ? [...model.peftLayout.defaultTargets] : args.targets;
+}
+
+/**
+ * Validation loss of `model` over the first `evalTokens` tokens of the run's validation data
+ * (null: all): whole windows of `T` for text, whole rows (examples) for instruction data, `B`
+ * rows a batch. Silent when quick; on a big model, a progress line with the ETA every 10 s.
+ */
+export function validator(
+  model: CausalLM,
+  data: RunData,
+  B: number,
+  T: number,
+  evalTokens: number | null,
+): () => Promise<number> {
+  const windows = evalTokens === null ? Infinity : Math.floor(evalTokens / T);
+  const examples = data.instruct?.val.slice(0, windows) ?? null;
+  const stream = data.val.subarray(0, Math.min(data.val.length, windows * T + 1));
+  const rows = examples ? examples.length : evalWindowCount(stream.length, T);
+  return () => {
+    const p = new Progress(Math.ceil(rows / B), "validate ", 10, "stdout", true);
+    const onBatch = (done: number) => p.update(done, { rows: Math.min(rows, done * B) });
+    return examples
+      ? evaluateBatches(model, evalExampleBatches(examples, B, T), Infinity, onBatch)
+      : evaluate(model, stream, B, T, Infinity, onBatch);
+  };
 }
 
 /** The log line that describes a run's data. */

@@ -8,8 +8,7 @@
 
 import { setAttentionChoices } from "../ops/attention_select.ts";
 import type { Backend } from "../backend/backend.ts";
-import type { BatchSamplerState } from "../data/batch.ts";
-import type { Batch } from "../data/batch.ts";
+import type { Batch, BatchSamplerState } from "../data/batch.ts";
 import { sha256Hex } from "../data/hash.ts";
 import type { AdamW } from "../optim/optimizers.ts";
 import type { ParamCounts, PeftModel } from "../peft/apply.ts";
