@@ -70,3 +70,39 @@ export function assertClose(
     }
   }
 }
+
+/** What {@link runScript} returns: the exit status and the decoded output streams. */
+export interface ScriptResult {
+  /** Exit status. */
+  code: number;
+  /** Standard output. */
+  out: string;
+  /** Standard error. */
+  err: string;
+}
+
+/**
+ * Runs `lib/cli/<script>` in a child `deno run` with `perms` (e.g. `["--allow-read",
+ * "--allow-env"]`) and `args`, and returns its status and output: the way the CLI tests run a
+ * command as a user would, with the permissions the test chooses.
+ */
+export async function runScript(
+  script: string,
+  perms: readonly string[],
+  args: readonly string[],
+  env?: Record<string, string>,
+): Promise<ScriptResult> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      ...perms,
+      new URL(`../lib/cli/${script}`, import.meta.url).pathname,
+      ...args,
+    ],
+    ...(env ? { env } : {}),
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+}

@@ -3,27 +3,17 @@ import { ByteTokenizer, cpu, GPT, preparePeft, saveAdapter, Tensor } from "../..
 import { loadModel, saveModel } from "../../lib/io/mod.ts";
 import { mergeAdapter } from "../../lib/peft/merge.ts";
 import { evaluateText } from "../../lib/train/eval_text.ts";
+import { runScript } from "../harness.ts";
 
 // `deno task eval`: --json gives the loss evaluateText computes (tested against float64 in
 // tests/train/eval_text.test.ts); an adapter changes it, and the merged model gives the same
 // loss as base + adapter; bad flags exit 2 with one line.
-async function run(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-env",
-      "--allow-ffi=/usr/lib",
-      new URL("../../lib/cli/eval.ts", import.meta.url).pathname,
-      "--backend",
-      "cpu",
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+function run(args: string[]) {
+  return runScript("eval.ts", ["--allow-read", "--allow-env", "--allow-ffi=/usr/lib"], [
+    "--backend",
+    "cpu",
+    ...args,
+  ]);
 }
 
 Deno.test("deno task eval: --json loss, adapter vs merged, text output, bad flags exit 2", async () => {

@@ -1,26 +1,18 @@
 import assert from "node:assert/strict";
 import { ByteTokenizer, cpu, GPT, preparePeft, saveAdapter, Tensor } from "../../lib/mod.ts";
 import { loadModel, saveModel } from "../../lib/io/mod.ts";
+import { runScript } from "../harness.ts";
 
 // `deno task merge`: a QLoRA run folder merges into a plain model folder (saying that the base
 // was de-quantized); bad input is one line on stderr with exit status 2. The numbers are
 // checked in tests/peft/merge.test.ts.
-async function run(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-ffi=/usr/lib",
-      new URL("../../lib/cli/merge.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
+function run(args: string[]) {
+  return runScript("merge.ts", [
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-ffi=/usr/lib",
+  ], args);
 }
 
 async function tinyBase(dir: string, n_embd: number) {

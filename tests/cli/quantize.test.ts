@@ -1,24 +1,17 @@
 import assert from "node:assert/strict";
 import { ByteTokenizer, cpu, GPT, QuantLinear } from "../../lib/mod.ts";
 import { loadModel, readSafetensors, saveModel } from "../../lib/io/mod.ts";
+import { runScript } from "../harness.ts";
 
 // `deno task quantize`: a tiny saved GPT becomes a bitsandbytes folder that loads back with its
 // linears as stored 4-bit weights; bad flags give one clear error.
-async function run(args: string[]) {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
-      "--allow-ffi=/usr/lib",
-      new URL("../../lib/cli/quantize.ts", import.meta.url).pathname,
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+function run(args: string[]) {
+  return runScript("quantize.ts", [
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-ffi=/usr/lib",
+  ], args);
 }
 
 Deno.test("deno task quantize: writes a bitsandbytes 4-bit folder that loads back 4-bit", async () => {

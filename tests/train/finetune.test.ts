@@ -3,7 +3,7 @@ import { ByteTokenizer, cpu, GPT } from "../../lib/mod.ts";
 import { loadModel, saveBnbModel, saveModel } from "../../lib/io/mod.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { finetune } from "../../lib/train/finetune.ts";
-import { gpu } from "../harness.ts";
+import { gpu, runScript } from "../harness.ts";
 import { encodeDocuments } from "../../lib/data/batch.ts";
 import { splitByUnit } from "../../lib/data/split.ts";
 import { loadTextSource } from "../../lib/data/text_source.ts";
@@ -296,26 +296,15 @@ for (const method of ["lora", "full", "adapter", "bitfit", "freeze-lower"]) {
   });
 }
 
-async function cli(
-  argv: string[],
-  write = "--allow-write",
-): Promise<{ code: number; err: string }> {
-  const r = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--allow-read",
-      write,
-      "--allow-env",
-      "--allow-ffi=/usr/lib",
-      "--allow-sys=systemMemoryInfo",
-      new URL("../../lib/cli/train.ts", import.meta.url).pathname,
-      ...argv,
-    ],
-    env: { LORALAB_BACKEND: "cpu" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+function cli(argv: string[], write = "--allow-write") {
+  const perms = [
+    "--allow-read",
+    write,
+    "--allow-env",
+    "--allow-ffi=/usr/lib",
+    "--allow-sys=systemMemoryInfo",
+  ];
+  return runScript("train.ts", perms, argv, { LORALAB_BACKEND: "cpu" });
 }
 
 Deno.test("train CLI: bad input is one clear line and exit code 2; NaN loss exits 1", async () => {
