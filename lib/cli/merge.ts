@@ -14,6 +14,7 @@
 
 import { type FlagSpec, parseFlags, requiredPath, UsageError } from "./flags.ts";
 import { checkEmptyOut, type MergePlan, planMerge, writeMerge } from "../peft/merge.ts";
+import { outPermissionProblem } from "./out_permission.ts";
 
 const HELP =
   `deno task merge --base DIR --adapter DIR --out DIR   merge a LoRA adapter into its base
@@ -53,15 +54,8 @@ try {
 
 // The process may write only where it was allowed (`deno task merge` grants its --out): say so
 // before any work, not as a permission error at the first file.
-for (const name of ["read", "write"] as const) {
-  if (Deno.permissions.querySync({ name, path: out }).state !== "granted") {
-    fail(
-      `--out ${out}: this process may not ${name} there; deno task merge grants the folder it ` +
-        "is given, or run lib/cli/merge.ts with --allow-read and --allow-write on it",
-      2,
-    );
-  }
-}
+const problem = outPermissionProblem("merge", out);
+if (problem) fail(problem, 2);
 
 let plan: MergePlan;
 try {

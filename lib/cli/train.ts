@@ -11,6 +11,7 @@
 
 import { type HelpRequest, parseTrainArgs, type TrainArgs, UsageError } from "../train/args.ts";
 import { finetune, InputError } from "../train/finetune.ts";
+import { outPermissionProblem } from "./out_permission.ts";
 
 let args: TrainArgs | HelpRequest;
 try {
@@ -27,14 +28,9 @@ for (const w of args.warnings) console.error(`train: note: ${w}`);
 // The process may write only where it was allowed (`deno task train` grants the --out or
 // --resume folder, else runs/): say so before any work, not as a permission error at the first
 // file.
-const canWrite =
-  Deno.permissions.querySync({ name: "write", path: args.out }).state === "granted" &&
-  Deno.permissions.querySync({ name: "read", path: args.out }).state === "granted";
-if (!canWrite) {
-  console.error(
-    `train: --out ${args.out}: this process may not write there; deno task train grants the ` +
-      "folder it is given, or run lib/cli/train.ts with --allow-read and --allow-write on it",
-  );
+const problem = outPermissionProblem("train", args.out);
+if (problem) {
+  console.error(`train: ${problem}`);
   Deno.exit(2);
 }
 try {
