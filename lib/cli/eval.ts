@@ -11,13 +11,12 @@
  */
 
 import { type BackendChoice, getDevice } from "../backend/device.ts";
-import { loadChatFormat } from "../data/chat_template.ts";
-import { encodeExamples } from "../data/examples.ts";
 import { loadTextSource } from "../data/text_source.ts";
 import { loadWithAdapter } from "../peft/load_adapted.ts";
 import { evaluateExamples, evaluateText, type TextEvalResult } from "../train/eval_text.ts";
 import { loadProgress, Progress } from "../train/progress.ts";
 import { InputError } from "../train/input_error.ts";
+import { chatFormatOf, encodeInstruct } from "../train/setup.ts";
 import { type FlagSpec, nonEmpty, oneOf, parseFlags, positiveInt, UsageError } from "./flags.ts";
 
 /** Tokens evaluated when --eval-tokens is not given. */
@@ -120,17 +119,10 @@ try {
     },
   };
   if (instruct) {
-    const chat = await loadChatFormat(base, loaded.tokenizer).catch((e) => {
-      throw new InputError(`--base ${base}: ${(e as Error).message}`);
+    const chat = await chatFormatOf(base, loaded.tokenizer);
+    const examples = encodeInstruct(loaded.tokenizer, source, chat, {
+      trainOnPrompt: a["include-prompt"] === true,
     });
-    let examples;
-    try {
-      examples = encodeExamples(loaded.tokenizer, source.examples!, chat, data, {
-        trainOnPrompt: a["include-prompt"] === true,
-      });
-    } catch (e) {
-      throw new InputError((e as Error).message);
-    }
     r = await evaluateExamples(model, loaded.tokenizer, examples, opts);
   } else {
     r = await evaluateText(model, loaded.tokenizer, source.documents, opts);

@@ -14,6 +14,7 @@ import {
   countExampleTargets,
   type EncodedExample,
   encodeExamples,
+  type EncodeOptions,
   type TargetCounts,
 } from "../data/examples.ts";
 import type { JsonlFormat } from "../data/instruct.ts";
@@ -223,6 +224,33 @@ export async function loadData(args: TrainArgs, tok: Tokenizer): Promise<RunData
   return { train, val, source, valSource, valLabels, instruct: null };
 }
 
+/** The chat format of the base folder `base` (its template, else the default); a bad template is
+ * an {@link InputError} naming `--base`. */
+export async function chatFormatOf(base: string, tok: Tokenizer): Promise<ChatFormat> {
+  try {
+    return await loadChatFormat(base, tok);
+  } catch (e) {
+    throw new InputError(`--base ${base}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * `source`'s instruction examples rendered with `chat`, tokenized and masked (encodeExamples); a
+ * row the template cannot render is an {@link InputError} naming `file:line`.
+ */
+export function encodeInstruct(
+  tok: Tokenizer,
+  source: TextSource,
+  chat: ChatFormat,
+  opts: EncodeOptions,
+): EncodedExample[] {
+  try {
+    return encodeExamples(tok, source.examples!, chat, source.spec, opts);
+  } catch (e) {
+    throw new InputError((e as Error).message);
+  }
+}
+
 /**
  * Instruction data: renders (chat template of `--base`, or the default format), tokenizes and
  * masks the examples, split as the documents were (`valIndices`, or the --val file).
@@ -234,22 +262,12 @@ async function loadInstruct(
   valSource: TextSource | null,
   valIndices: number[] | null,
 ): Promise<InstructData> {
-  let chat: ChatFormat;
-  try {
-    chat = await loadChatFormat(args.base, tok);
-  } catch (e) {
-    throw new InputError(`--base ${args.base}: ${(e as Error).message}`);
-  }
+  const chat = await chatFormatOf(args.base, tok);
   const opts = { trainOnPrompt: args.trainOnPrompt };
-  let all: EncodedExample[], val: EncodedExample[];
-  try {
-    all = encodeExamples(tok, source.examples!, chat, source.spec, opts);
-    val = valSource
-      ? encodeExamples(tok, valSource.examples!, chat, valSource.spec, opts)
-      : valIndices!.map((i) => all[i]);
-  } catch (e) {
-    throw new InputError((e as Error).message);
-  }
+  const all = encodeInstruct(tok, source, chat, opts);
+  const val = valSource
+    ? encodeInstruct(tok, valSource, chat, opts)
+    : valIndices!.map((i) => all[i]);
   const held = new Set(valSource ? [] : valIndices!);
   const train = all.filter((_, i) => !held.has(i));
   const trainCounts = countExampleTargets(train, args.ctx);
