@@ -55,7 +55,8 @@ export type BinaryOp = "add" | "sub" | "mul" | "div";
 
 /**
  * Elementwise unary ops. `scale` multiplies by `alpha`; `geluGrad` is d gelu(x)/dx and `step` is
- * 1 where x > 0 else 0 (the derivative of relu).
+ * 1 where x > 0 else 0 (the derivative of relu); `silu` is x·σ(x) (Llama's activation) and
+ * `siluGrad` its derivative σ(x)·(1 + x·(1 − σ(x))), σ computed without overflow.
  */
 export type UnaryOp =
   | "exp"
@@ -66,7 +67,9 @@ export type UnaryOp =
   | "scale"
   | "relu"
   | "geluGrad"
-  | "step";
+  | "step"
+  | "silu"
+  | "siluGrad";
 
 /**
  * Hyper-parameters of one AdamW step (bias corrections precomputed: 1 - β^t). `1 - β1` and

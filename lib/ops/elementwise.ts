@@ -135,10 +135,21 @@ function unaryBackward(op: UnaryOp, a: Tensor, out: Tensor, g: Tensor, alpha: nu
       return scale(g, alpha);
     case "relu":
       return mul(g, unary("step", a));
+    case "silu":
+      return mul(g, unary("siluGrad", a));
     case "geluGrad":
     case "step":
+    case "siluGrad":
       throw new Error(`autograd: ${op} has no backward (second derivatives are not supported)`);
   }
+}
+
+/**
+ * SiLU, x · σ(x) (Llama's activation), as one op: the tape keeps only x, and the backward is
+ * g · σ(x)·(1 + x·(1 − σ(x))). σ comes from e^-|x|, so no value or gradient overflows.
+ */
+export function silu(a: Tensor): Tensor {
+  return unary("silu", a);
 }
 
 /** `a · s` for a number s. */

@@ -45,6 +45,7 @@ export { BASE_QUANTS, type BaseQuant, FORMATS, formatSpec } from "./formats/regi
 export { F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./formats/float.ts";
 export { Int8Weight, quantizeInt8, quantizeInt8Rows } from "./formats/int8.ts";
 export {
+  codeSearch,
   codeTable,
   type Format4,
   FP4_VALUES,

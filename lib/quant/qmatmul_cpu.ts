@@ -96,19 +96,22 @@ export function qmatmulCpuPanels(
   const panel = new Float32Array(P * K); // W[n0 : n0+p, :]
   const outs = transW ? K : N;
   const y = new Float32Array(M * outs); // [M, outs]
+  // One scratch array for all panels (fresh ones per panel were garbage the GC collected late:
+  // 130 MB per backward product at TinyLlama's MLP shape): x · Wpᵀ [M, P], or x[:, panel] [M, P].
+  const scratch = new Float32Array(M * P);
   for (let n0 = 0; n0 < N; n0 += P) {
     const p = Math.min(P, N - n0);
     const wp = panel.subarray(0, p * K);
     decode(n0 * K, p * K, wp);
     const mm = { batch: 1, M, strideA: 0, strideB: 0, transA: false };
+    const part = scratch.subarray(0, M * p);
     if (!transW) {
-      const part = matmulCpu(x, wp, null, { ...mm, N: p, K, transB: true }); // [M, p]
+      matmulCpu(x, wp, null, { ...mm, N: p, K, transB: true }, part); // [M, p]
       for (let m = 0; m < M; m++) y.set(part.subarray(m * p, (m + 1) * p), m * N + n0);
     } else {
-      const xs = new Float32Array(M * p); // x[:, n0 : n0+p]
-      for (let m = 0; m < M; m++) xs.set(x.subarray(m * N + n0, m * N + n0 + p), m * p);
-      const part = matmulCpu(xs, wp, null, { ...mm, N: K, K: p, transB: false }); // [M, K]
-      for (let i = 0; i < y.length; i++) y[i] += part[i];
+      for (let m = 0; m < M; m++) part.set(x.subarray(m * N + n0, m * N + n0 + p), m * p);
+      // y [M, K] += x[:, panel] [M, p] · Wp [p, K]
+      matmulCpu(part, wp, null, { ...mm, N: K, K: p, transB: false, accumulate: true }, y);
     }
   }
   if (bias) {

@@ -28,6 +28,7 @@ import {
   relu,
   Rng,
   scale,
+  silu,
   softmax,
   sqrt,
   sub,
@@ -155,6 +156,7 @@ const unaries: [string, (t: Tensor) => Tensor, (x: number) => number, boolean][]
   ["neg", neg, (x) => -x, false],
   ["scale", (t) => scale(t, 0.7), (x) => x * Math.fround(0.7), false],
   ["relu", relu, (x) => Math.max(x, 0), false],
+  ["silu", silu, (x) => x / (1 + Math.exp(-x)), false],
 ];
 for (const [name, f, r, positive] of unaries) {
   check(name, {

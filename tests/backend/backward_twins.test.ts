@@ -119,10 +119,10 @@ Deno.test(
   },
 );
 
-Deno.test("twins: geluGrad and step", opts, async () => {
+Deno.test("twins: geluGrad, step, silu and siluGrad", opts, async () => {
   const rng = new Rng(63);
   const x = randData(rng, 777, 4);
-  for (const op of ["geluGrad", "step"] as const) {
+  for (const op of ["geluGrad", "step", "silu", "siluGrad"] as const) {
     await both((d) => [d.unary(op, up(d, x), x.length, 0)], [x.length], op);
   }
 });

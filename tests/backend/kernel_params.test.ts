@@ -106,6 +106,8 @@ const UNARY_OPS: UnaryOp[] = [
   "scale",
   "geluGrad",
   "step",
+  "silu",
+  "siluGrad",
 ];
 const BINARY_OPS: BinaryOp[] = ["add", "sub", "mul", "div"];
 const REDUCE_OPS: ReduceOp[] = ["sum", "mean", "max"];

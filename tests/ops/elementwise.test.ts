@@ -10,12 +10,16 @@ import {
   relu,
   Rng,
   scale,
+  silu,
   sqrt,
   sub,
   type Tensor,
 } from "../../lib/mod.ts";
 import { assertClose, bothBackends, randData, t, U32 } from "../harness.ts";
 import { broadcastRef, geluRef } from "../ref.ts";
+
+/** x·σ(x) in float64. */
+const siluRef = (v: number) => v / (1 + Math.exp(-v));
 
 // add/sub/mul are correctly rounded in IEEE float32: |err| ≤ u·|exact|. WGSL allows division
 // 2.5 ULP, so we allow 4u·|exact| for all four (plus a tiny floor for exact zeros).
@@ -79,6 +83,9 @@ bothBackends("unary ops match float64", async (dev) => {
     ["neg", neg, x, (v) => -v, () => 0],
     ["sqrt", sqrt, pos, Math.sqrt, (_v, w) => 2 * U32 * w],
     ["relu", relu, x, (v) => Math.max(v, 0), () => 0],
+    // silu = x·σ(x), σ from exp(-|x|): exp's error (as above) carried through 1/(1 + e) and
+    // the product, plus two roundings: 1e-7 absolute + (8 + 2|x|)·u relative.
+    ["silu", silu, x, siluRef, (v, w) => 1e-7 + (8 + 2 * Math.abs(v)) * U32 * Math.abs(w)],
     [
       "scale",
       (a) => scale(a, -0.37),

@@ -2,6 +2,7 @@
 // and the nearest-code search against a brute-force sort.
 import assert from "node:assert/strict";
 import {
+  codeSearch,
   codeTable,
   FP4_VALUES,
   INT4_VALUES,
@@ -77,4 +78,33 @@ Deno.test("nearestCode: endpoints, exact ties and the unused int4 code", () => {
   for (let c = 0; c < 15; c++) assert.equal(nearestCode(nf4, (nf4[c] + nf4[c + 1]) / 2), c);
   assert.equal(nearestCode(int4, (int4[8] + int4[9]) / 2), 8);
   for (let k = 0; k < 1000; k++) assert.notEqual(nearestCode(int4, -1 + k / 500), 0);
+});
+
+Deno.test("codeSearch: the same code as nearestCode on random x, ties, neighbours of ties and ends", () => {
+  const u = uniforms(11);
+  const f64 = new Float64Array(1), bits = new BigInt64Array(f64.buffer);
+  const step = (x: number, k: number) => { // x moved by k float64 ulps
+    if (x === 0) return k * Number.MIN_VALUE;
+    f64[0] = x;
+    bits[0] += BigInt(x > 0 ? k : -k);
+    return f64[0];
+  };
+  for (const format of ["nf4", "fp4", "int4"] as const) {
+    const table = codeTable(format);
+    const search = codeSearch(table);
+    const xs: number[] = [0, -0, 1, -1, 1.25, -1.25, 3, -3, 1e-30, -1e-30];
+    for (let k = 0; k < 200_000; k++) xs.push(2 * u() - 1);
+    for (let a = 0; a < 16; a++) {
+      xs.push(table[a]);
+      for (let b = 0; b < 16; b++) {
+        const mid = (table[a] + table[b]) / 2;
+        for (let k = -3; k <= 3; k++) xs.push(step(mid, k));
+      }
+    }
+    for (let j = 0; j <= 512; j++) { // grid edges and their neighbours
+      const e = -1 + (2 * j) / 512;
+      for (let k = -2; k <= 2; k++) xs.push(step(e, k));
+    }
+    for (const x of xs) assert.equal(search(x), nearestCode(table, x), `${format} x=${x}`);
+  }
 });

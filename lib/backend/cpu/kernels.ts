@@ -126,6 +126,12 @@ export function binaryCpu(
   return out;
 }
 
+/** σ(x) = 1 / (1 + e^-x) from e^-|x|, which never overflows (the WGSL `sigmoid` twin). */
+export function sigmoid(x: number): number {
+  const e = Math.exp(-Math.abs(x));
+  return x >= 0 ? 1 / (1 + e) : e / (1 + e);
+}
+
 /** GPT-2's tanh approximation of GELU. */
 export function gelu(x: number): number {
   return 0.5 * x * (1 + Math.tanh(GELU_C * (x + 0.044715 * x * x * x)));
@@ -166,6 +172,15 @@ export function unaryCpu(op: UnaryOp, a: Float32Array, alpha: number): Float32Ar
       break;
     case "step":
       for (let i = 0; i < n; i++) out[i] = a[i] > 0 ? 1 : 0;
+      break;
+    case "silu":
+      for (let i = 0; i < n; i++) out[i] = a[i] * sigmoid(a[i]);
+      break;
+    case "siluGrad":
+      for (let i = 0; i < n; i++) {
+        const s = sigmoid(a[i]);
+        out[i] = s * (1 + a[i] * (1 - s));
+      }
       break;
   }
   return out;

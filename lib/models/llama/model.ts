@@ -73,8 +73,6 @@ export interface Rope {
   sin: Tensor;
   /** The signed permutation R [hd, hd] with x·R = rotate_half(x). */
   rot: Tensor;
-  /** The constant 1 [1] (for SiLU). */
-  one: Tensor;
 }
 
 /** One Llama block: x + attn(norm(x)), then + mlp(norm(x)). */
@@ -171,7 +169,7 @@ export class LlamaBlock {
     if (this.adapters.attn) a = this.adapters.attn.forward(a);
     x = add(x, a);
     const h2 = this.post_attention_layernorm.forward(x);
-    const g = silu(this.mlp.gate_proj.forward(h2), rope.one);
+    const g = silu(this.mlp.gate_proj.forward(h2));
     let m = this.mlp.down_proj.forward(mul(g, this.mlp.up_proj.forward(h2)));
     if (this.adapters.mlp) m = this.adapters.mlp.forward(m);
     return add(x, m);
@@ -368,21 +366,19 @@ export class Llama implements CausalLM {
       c?.sin.dispose();
       const n = Math.min(this.contextLength, Math.max(p0 + T, 2 * (c?.cos.shape[0] ?? 0), 64));
       const { cos, sin } = ropeTables(this.config, n);
-      let rot = c?.rot, one = c?.one;
-      if (!rot || !one) {
+      let rot = c?.rot;
+      if (!rot) {
         const r = new Float32Array(hd * hd); // x·rot = [-x₂, x₁]
         for (let j = 0; j < hd / 2; j++) {
           r[(j + hd / 2) * hd + j] = -1;
           r[j * hd + j + hd / 2] = 1;
         }
         rot = Tensor.fromArray(r, [hd, hd], { device }).keep();
-        one = Tensor.fromArray([1], [1], { device }).keep();
       }
       c = this.#rope = {
         cos: Tensor.fromArray(cos, [n, 1, hd], { device }).keep(),
         sin: Tensor.fromArray(sin, [n, 1, hd], { device }).keep(),
         rot,
-        one,
       };
     }
     if (p0 === 0 && c.cos.shape[0] === T) return c;

@@ -34,6 +34,7 @@
 
 import { checkFinite, checkShape } from "../check.ts";
 import {
+  codeSearch,
   codeTable,
   type Format4,
   FP4_VALUES,
@@ -181,9 +182,9 @@ export function quantizeBlockwise4(
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
   checkBlockSize(fn, blockSize);
   const numel = checkShape(fn, shape, weights.length);
-  checkFinite(fn, weights);
   const table = sharedTable(format);
   const zeroCode = nearestCode(table, 0); // padding and zero blocks
+  const search = searchOf(format); // = nearestCode(table, ·), faster
   const numBlocks = Math.ceil(numel / blockSize);
   const absmax = new Float32Array(numBlocks); // [numBlocks]
   const packed = new Uint32Array((numBlocks * blockSize) / 8); // [padded numel / 8]
@@ -192,9 +193,20 @@ export function quantizeBlockwise4(
     const end = Math.min(start + blockSize, numel);
     let m = 0;
     for (let i = start; i < end; i++) m = Math.max(m, Math.abs(weights[i]));
+    // NaN or ±Infinity in this block: name the first one (blocks go in order, so it is the
+    // first of the whole tensor).
+    if (!Number.isFinite(m)) checkFinite(fn, weights.subarray(0, end));
     absmax[b] = m;
+    if (end - start === blockSize && m > 0) { // a whole block: eight codes per word
+      for (let i = start; i < end; i += 8) {
+        let word = 0;
+        for (let j = 0; j < 8; j++) word |= search(weights[i + j] / m) << (4 * j);
+        packed[i >>> 3] = word;
+      }
+      continue;
+    }
     for (let i = start; i < start + blockSize; i++) {
-      const c = i < end && m > 0 ? nearestCode(table, weights[i] / m) : zeroCode;
+      const c = i < end && m > 0 ? search(weights[i] / m) : zeroCode;
       packed[i >>> 3] |= c << ((i & 7) * 4);
     }
   }
@@ -203,6 +215,15 @@ export function quantizeBlockwise4(
     return new Blockwise4Weight(format, shape, blockSize, packed, null, dq);
   }
   return new Blockwise4Weight(format, shape, blockSize, packed, absmax, null);
+}
+
+/** The nearest-code search of each format, built once. */
+const SEARCHES = new Map<Format4, (x: number) => number>();
+
+function searchOf(format: Format4): (x: number) => number {
+  let s = SEARCHES.get(format);
+  if (!s) SEARCHES.set(format, s = codeSearch(sharedTable(format)));
+  return s;
 }
 
 /** NF4 blockwise quantization (QLoRA). See {@link quantizeBlockwise4}. */

@@ -22,6 +22,8 @@ const UNARY: Record<UnaryOp, string> = {
   scale: "x * p_alpha()",
   geluGrad: "gelu_grad(x)",
   step: "select(0.0, 1.0, x > 0.0)",
+  silu: "x * sigmoid(x)",
+  siluGrad: "silu_grad(x)",
 };
 
 // GELU (GPT-2's tanh form) and its derivative; tanh written out with a clamp: some drivers return
@@ -38,6 +40,15 @@ fn gelu_grad(x: f32) -> f32 {
   let e = exp(2.0 * u);
   let t = (e - 1.0) / (e + 1.0);
   return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * x * x);
+}
+// σ(x) from e^-|x| (never overflows) and SiLU's derivative; twins of kernels.ts' sigmoid.
+fn sigmoid(x: f32) -> f32 {
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+fn silu_grad(x: f32) -> f32 {
+  let s = sigmoid(x);
+  return s * (1.0 + x * (1.0 - s));
 }`;
 
 /** Parameters of {@link unaryKernel}: the element count and `alpha` (the factor of `scale`). */
