@@ -160,11 +160,11 @@ export class LlamaBlock {
       v = concat(past.v, v, 1);
       y = attendAll(q, repeat(k), repeat(v), nh);
     }
-    return { y: this.afterAttention(x, y, rope), k, v };
+    return { y: this.afterAttention(x, y), k, v };
   }
 
   /** The block after its attention: projection, adapters, residual, and the MLP. */
-  private afterAttention(x: Tensor, y: Tensor, rope: Rope): Tensor {
+  private afterAttention(x: Tensor, y: Tensor): Tensor {
     let a = this.self_attn.o_proj.forward(y);
     if (this.adapters.attn) a = this.adapters.attn.forward(a);
     x = add(x, a);
