@@ -19,8 +19,8 @@ import { activeTape, record, setActiveTape } from "./record.ts";
 import { Tape } from "./tape.ts";
 
 /**
- * `fn(x)` as one node on the active tape (see the module docs). Without an active tape, or when
- * neither `x` nor any watched tensor is involved, it is just `fn(x)`.
+ * `fn(x)` as one node on the active tape (see the module docs). Without an active tape it is
+ * `fn(x)` in a scope (evaluation: the block's intermediates are freed at its end).
  */
 export function checkpoint(
   fn: (x: Tensor) => Tensor,
@@ -28,7 +28,7 @@ export function checkpoint(
   rngs: readonly Rng[] = [],
 ): Tensor {
   const outer = activeTape();
-  if (!outer) return fn(x);
+  if (!outer) return scope(() => fn(x));
   const leaves = outer.watched() as Tensor[];
   const before = rngs.map((r) => r.getState());
   setActiveTape(null);

@@ -12,7 +12,7 @@
 import type { Backend } from "../backend/backend.ts";
 import type { CrossEntropyOptions } from "../ops/nn.ts";
 import type { Rng } from "../rng.ts";
-import { fmtShape, type Tensor } from "../tensor.ts";
+import { fmtShape, scope, type Tensor } from "../tensor.ts";
 import type { LinearLike } from "./linear.ts";
 
 /** A residual sub-layer hook: h ↦ h' (a bottleneck adapter, see lib/peft/bottleneck.ts). */
@@ -97,7 +97,8 @@ export function runCachedBlocks(
   let x = embed(p0, Tn);
   const next: KVCache = { k: [], v: [], length: p0 + Tn };
   for (let i = 0; i < layers; i++) {
-    const r = step(i, x, cache ? { k: cache.k[i], v: cache.v[i] } : null);
+    const h = x; // a scope per block frees its intermediates at once (only y, k, v survive)
+    const r = scope(() => step(i, h, cache ? { k: cache.k[i], v: cache.v[i] } : null));
     x = r.y;
     next.k.push(r.k);
     next.v.push(r.v);

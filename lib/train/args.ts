@@ -110,9 +110,10 @@ export interface TrainArgs {
   sampleTokens: number;
   /**
    * Recompute each block's activations in the backward pass instead of keeping them (less
-   * memory, one more forward pass; the same numbers). Default false.
+   * memory, one more forward pass; the same numbers). null (the default) = auto: on for bases
+   * of at least {@link AUTO_CHECKPOINT_PARAMS} parameters ({@link gradCheckpointFor}).
    */
-  gradCheckpoint: boolean;
+  gradCheckpoint: boolean | null;
   /** freeze-lower: blocks frozen from the bottom; null = half of the model's blocks. */
   layers: number | null;
   /** Flags that were given but that the method ignores, one sentence each. */
@@ -166,6 +167,8 @@ How long and how fast
   --ctx T           context length in tokens (default 128)
   --grad-checkpoint recompute each block's activations in the backward pass: less memory for
                     long contexts and big batches, one more forward pass, the same numbers
+                    (default: on for bases of 500 M parameters or more, as PEFT does for
+                    QLoRA; --no-grad-checkpoint turns it off)
   --seed S          seed of init, split, batches and dropout, 0..4294967295 (default 0)
 
 Data and files
@@ -206,6 +209,7 @@ const OPTIONS = {
   "grad-accum": { type: "string" },
   ctx: { type: "string" },
   "grad-checkpoint": { type: "boolean" },
+  "no-grad-checkpoint": { type: "boolean" },
   data: { type: "string" },
   val: { type: "string" },
   "train-on-prompt": { type: "boolean" },
@@ -299,7 +303,14 @@ export function parseTrainArgs(
       `--eval-tokens ${evalTokens}: expected at least one window of --ctx ${ctx} tokens, all or auto`,
     );
   }
-  const gradCheckpoint = values["grad-checkpoint"] === true;
+  if (values["grad-checkpoint"] && values["no-grad-checkpoint"]) {
+    throw new UsageError("--grad-checkpoint and --no-grad-checkpoint: give one of them");
+  }
+  const gradCheckpoint = values["grad-checkpoint"]
+    ? true
+    : values["no-grad-checkpoint"]
+    ? false
+    : null;
   const samples = integer("samples", s("samples") ?? "3", 0);
   const sampleTokensText = s("sample-tokens") ?? "auto";
   const sampleTokens = sampleTokensText === "auto"
@@ -372,7 +383,14 @@ export function parseTrainArgs(
     gradCheckpoint,
     layers,
     warnings,
-    given: Object.keys(values).filter((k) => values[k] !== undefined),
+    // --no-grad-checkpoint counts as giving --grad-checkpoint (one setting, gradCheckpoint).
+    given: [
+      ...new Set(
+        Object.keys(values).filter((k) => values[k] !== undefined).map((k) =>
+          k === "no-grad-checkpoint" ? "grad-checkpoint" : k
+        ),
+      ),
+    ],
   };
 }
 
@@ -391,6 +409,31 @@ export const REPORTING_FLAGS: readonly string[] = [
 
 /** Flags that may be given with `--resume`: where the run is, the reporting flags, the backend. */
 export const RESUME_FLAGS: readonly string[] = ["resume", "out", ...REPORTING_FLAGS, "backend"];
+
+/**
+ * Parameters from which `--grad-checkpoint` is on by default: at half a billion parameters and
+ * more, one micro-batch's activations rival the 4-bit model itself (TinyLlama's shape at
+ * 1 × 128 tokens: 0.75 GB beside 1.0 GB of weights) while recomputing them costs one forward
+ * pass of a step whose time the big products dominate. Smaller models keep their speed.
+ */
+export const AUTO_CHECKPOINT_PARAMS = 500e6;
+
+/** Whether a run checkpoints activations: the flag when given, else by the model's size. */
+export function gradCheckpointFor(args: Pick<TrainArgs, "gradCheckpoint">, params: number): {
+  on: boolean;
+  why: string;
+} {
+  if (args.gradCheckpoint !== null) {
+    return {
+      on: args.gradCheckpoint,
+      why: args.gradCheckpoint ? "--grad-checkpoint" : "--no-grad-checkpoint",
+    };
+  }
+  const m = (params / 1e6).toFixed(0);
+  return params >= AUTO_CHECKPOINT_PARAMS
+    ? { on: true, why: `${m} M parameters ≥ 500 M; --no-grad-checkpoint turns it off` }
+    : { on: false, why: `${m} M parameters < 500 M` };
+}
 
 /** `grad-accum` → `gradAccum`: the TrainArgs field of a flag. */
 export function flagField(flag: string): keyof TrainArgs {

@@ -20,7 +20,12 @@ import { QuantLinear } from "../nn/quant_linear.ts";
 import { AdamW } from "../optim/optimizers.ts";
 import { cosineSchedule } from "../optim/schedule.ts";
 import { type ParamCounts, preparePeft } from "../peft/apply.ts";
-import { defaultEvalTokens, defaultSampleTokens, type TrainArgs } from "./args.ts";
+import {
+  defaultEvalTokens,
+  defaultSampleTokens,
+  gradCheckpointFor,
+  type TrainArgs,
+} from "./args.ts";
 import { configHash, resumeSettings } from "./checkpoint.ts";
 import { natsToBits } from "./eval.ts";
 import { finishRun } from "./finish.ts";
@@ -105,6 +110,10 @@ export async function finetune(
   const params = parameterCount(model);
   const evalTokens = args.evalTokens === 0 ? defaultEvalTokens(params, T) : args.evalTokens;
   const sampleTokens = args.sampleTokens || defaultSampleTokens(params);
+  // --grad-checkpoint: the flag, else on from 500 M parameters; the run records what it did.
+  const ck = gradCheckpointFor(args, params);
+  if (ck.on && args.gradCheckpoint === null) log(`gradient checkpointing on (${ck.why})`);
+  args = { ...args, gradCheckpoint: ck.on };
   if (args.evalTokens === 0 || args.sampleTokens === 0) {
     log(
       `validation ${evalTokens ?? "all"} tokens per evaluation, samples of ${sampleTokens} ` +
@@ -142,7 +151,7 @@ export async function finetune(
   const counts = pm.counts();
   log(countsSummary(args, counts));
   // Recompute each block in the backward pass (rewinding dropout) instead of keeping activations.
-  if (args.gradCheckpoint) model.gradCheckpointing = { rngs: [pm.dropoutRng] };
+  if (ck.on) model.gradCheckpointing = { rngs: [pm.dropoutRng] };
   const opt = new AdamW(pm.trainable, {
     lr: args.lr,
     betas: [0.9, 0.999],
@@ -204,7 +213,7 @@ export async function finetune(
   await recordMemory(args.out, {
     peakRssBytes: r.peakRssBytes,
     peakDeviceBytes: dev.deviceMemory?.().peak ?? null,
-    gradCheckpoint: args.gradCheckpoint,
+    gradCheckpoint: args.gradCheckpoint === true,
   });
   if (r.interrupted) return result;
   await finishRun({

@@ -107,7 +107,7 @@ export async function finishRun(i: FinishInput): Promise<void> {
       optimizerBytes: counts.optimizerBytes,
       peakRssBytes: i.peakRssBytes,
       ...(i.peakDeviceBytes !== null ? { peakDeviceBytes: i.peakDeviceBytes } : {}),
-      gradCheckpoint: args.gradCheckpoint,
+      gradCheckpoint: args.gradCheckpoint === true,
     },
     ...(instruct ? { tables: [instructTable(args, instruct, i.tally)] } : {}),
   });

@@ -3,6 +3,7 @@ import {
   DEFAULT_TARGETS,
   defaultEvalTokens,
   defaultSampleTokens,
+  gradCheckpointFor,
   HELP,
   parseTrainArgs,
   resumedArgs,
@@ -60,7 +61,7 @@ Deno.test("args: defaults (qlora)", () => {
     evalTokens: 0,
     samples: 3,
     sampleTokens: 0,
-    gradCheckpoint: false,
+    gradCheckpoint: null,
     layers: null,
     warnings: [],
     given: [],
@@ -156,7 +157,7 @@ Deno.test("args: every flag", () => {
     evalTokens: 0,
     samples: 3,
     sampleTokens: 0,
-    gradCheckpoint: false,
+    gradCheckpoint: null,
     layers: null,
     warnings: [],
     given: [
@@ -410,4 +411,23 @@ Deno.test("args: flags the method ignores give warnings, not errors", () => {
     "--layers ignored: it applies only to --method freeze-lower",
   ]);
   assert.deepEqual(parse(["--method", "lora", "--rank", "2", "--targets", "c_fc"]).warnings, []);
+});
+
+Deno.test("args: --grad-checkpoint, --no-grad-checkpoint and the size-based default", () => {
+  assert.equal(parse([]).gradCheckpoint, null);
+  assert.equal(parse(["--grad-checkpoint"]).gradCheckpoint, true);
+  const off = parse(["--no-grad-checkpoint"]);
+  assert.equal(off.gradCheckpoint, false);
+  assert.deepEqual(off.given, ["grad-checkpoint"]); // one setting for --resume
+  fails(
+    ["--grad-checkpoint", "--no-grad-checkpoint"],
+    "--grad-checkpoint and --no-grad-checkpoint: give one of them",
+  );
+  // auto: on from 500 M parameters (TinyLlama's 1.1 B), off below (the shipped model, 152 M)
+  assert.deepEqual(gradCheckpointFor({ gradCheckpoint: null }, 1.1e9).on, true);
+  assert.match(gradCheckpointFor({ gradCheckpoint: null }, 1.1e9).why, /1100 M parameters/);
+  assert.equal(gradCheckpointFor({ gradCheckpoint: null }, 499_999_999).on, false);
+  assert.equal(gradCheckpointFor({ gradCheckpoint: null }, 500e6).on, true);
+  assert.equal(gradCheckpointFor({ gradCheckpoint: false }, 7e9).on, false);
+  assert.equal(gradCheckpointFor({ gradCheckpoint: true }, 1e6).on, true);
 });

@@ -24,7 +24,7 @@ import {
 } from "../../ops/mod.ts";
 import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
-import { fmtShape, Tensor } from "../../tensor.ts";
+import { fmtShape, scope, Tensor } from "../../tensor.ts";
 import { LayerNorm, Linear, type LinearLike } from "../../nn/linear.ts";
 import {
   type BlockAdapters,
@@ -380,7 +380,12 @@ export class GPT implements CausalLM {
     });
     let x = add(embedding(ids, this.wte), embedding(pos, this.wpe)); // [B, T, C]
     const ck = this.gradCheckpointing;
-    for (const b of this.h) x = ck ? checkpoint((h) => b.forward(h), x, ck.rngs) : b.forward(x);
+    // Each block in its own scope: what no tape holds is freed at the block's end (evaluation
+    // keeps one block's intermediates, not the whole model's).
+    for (const b of this.h) {
+      const h = x;
+      x = ck ? checkpoint((h) => b.forward(h), h, ck.rngs) : scope(() => b.forward(h));
+    }
     x = this.ln_f.forward(x);
     return matmul(x, this.wte, { transB: true }); // [B, T, V]
   }

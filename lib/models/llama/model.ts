@@ -36,7 +36,7 @@ import {
 } from "../../ops/mod.ts";
 import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
-import { fmtShape, Tensor } from "../../tensor.ts";
+import { fmtShape, scope, Tensor } from "../../tensor.ts";
 import { silu } from "../../nn/activations.ts";
 import {
   type BlockAdapters,
@@ -401,8 +401,11 @@ export class Llama implements CausalLM {
     const rope = this.rope(T);
     let x = embedding(ids, this.embed_tokens); // [B, T, C]
     const ck = this.gradCheckpointing;
+    // Each block in its own scope: what no tape holds is freed at the block's end (evaluation
+    // keeps one block's intermediates, not the whole model's).
     for (const b of this.layers) {
-      x = ck ? checkpoint((h) => b.forward(h, rope), x, ck.rngs) : b.forward(x, rope);
+      const h = x;
+      x = ck ? checkpoint((h) => b.forward(h, rope), h, ck.rngs) : scope(() => b.forward(h, rope));
     }
     x = this.norm.forward(x);
     return matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }); // [B, T, V]
