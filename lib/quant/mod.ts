@@ -96,6 +96,7 @@ export {
   qmatvecCpuFast,
   setColBytes,
 } from "./qmatvec_cpu_fast.ts";
+export { setMatvecThreads } from "./qmatvec_threads.ts";
 export type { HeldWeight, HeldWeightView, QmatmulBackend, QmatmulCall } from "./qmatmul_backend.ts";
 // Types from the rest of loralab that the device weights take and return, re-exported (as
 // types only) so that this module's documentation is complete on its own.

@@ -17,9 +17,9 @@ import { implOf } from "./qmatmul_impl.ts";
 /**
  * Which kernel runs a {@link qmatmul}: `auto` picks `matvec` for ≤ {@link MATVEC_MAX_ROWS} rows
  * of x and `tiled` otherwise. On the CPU, `matvec` is the plain row loop (`qmatmulCpu`, the
- * float64 reference), or for `x · Wᵀ` with a 4-bit blockwise W the look-up-table loop
- * `qmatvecCpuFast` (within 2·2^-24·Σ|x·w| of it); `tiled` goes a panel of W at a time through the
- * f32 matmul.
+ * float64 reference), or for `x · Wᵀ` with a 4-bit blockwise W `qmatvecCpuFast` (SIMD, two
+ * threads; within (blockSize/16 + 6)·2^-24·Σ|x·w| of it); `tiled` goes a panel of W at a time
+ * through the f32 matmul.
  */
 export type QmatmulPath = "auto" | "tiled" | "matvec";
 

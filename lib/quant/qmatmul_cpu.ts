@@ -4,9 +4,10 @@
  * loops ({@link qmatmulCpu}, the reference) or, for batches, a panel of rows at a time through the
  * CPU backend's f32 matmul (OpenBLAS when present; {@link qmatmulCpuPanels}). W is never
  * expanded beyond one panel (1 MiB of f32). {@link CPU_QMATMUL} is the CPU half of quantized
- * weights (`IMPL.cpu`): the arrays stay as they are, and the products run on them; its
- * matrix–vector products (M ≤ 4 rows, x · Wᵀ) with 4-bit blockwise weights go through
- * `qmatvecCpuFast` (`qmatvec_cpu_fast.ts`, within 2·2^-24·Σ|x·w| of {@link qmatmulCpu}).
+ * weights (`IMPL.cpu`): the arrays stay as they are (4-bit blockwise ones copied once into the
+ * shared WebAssembly arena, `wasm_arena.ts`), and the products run on them; its matrix–vector
+ * products (M ≤ 4 rows, x · Wᵀ) with 4-bit blockwise weights go through `qmatvecCpuFast`
+ * (`qmatvec_cpu_fast.ts`, within (blockSize/16 + 6)·2^-24·Σ|x·w| of {@link qmatmulCpu}).
  *
  * @module
  */
@@ -17,6 +18,7 @@ import { Tensor } from "../tensor.ts";
 import { type Decoder, makeDecoder, type PackedArrays, type PackedLayout } from "./packed.ts";
 import type { QmatmulBackend } from "./qmatmul_backend.ts";
 import { hasFastMatvec, qmatvecCpuFast } from "./qmatvec_cpu_fast.ts";
+import { place } from "./wasm_arena.ts";
 
 /** f32 weights de-quantized per panel by {@link qmatmulCpuPanels} (1 MiB). */
 const PANEL_ELEMS = 1 << 18;
@@ -122,7 +124,9 @@ export function qmatmulCpuPanels(
 
 /** The CPU half of quantized weights (`IMPL.cpu`): host arrays, and the functions above. */
 export const CPU_QMATMUL: QmatmulBackend = {
-  upload: (_dev, p) => ({ host: p.arrays }),
+  // 4-bit blockwise weights go into the shared WebAssembly arena, where the decoding kernel
+  // reads them without a copy (they stay where they are when it is full: > 4 GiB).
+  upload: (_dev, p) => ({ host: hasFastMatvec(p.layout) ? place(p.arrays) : p.arrays }),
   dequantize(w) {
     const dev = w.backend;
     const data = dequantizeCpu(w.layout, w.hostArrays());

@@ -2,30 +2,35 @@
  * The fast CPU product for a few rows of x (decoding: M = 1 per generated token) with a 4-bit
  * blockwise weight (NF4, FP4, int4; with or without double quantization): `y = x · Wᵀ (+ bias)`
  * for M ≤ 4 without ever de-quantizing W. {@link qmatmulCpu} (`qmatmul_cpu.ts`) stays the
- * reference twin; this one computes the same sums in another order.
+ * reference twin; this one computes the same sums in another order. Three paths:
  *
- * How: for each row m of x and each pair of inputs (x[2p], x[2p+1]) a 256-entry table holds
- * `code[lo]·x[2p] + code[hi]·x[2p+1]` for every byte (lo, hi nibbles) of packed codes (rounded to
- * f32: (K/2)·256 floats, 1 MiB at K = 2048). A row of W is then one table look-up per byte of its
- * codes (four per u32 word), summed in float64 per block and multiplied by that block's absmax
- * (stored, or rebuilt from double quantization once per block with the reference's f32 steps).
- * Building the tables costs 128·K·M multiply-adds, small beside N·K when N ≫ 128.
+ * 1. Blocks inside rows (K a multiple of blockSize) of 32·j weights (the usual 64): the SIMD
+ *    kernel (`qmatvec_simd.ts`, via `qmatvec_simd_run.ts`) on two threads
+ *    (`qmatvec_threads.ts`), reading the codes in place when the CPU backend put the weight in
+ *    the shared WebAssembly arena (`wasm_arena.ts`; else copied in per call). Per block it
+ *    multiplies the exact f32 code values by x and sums in f32 (16 lanes of blockSize/16 terms
+ *    each, then 4 more additions), then adds f64(blockSum)·f64(absmax) in float64 over the row.
+ * 2. Other even K: 256-entry pair tables per pair of inputs (`code[lo]·x[2p] + code[hi]·x[2p+1]`
+ *    rounded to f32), one look-up per byte of codes, summed in float64 per block and multiplied
+ *    by that block's absmax (the scalar WebAssembly of `qmatvec_wasm.ts`; its memory holds the
+ *    tables, the absmax and a copy of the codes; tables are reused while x stays the same).
+ * 3. Odd K (row starts fall inside a byte): a 16-entry table per block, f32(code·absmax) exactly
+ *    as the reference's decoder, one multiply-add per weight; equal to the reference bit for bit.
  *
- * Both loops (building the tables, summing the rows) run as WebAssembly (`qmatvec_wasm.ts`,
- * assembled in TypeScript) in one module-wide memory that holds the tables, the absmax and a
- * copy of the codes of the weight at hand (it grows to the largest weight seen: ≈ 9 MiB at
- * TinyLlama's 2048 × 5632); the tables are kept and reused while the next x row is the same
- * (q, k and v; gate and up). The TypeScript twin {@link rowSumsTs} gives the same bits (tested)
- * and runs where WebAssembly does not.
+ * Each WebAssembly loop has a TypeScript twin giving the same bits (tested; `rowsSimdTs`,
+ * {@link rowSumsTs}), which runs where WebAssembly (SIMD) does not; one thread or two give the
+ * same bits too.
  *
- * Numerics against the float64 reference: both sum in float64 (exact up to K·2^-53 relative);
- * the reference rounds each weight f32(code·absmax), this path rounds each pair's
- * code·x sum to f32. So |y_fast − y_ref| ≤ 2·2^-24·Σ_k |x_k·w_nk| (+ f64 summation error and
- * the final rounding to f32, one f32 ulp of y each), independent of K: no accumulation in f32.
+ * Numerics against the float64 reference (u = 2^-24), which sums x_k·f32(code·absmax) in f64:
  *
- * Odd K (row starts fall inside a byte): a 16-entry table per block, f32(code·absmax) exactly as
- * the reference's decoder, one multiply-add per weight; the result equals the reference bit
- * for bit.
+ * - path 1: a product f32(code·x) and its way through an f32 sum tree of depth
+ *   blockSize/16 − 1 + 4 take at most blockSize/16 + 4 roundings; the reference's rounding of
+ *   the weight adds one more: |y_fast − y_ref| ≤ (blockSize/16 + 6)·u·Σ_k |x_k·w_nk| (10·u at
+ *   blocks of 64), plus the f64 sums' error (K·2^-53 relative) and the final rounding of both
+ *   to f32 (one f32 ulp of y each). It grows with the block, not with K.
+ * - path 2: both sum in float64, each pair's code·x sum is rounded once to f32:
+ *   |y_fast − y_ref| ≤ 2·u·Σ_k |x_k·w_nk| (+ the same f64 and final-rounding terms).
+ * - path 3: equal.
  *
  * @module
  */
@@ -33,8 +38,8 @@
 import { type Format4, sharedTable } from "./codes.ts";
 import type { PackedArrays, PackedLayout } from "./formats/format.ts";
 import { matvecWasm } from "./qmatvec_wasm.ts";
-
-const fr = Math.fround;
+import { simdMatvec } from "./qmatvec_simd_run.ts";
+import { absmaxArray } from "./absmax.ts";
 
 /** The formats {@link qmatvecCpuFast} handles. */
 const FAST_FORMATS: ReadonlySet<string> = new Set(["nf4", "fp4", "int4"]);
@@ -42,29 +47,6 @@ const FAST_FORMATS: ReadonlySet<string> = new Set(["nf4", "fp4", "int4"]);
 /** Whether {@link qmatvecCpuFast} handles this layout (4-bit blockwise formats). */
 export function hasFastMatvec(layout: PackedLayout): boolean {
   return FAST_FORMATS.has(layout.format) && layout.blockSize > 0;
-}
-
-/** The per-block absmax array of a packed weight (rebuilt with the reference's f32 steps). */
-function absmaxArray(
-  layout: PackedLayout,
-  a: PackedArrays,
-  numBlocks: number,
-  into?: Float32Array,
-): Float32Array {
-  if (!a.dqCodes) {
-    if (!into) return a.absmax!;
-    into.set(a.absmax!.subarray(0, numBlocks));
-    return into;
-  }
-  const { dqCodes, dqScales, dqMap } = a;
-  const out = into ?? new Float32Array(numBlocks);
-  const bs = layout.dqBlockSize, off = dqScales![0];
-  for (let b = 0; b < numBlocks; b++) {
-    const q = (dqCodes[b >>> 2] >>> (8 * (b & 3))) & 255;
-    const s = dqScales![1 + Math.floor(b / bs)];
-    out[b] = fr(fr(dqMap![q] * s) + off);
-  }
-  return out;
 }
 
 /** Pair tables of one row of x: Float32Array [K/2 · 256], entry p·256 + byte. */
@@ -144,6 +126,9 @@ export function qmatvecCpuFast(
     return y;
   }
   const P = K >>> 1, hb = blockSize >>> 1; // bytes of codes per row, per block
+  if (P % hb === 0 && hb % 16 === 0) { // blocks inside rows, 32·j weights each: SIMD kernel
+    return simdMatvec(layout, arrays, code, x, M, bias, y, opts.wasm ?? true);
+  }
   const rowBytes = N * P;
   const wasm = (opts.wasm ?? true) ? matvecWasm() : null;
   // Memory: code table [16], x row [K], pair tables, absmax, codes, f64 sums.

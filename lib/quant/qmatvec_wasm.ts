@@ -14,6 +14,8 @@
  * @module
  */
 
+import { section, sleb, str, uleb, vec, WASM_HEADER } from "./wasm_asm.ts";
+
 // Opcodes.
 const BLOCK = 0x02, LOOP = 0x03, IF = 0x04, ELSE = 0x05, END = 0x0b, BR = 0x0c, BR_IF = 0x0d;
 const VOID = 0x40, SELECT = 0x1b;
@@ -24,36 +26,6 @@ const I32_EQZ = 0x45, I32_LT_U = 0x49, I32_GT_U = 0x4b, I32_GE_U = 0x4f;
 const I32_ADD = 0x6a, I32_MUL = 0x6c, I32_DIV_U = 0x6e, I32_AND = 0x71, I32_OR = 0x72;
 const I32_SHL = 0x74, I32_SHR_U = 0x76;
 const F64_ADD = 0xa0, F64_MUL = 0xa2, F64_PROMOTE = 0xbb, F32_DEMOTE = 0xb6, F32_STORE = 0x38;
-
-/** Unsigned LEB128. */
-function uleb(v: number): number[] {
-  const o: number[] = [];
-  do {
-    let b = v & 0x7f;
-    v >>>= 7;
-    if (v) b |= 0x80;
-    o.push(b);
-  } while (v);
-  return o;
-}
-
-/** Signed LEB128 (32-bit). */
-function sleb(v: number): number[] {
-  const o: number[] = [];
-  for (;;) {
-    const b = v & 0x7f;
-    v >>= 7;
-    if ((v === 0 && !(b & 0x40)) || (v === -1 && (b & 0x40))) {
-      o.push(b);
-      return o;
-    }
-    o.push(b | 0x80);
-  }
-}
-
-const str = (s: string) => [...uleb(s.length), ...new TextEncoder().encode(s)];
-const section = (id: number, body: number[]) => [id, ...uleb(body.length), ...body];
-const vec = (items: number[][]) => [...uleb(items.length), ...items.flat()];
 
 // Locals: params 0..7, then i32 8..14, f64 15..16.
 const LUT = 0, CODES = 1, AMAX = 2, OUT = 3, N0 = 4, N1 = 5, P = 6, HB = 7;
@@ -526,14 +498,7 @@ function colsBody(): number[] {
 export function matvecWasmBytes(): Uint8Array {
   const fn = body(), fp = pairsBody(), fc = colsBody();
   return new Uint8Array([
-    0x00,
-    0x61,
-    0x73,
-    0x6d,
-    0x01,
-    0x00,
-    0x00,
-    0x00,
+    ...WASM_HEADER,
     ...section(
       1,
       vec([[0x60, ...uleb(8), ...Array(8).fill(0x7f), 0], [0x60, 4, 0x7f, 0x7f, 0x7f, 0x7f, 0]]),
