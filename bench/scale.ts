@@ -25,6 +25,8 @@
  * `--quant nf4|fp4|int8|f16|none` (base storage; none = f32 weights and LoRA, for the streaming
  * comparison), `--steps 3` (QLoRA steps; the first is a warm-up, reported apart; 0 = no training),
  * `--batch 1 --ctx 128`, `--decode 32` (tokens to decode after a 16-token prompt; 0 = none),
+ * `--grad-checkpoint auto|on|off` (activation checkpointing in the steps; auto as
+ * `deno task train`: on from 500 M parameters),
  * `--backend cpu|webgpu`, `--json`.
  *
  * PyTorch: where `python3 -c "import torch"` works, bench/scale_torch.py runs on the same folder
@@ -48,6 +50,7 @@ import { QuantLinear } from "../lib/nn/quant_linear.ts";
 import { AdamW } from "../lib/optim/optimizers.ts";
 import { trainStep } from "../lib/train/step.ts";
 import { generate } from "../lib/nn/generate.ts";
+import { gradCheckpointFor } from "../lib/train/args.ts";
 import { writeGpt2TokenizerFiles } from "../tests/hf/fixtures.ts";
 
 /** Llama shapes by name (Hugging Face LlamaConfig fields). */
@@ -330,6 +333,7 @@ async function main(): Promise<void> {
       batch: { type: "string", default: "1" },
       ctx: { type: "string", default: "128" },
       decode: { type: "string", default: "32" },
+      "grad-checkpoint": { type: "string", default: "auto" },
       backend: { type: "string", default: "cpu" },
       json: { type: "boolean", default: false },
       "write-only": { type: "boolean", default: false },
@@ -340,6 +344,10 @@ async function main(): Promise<void> {
   const steps = Number(values.steps), B = Number(values.batch), T = Number(values.ctx);
   const decode = Number(values.decode);
   const quant = values.quant as BaseQuant;
+  const ckFlag = values["grad-checkpoint"];
+  if (!["auto", "on", "off"].includes(ckFlag)) {
+    throw new Error(`--grad-checkpoint ${ckFlag}: expected auto, on or off`);
+  }
   const ints = [seed, steps, B, T, decode];
   if (
     !SCALE_CONFIGS[name] || !(shardMb > 0) || !BASE_QUANTS.includes(quant) ||
@@ -450,6 +458,12 @@ async function main(): Promise<void> {
     dropout: 0,
     seed,
   });
+  // Activation checkpointing as `deno task train` does it (auto: on from 500 M parameters).
+  const ck = gradCheckpointFor(
+    { gradCheckpoint: ckFlag === "auto" ? null : ckFlag === "on" },
+    params,
+  );
+  if (ck.on) model.gradCheckpointing = { rngs: [] };
   const opt = new AdamW(pm.trainable, { lr: 1e-4, weightDecay: 0 });
   const rng = new Rng(seed + 1);
   const V = loaded.tokenizer.vocabSize;
@@ -533,6 +547,7 @@ async function main(): Promise<void> {
       tokens_per_s: (B * T) / stepS,
       loss,
       trainable: pm.counts().trainable,
+      grad_checkpoint: ck.on,
       peak_rss: trainPeak,
     },
     decode: {
@@ -585,7 +600,7 @@ async function main(): Promise<void> {
           f(stepS)
         } s/step over ${timed.length} step${timed.length > 1 ? "s" : ""}${
           stepMs.length > 1 ? `; first step ${f(stepMs[0] / 1000)} s` : ""
-        }), peak RSS ${gb(trainPeak)}`
+        }), peak RSS ${gb(trainPeak)}${ck.on ? ", activations checkpointed" : ""}`
         : "not run (--steps 0)",
     ],
     [
