@@ -106,6 +106,15 @@ export function runCachedBlocks(
   return { x, cache: next };
 }
 
+/** Options of {@link CausalLM.forwardCached}. */
+export interface ForwardCachedOptions {
+  /**
+   * Logits of the last new position only, [B, 1, V] (generation needs no more; a long prompt's
+   * logits for every position could exceed a GPU's largest buffer). Default false: [B, Tn, V].
+   */
+  lastOnly?: boolean;
+}
+
 /** Settings of gradient checkpointing (see {@link CausalLM.gradCheckpointing}). */
 export interface GradCheckpointing {
   /** Random generators the blocks draw from (LoRA dropout), rewound for the recomputation. */
@@ -150,7 +159,11 @@ export interface CausalLM {
    * Optional: logits of new positions given a {@link KVCache} of earlier ones (the prompt
    * without a cache, then one token at a time); `generate` uses it while the context fits.
    */
-  forwardCached?(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache };
+  forwardCached?(
+    ids: Tensor,
+    cache: KVCache | null,
+    opts?: ForwardCachedOptions,
+  ): { logits: Tensor; cache: KVCache };
   /**
    * Mean next-token cross-entropy (nats/token): ids, targets i32 [B, T] → scalar. With
    * `options.count` (the number of targets that are not -100) the -100 targets are masked out

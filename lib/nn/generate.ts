@@ -68,13 +68,13 @@ export async function generate(
         const ids = Tensor.fromArray(Int32Array.from(feed), [1, T], { device: model.device });
         let all: Tensor;
         if (useCache) {
-          const r = model.forwardCached!(ids, cache);
+          const r = model.forwardCached!(ids, cache, { lastOnly: true }); // [1, 1, V]
           for (const t of [...r.cache.k, ...r.cache.v]) t.keep();
           dropCache();
           cache = r.cache;
           all = r.logits;
         } else all = model.forward(ids);
-        const last = narrow(all, 1, T - 1, 1); // [1, 1, V]
+        const last = narrow(all, 1, all.shape[1] - 1, 1); // [1, 1, V]
         return Array.from(await last.toArray());
       });
       const next = sample(logits.slice(0, V), temperature, topK, rng);

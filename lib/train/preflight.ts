@@ -45,7 +45,8 @@ export function activationBytesLowerBound(model: CausalLM, tokens: number): numb
 
 /** `1234567890` → `"1.23 GB"`. */
 function gb(bytes: number): string {
-  return bytes >= 1e9 ? `${(bytes / 1e9).toFixed(2)} GB` : `${(bytes / 1e6).toFixed(1)} MB`;
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
+  return bytes >= 1e6 ? `${(bytes / 1e6).toFixed(1)} MB` : `${(bytes / 1e3).toFixed(1)} KB`;
 }
 
 /**
@@ -53,9 +54,9 @@ function gb(bytes: number): string {
  * `--ctx` over the model's context length, `--layers` over its block count, a `--targets` name
  * that matches no linear layer, `--method full` with a parameter over the adapter's largest buffer
  * (such tensors, e.g. GPT-2's 154 MB token embedding on a 128 MiB adapter, are stored in row
- * chunks, which LoRA and QLoRA use frozen but nothing trains), a logits tensor over that buffer
- * (the logits stay one tensor: lower --batch or --ctx), or activations (lower bound) over the
- * machine's memory. `targets` are the resolved target names.
+ * chunks, which LoRA and QLoRA use frozen but nothing trains), a vocabulary whose one row of
+ * logits is over that buffer (more rows go through the loss in chunks), or activations (lower
+ * bound) over the machine's memory. `targets` are the resolved target names.
  */
 export function preflight(
   args: TrainArgs,
@@ -99,12 +100,13 @@ export function preflight(
     }
   }
   const tokens = args.batch * args.ctx;
-  const logits = 4 * tokens * model.vocabSize;
-  if (logits > dev.maxStorageBytes) {
+  // Logits over the largest buffer go through the loss in row chunks (lib/nn/lm_loss.ts); one
+  // row must fit.
+  if (4 * model.vocabSize > dev.maxStorageBytes) {
     throw new InputError(
-      `--batch ${args.batch} --ctx ${args.ctx}: the logits [${args.batch}, ${args.ctx}, ` +
-        `${model.vocabSize}] take ${gb(logits)}, over this adapter's largest buffer ` +
-        `(${gb(dev.maxStorageBytes)}); lower --batch or --ctx (--grad-accum keeps the batch)`,
+      `the base model's vocabulary: one row of logits (${model.vocabSize} × f32, ` +
+        `${gb(4 * model.vocabSize)}) is over this adapter's largest buffer ` +
+        `(${gb(dev.maxStorageBytes)}); use another device`,
     );
   }
   const need = activationBytesLowerBound(model, tokens);

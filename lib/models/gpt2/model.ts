@@ -15,13 +15,13 @@ import {
   attendAll,
   causalSelfAttentionQkv,
   concat,
-  crossEntropy,
   type CrossEntropyOptions,
   embedding,
   gelu,
   matmul,
   narrow,
 } from "../../ops/mod.ts";
+import { lmLoss } from "../../nn/lm_loss.ts";
 import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
 import { fmtShape, scope, Tensor } from "../../tensor.ts";
@@ -30,6 +30,7 @@ import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type ForwardCachedOptions,
   type GradCheckpointing,
   type KVCache,
   type OutputWeight,
@@ -364,6 +365,16 @@ export class GPT implements CausalLM {
 
   /** ids: i32 [B, T] → logits [B, T, V]. */
   forward(ids: Tensor): Tensor {
+    return this.head(this.hidden(ids));
+  }
+
+  /** The output projection (tied to wte): h [..., C] → logits [..., V]. */
+  private head(h: Tensor): Tensor {
+    return matmul(h, this.wte, { transB: true });
+  }
+
+  /** ids: i32 [B, T] → the final hidden states ln_f(blocks(…)) [B, T, C]. */
+  private hidden(ids: Tensor): Tensor {
     if (ids.ndim !== 2 || ids.dtype !== "i32") {
       throw new RangeError(
         `GPT.forward: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
@@ -386,8 +397,7 @@ export class GPT implements CausalLM {
       const h = x;
       x = ck ? checkpoint((h) => b.forward(h), h, ck.rngs) : scope(() => b.forward(h));
     }
-    x = this.ln_f.forward(x);
-    return matmul(x, this.wte, { transB: true }); // [B, T, V]
+    return this.ln_f.forward(x); // [B, T, C]
   }
 
   /**
@@ -396,7 +406,11 @@ export class GPT implements CausalLM {
    * [B, Tn, V] and the cache extended by them. Without a cache (the prompt) it is {@link forward};
    * with one, Tn must be 1. The returned cache's tensors are new; the caller disposes the old.
    */
-  forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
+  forwardCached(
+    ids: Tensor,
+    cache: KVCache | null,
+    opts: ForwardCachedOptions = {},
+  ): { logits: Tensor; cache: KVCache } {
     const r = runCachedBlocks(
       "GPT.forwardCached",
       ids,
@@ -411,8 +425,8 @@ export class GPT implements CausalLM {
       this.h.length,
       (i, x, past) => this.h[i].forwardCached(x, past),
     );
-    const logits = matmul(this.ln_f.forward(r.x), this.wte, { transB: true });
-    return { logits, cache: r.cache };
+    const Tn = r.x.shape[1], x = opts.lastOnly ? narrow(r.x, 1, Tn - 1, 1) : r.x;
+    return { logits: this.head(this.ln_f.forward(x)), cache: r.cache };
   }
 
   /**
@@ -420,7 +434,16 @@ export class GPT implements CausalLM {
    * `options.count`, targets of -100 are masked out (see `CrossEntropyOptions`).
    */
   loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
-    return crossEntropy(this.forward(ids), targets, options);
+    // In row chunks when the logits would not fit one buffer (lib/nn/lm_loss.ts).
+    const head = (h: Tensor) => this.head(h);
+    return lmLoss(
+      this.hidden(ids),
+      head,
+      this.vocabSize,
+      targets,
+      options,
+      this.device.maxStorageBytes,
+    );
   }
 
   /** Frees every parameter. */

@@ -27,13 +27,13 @@ import {
   broadcastTo,
   causalSelfAttention,
   concat,
-  crossEntropy,
   type CrossEntropyOptions,
   embedding,
   matmul,
   mul,
   narrow,
 } from "../../ops/mod.ts";
+import { lmLoss } from "../../nn/lm_loss.ts";
 import { checkpoint } from "../../autograd/checkpoint.ts";
 import { Rng } from "../../rng.ts";
 import { fmtShape, scope, Tensor } from "../../tensor.ts";
@@ -42,6 +42,7 @@ import {
   type BlockAdapters,
   blockIndexOf,
   type CausalLM,
+  type ForwardCachedOptions,
   type GradCheckpointing,
   type KVCache,
   type OutputWeight,
@@ -387,6 +388,16 @@ export class Llama implements CausalLM {
 
   /** ids: i32 [B, T] → logits [B, T, V]. */
   forward(ids: Tensor): Tensor {
+    return this.head(this.hidden(ids));
+  }
+
+  /** The output projection (lm_head, or the tied embedding): h [..., C] → logits [..., V]. */
+  private head(h: Tensor): Tensor {
+    return matmul(h, this.lm_head ?? this.embed_tokens, { transB: true });
+  }
+
+  /** ids: i32 [B, T] → the final hidden states norm(blocks(…)) [B, T, C]. */
+  private hidden(ids: Tensor): Tensor {
     if (ids.ndim !== 2 || ids.dtype !== "i32") {
       throw new RangeError(
         `Llama.forward: ids must be i32 [B, T], got ${ids.dtype} ${fmtShape(ids.shape)}`,
@@ -407,8 +418,7 @@ export class Llama implements CausalLM {
       const h = x;
       x = ck ? checkpoint((h) => b.forward(h, rope), h, ck.rngs) : scope(() => b.forward(h, rope));
     }
-    x = this.norm.forward(x);
-    return matmul(x, this.lm_head ?? this.embed_tokens, { transB: true }); // [B, T, V]
+    return this.norm.forward(x); // [B, T, C]
   }
 
   /**
@@ -416,7 +426,11 @@ export class Llama implements CausalLM {
    * ids: i32 [B, Tn] at positions cache.length … → logits [B, Tn, V] and the extended cache
    * (rotated keys and values, unrepeated: [B, length, nkv·hd] per block).
    */
-  forwardCached(ids: Tensor, cache: KVCache | null): { logits: Tensor; cache: KVCache } {
+  forwardCached(
+    ids: Tensor,
+    cache: KVCache | null,
+    opts: ForwardCachedOptions = {},
+  ): { logits: Tensor; cache: KVCache } {
     let rope: Rope | null = null;
     const r = runCachedBlocks(
       "Llama.forwardCached",
@@ -430,8 +444,8 @@ export class Llama implements CausalLM {
       this.layers.length,
       (i, x, past) => this.layers[i].forwardCached(x, rope!, past),
     );
-    const head = this.lm_head ?? this.embed_tokens;
-    return { logits: matmul(this.norm.forward(r.x), head, { transB: true }), cache: r.cache };
+    const Tn = r.x.shape[1], x = opts.lastOnly ? narrow(r.x, 1, Tn - 1, 1) : r.x;
+    return { logits: this.head(this.norm.forward(x)), cache: r.cache };
   }
 
   /**
@@ -439,7 +453,16 @@ export class Llama implements CausalLM {
    * `options.count`, targets of -100 are masked out (see `CrossEntropyOptions`).
    */
   loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
-    return crossEntropy(this.forward(ids), targets, options);
+    // In row chunks when the logits would not fit one buffer (lib/nn/lm_loss.ts).
+    const head = (h: Tensor) => this.head(h);
+    return lmLoss(
+      this.hidden(ids),
+      head,
+      this.vocabSize,
+      targets,
+      options,
+      this.device.maxStorageBytes,
+    );
   }
 
   /** Frees every parameter and cached table. */
