@@ -10,9 +10,10 @@
  * right shape, supported dtype, nothing unexpected) before any data is read; then one tensor at a
  * time is read from disk, converted to f32 and put on the device. With `quantize` the block
  * linears are quantized (NF4 with double quantization, FP4, int8 or f16) as they are read, so the
- * whole model never exists in f32. Each tensor's stored bytes and f32 copy are freed as soon as
- * the tensor is on the device (not left to the garbage collector, which lets big buffers pile
- * up), so peak host memory is the model as stored plus one tensor's bytes, its f32 copy and the
+ * whole model never exists in f32 (on WebGPU the 4-bit formats are quantized by a kernel on the
+ * device: `lib/quant/quantize_device.ts`). Each tensor's stored bytes and f32 copy are freed as
+ * soon as the tensor is on the device (not left to the garbage collector, which lets big buffers
+ * pile up), so peak host memory is the model as stored plus one tensor's bytes, its f32 copy and the
  * backend's copy of it (tests/hf/streaming.test.ts). `onProgress` reports each tensor, with the
  * time spent reading and quantizing.
  *
@@ -34,6 +35,7 @@ import { Linear, type LinearLike, type WeightLayout } from "../nn/linear.ts";
 import { type BaseQuant, QuantLinear } from "../nn/quant_linear.ts";
 import { toDevice } from "../quant/device_weight.ts";
 import { quantize } from "../quant/quantize.ts";
+import { quantizeToDevice } from "../quant/quantize_device.ts";
 import { Tensor } from "../tensor.ts";
 import {
   BNB_SUFFIXES,
@@ -78,7 +80,10 @@ export interface LoadProgress {
   totalBytes: number;
   /** Seconds spent reading stored bytes from disk and converting them to f32 (or unpacking). */
   readSeconds: number;
-  /** Seconds spent quantizing (the transposition of [in, out] weights included). */
+  /**
+   * Seconds spent quantizing and putting the quantized weights on the device (the transposition
+   * of [in, out] weights included; on WebGPU the 4-bit formats are quantized on the device).
+   */
   quantizeSeconds: number;
   /** Seconds since the load began (config, headers, device uploads, model building included). */
   seconds: number;
@@ -294,16 +299,18 @@ class Loader implements WeightLoader {
       release(w);
       w = t;
     }
-    const qw = q === "nf4" || q === "fp4"
-      ? quantize(w, [O, I], q, {
+    // 4-bit: quantized on the device where the backend can (WebGPU: the f32 weight goes up once
+    // and the codes stay there), else here and uploaded (`quantizeToDevice`).
+    const dw = q === "nf4" || q === "fp4"
+      ? await quantizeToDevice(this.device, w, [O, I], q, {
         blockSize: this.opts.blockSize ?? 64,
         doubleQuant: this.opts.doubleQuant ?? true,
       })
-      : quantize(w, [O, I], q === "int8" ? "int8-row" : "f16");
+      : toDevice(this.device, quantize(w, [O, I], q === "int8" ? "int8-row" : "f16"));
     release(w); // the f32 copy is freed now, not at the next garbage collection
     w = null;
     this.p.quantizeSeconds += (performance.now() - t) / 1000;
-    const ql = new QuantLinear(toDevice(this.device, qw), b);
+    const ql = new QuantLinear(dw, b);
     this.done(e.stored);
     return ql;
   }

@@ -82,6 +82,7 @@ export {
 } from "./error.ts";
 export { makeDecoder, packedBytes, packWeight } from "./packed.ts";
 export { DeviceWeight, toDevice } from "./device_weight.ts";
+export { DEVICE_QUANTIZERS, type DeviceQuantizer4, quantizeToDevice } from "./quantize_device.ts";
 export {
   dequantizeOnDevice,
   MATVEC_MAX_ROWS,

@@ -71,10 +71,24 @@ function sharedMapBuffer(engine: GpuEngine): GPUBuffer {
 
 /** One storage buffer per packed array, in binding order (data, absmax, dqCodes, dqScales, dqMap). */
 function upload(dev: Backend, p: PackedWeight): HeldWeight {
+  const { data, ...side } = p.arrays;
+  return holdResident(dev, [], [data, side.absmax, side.dqCodes, side.dqScales], side.dqMap);
+}
+
+/**
+ * What a `DeviceWeight` built from buffers already on the device owns (the on-device quantizer's
+ * codes, `quantize_webgpu.ts`): `resident` first, taken over as they are, then one uploaded
+ * buffer per non-null array of `parts`, then the map (the shared one when it is the standard
+ * dynamic map). Binding order is the order given.
+ */
+export function holdResident(
+  dev: Backend,
+  resident: readonly GPUBuffer[],
+  parts: readonly (ArrayBufferView | null)[],
+  dqMap: Float32Array | null,
+): HeldWeight {
   const engine = gpuOf(dev, `toDevice: unknown backend ${dev.kind}`).engine;
-  const { arrays } = p;
-  const parts = [arrays.data, arrays.absmax, arrays.dqCodes, arrays.dqScales];
-  const buffers: GPUBuffer[] = [];
+  const buffers: GPUBuffer[] = [...resident];
   for (const a of parts) {
     if (!a) continue;
     const buf = engine.alloc(a.byteLength);
@@ -82,13 +96,13 @@ function upload(dev: Backend, p: PackedWeight): HeldWeight {
     buffers.push(buf);
   }
   let borrowed: GPUBuffer | null = null;
-  if (arrays.dqMap) {
-    if (isStandardDynamicMap(arrays.dqMap)) {
+  if (dqMap) {
+    if (isStandardDynamicMap(dqMap)) {
       borrowed = sharedMapBuffer(engine);
       buffers.push(borrowed);
     } else {
-      const buf = engine.alloc(arrays.dqMap.byteLength);
-      engine.write(buf, arrays.dqMap);
+      const buf = engine.alloc(dqMap.byteLength);
+      engine.write(buf, dqMap);
       buffers.push(buf);
     }
   }

@@ -72,6 +72,7 @@ import {
   qMatvecKernel,
   qMatvecParams,
 } from "../../lib/backend/webgpu/kernels/qmatmul.ts";
+import { quantize4Kernel, quantize4Params } from "../../lib/backend/webgpu/kernels/quantize4.ts";
 import { reduceKernel, reduceParams } from "../../lib/backend/webgpu/kernels/reduce.ts";
 import {
   crossEntropyKernel,
@@ -85,6 +86,7 @@ import type { WebGpuBackend } from "../../lib/backend/webgpu/webgpu_backend.ts";
 import { FORMATS } from "../../lib/quant/formats/registry.ts";
 import type { QuantFormat } from "../../lib/quant/weight.ts";
 import { qWeightSpec } from "../../lib/quant/qmatmul_webgpu.ts";
+import { quantize4Spec } from "../../lib/quant/quantize_webgpu.ts";
 import { gpu } from "../harness.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -220,6 +222,13 @@ const TABLE: Record<string, Entry> = {
   qMatvecKernel: {
     kernels: () => Q_SPECS.flatMap((q) => [qMatvecKernel(q, false), qMatvecKernel(q, true)]),
     params: qMatvecParams,
+  },
+  quantize4Kernel: {
+    kernels: () =>
+      (["nf4", "fp4", "int4"] as const).flatMap((f) =>
+        [64, 136].map((bs) => quantize4Kernel(quantize4Spec(f, bs)))
+      ),
+    params: quantize4Params,
   },
 };
 
