@@ -13,6 +13,7 @@ import { type DeviceWeight, toDevice } from "../quant/device_weight.ts";
 import { qmatmul } from "../quant/qmatmul.ts";
 import { sum } from "../ops/reduce.ts";
 import { quantize } from "../quant/quantize.ts";
+import { quantizeToDevice } from "../quant/quantize_device.ts";
 import type { Tensor } from "../tensor.ts";
 
 import { BASE_QUANTS, type BaseQuant } from "../quant/formats/registry.ts";
@@ -43,7 +44,8 @@ export class QuantLinear implements LinearLike {
 
   /**
    * Quantizes a Linear's weight (host round trip; GPT-2's [in, out] layout is transposed to
-   * [out, in] first, as bitsandbytes stores nn.Linear weights). The Linear itself is untouched.
+   * [out, in] first, as bitsandbytes stores nn.Linear weights; 4-bit formats are quantized on
+   * the device where the backend can, `quantizeToDevice`). The Linear itself is untouched.
    */
   static async fromLinear(lin: Linear, o: QuantLinearOptions): Promise<QuantLinear> {
     const w = (await lin.weight.toArray()) as Float32Array;
@@ -54,14 +56,15 @@ export class QuantLinear implements LinearLike {
       for (let i = 0; i < I; i++) for (let o2 = 0; o2 < O; o2++) wOutIn[o2 * I + i] = w[i * O + o2];
     }
     const is4 = o.format === "nf4" || o.format === "fp4";
-    const q = is4
-      ? quantize(wOutIn, [O, I], o.format, {
+    const dev: Backend = lin.weight.backend;
+    // 4-bit formats: on the device where the backend quantizes there (WebGPU), as the loader.
+    const w4 = is4
+      ? await quantizeToDevice(dev, wOutIn, [O, I], o.format, {
         blockSize: o.blockSize ?? 64,
         doubleQuant: o.doubleQuant ?? true,
       })
-      : quantize(wOutIn, [O, I], o.format === "int8" ? "int8-row" : "f16");
-    const dev: Backend = lin.weight.backend;
-    return new QuantLinear(toDevice(dev, q), lin.bias);
+      : toDevice(dev, quantize(wOutIn, [O, I], o.format === "int8" ? "int8-row" : "f16"));
+    return new QuantLinear(w4, lin.bias);
   }
 
   /** x: [..., in] → [..., out]; differentiable with respect to x (and a watched bias). */
