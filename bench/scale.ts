@@ -487,6 +487,7 @@ async function main(): Promise<void> {
   const timed = stepMs.length > 1 ? stepMs.slice(1) : stepMs;
   const stepS = timed.length ? timed.reduce((a, b) => a + b, 0) / timed.length / 1000 : NaN;
   const trainPeak = await mem.peak();
+  const devicePeak = dev.deviceMemory?.().peak ?? null; // a GPU's buffers (training included)
   opt.dispose();
 
   // 4. Decoding: greedy, 16-token prompt, the KV cache (model.forwardCached), LoRA on.
@@ -549,6 +550,7 @@ async function main(): Promise<void> {
       trainable: pm.counts().trainable,
       grad_checkpoint: ck.on,
       peak_rss: trainPeak,
+      peak_device_bytes: devicePeak,
     },
     decode: {
       tokens: decode,
@@ -600,7 +602,9 @@ async function main(): Promise<void> {
           f(stepS)
         } s/step over ${timed.length} step${timed.length > 1 ? "s" : ""}${
           stepMs.length > 1 ? `; first step ${f(stepMs[0] / 1000)} s` : ""
-        }), peak RSS ${gb(trainPeak)}${ck.on ? ", activations checkpointed" : ""}`
+        }), peak RSS ${gb(trainPeak)}${
+          devicePeak !== null ? `, peak device ${gb(devicePeak)}` : ""
+        }${ck.on ? ", activations checkpointed" : ""}`
         : "not run (--steps 0)",
     ],
     [
