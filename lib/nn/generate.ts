@@ -73,7 +73,13 @@ export async function generate(
           dropCache();
           cache = r.cache;
           all = r.logits;
-        } else all = model.forward(ids);
+        } else {
+          // The window re-read (past the context): still only the last position's logits (its
+          // keys and values are dropped with this scope).
+          all = model.forwardCached
+            ? model.forwardCached(ids, null, { lastOnly: true }).logits
+            : model.forward(ids);
+        }
         const last = narrow(all, 1, all.shape[1] - 1, 1); // [1, 1, V]
         return Array.from(await last.toArray());
       });
