@@ -32,6 +32,7 @@
  * @module
  */
 
+import { absmaxOf } from "../absmax.ts";
 import { checkFinite, checkShape } from "../check.ts";
 import {
   codeSearch,
@@ -51,7 +52,6 @@ import {
   type KernelLayout,
   NO_SIDE_ARRAYS,
   type PackedArrays,
-  type PackedLayout,
   type PackedWeight,
   packShape,
   type QuantFormatSpec,
@@ -257,19 +257,7 @@ export function quantizeInt4(
 // Double quantization hook: where the absmax of block b comes from, stored or rebuilt from
 // bitsandbytes' 8-bit codes, on the CPU and in WGSL (the same f32 steps).
 
-const fr = Math.fround;
-
-/** The absmax of block b from a packed weight's side arrays (CPU twin of the WGSL `amax`). */
-function absmaxOf(a: PackedArrays, layout: PackedLayout): (b: number) => number {
-  const { absmax, dqCodes, dqScales, dqMap } = a;
-  if (!dqCodes) return (b) => absmax![b];
-  const dqBlockSize = layout.dqBlockSize;
-  return (b) => {
-    const q = (dqCodes[b >>> 2] >>> (8 * (b & 3))) & 255;
-    const s = dqScales![1 + Math.floor(b / dqBlockSize)];
-    return fr(fr(dqMap![q] * s) + dqScales![0]); // WGSL: QM[q] * s + offset
-  };
-}
+// The CPU side is `absmaxOf` (`../absmax.ts`).
 
 /** The WGSL bindings b0 + 1 … and `amax(b)` of a layout's absmax source. */
 function absmaxWgsl(l: KernelLayout, b0: number): string {
