@@ -12,6 +12,7 @@
 import type { Backend } from "../backend/backend.ts";
 import type { CrossEntropyOptions } from "../ops/nn.ts";
 import type { Rng } from "../rng.ts";
+import { narrow } from "../ops/shape.ts";
 import { fmtShape, scope, type Tensor } from "../tensor.ts";
 import type { LinearLike } from "./linear.ts";
 
@@ -72,7 +73,8 @@ export type CachedBlockStep = (
  * The shared part of a model's `forwardCached`: checks ids (i32 [B, Tn]) against the cache and
  * the context (`limit` names the config field), embeds them at positions cache.length … with
  * `embed(p0, Tn)`, and runs `layers` blocks, each with its cached keys and values. Returns the
- * last block's output and the extended cache.
+ * last block's output (with `opts.lastOnly`, its last position only: [B, 1, C]) and the extended
+ * cache.
  */
 export function runCachedBlocks(
   what: string,
@@ -82,6 +84,7 @@ export function runCachedBlocks(
   embed: (p0: number, Tn: number) => Tensor,
   layers: number,
   step: CachedBlockStep,
+  opts: ForwardCachedOptions = {},
 ): { x: Tensor; cache: KVCache } {
   if (ids.ndim !== 2 || ids.dtype !== "i32") {
     throw new RangeError(
@@ -103,7 +106,7 @@ export function runCachedBlocks(
     next.k.push(r.k);
     next.v.push(r.v);
   }
-  return { x, cache: next };
+  return { x: opts.lastOnly ? narrow(x, 1, Tn - 1, 1) : x, cache: next };
 }
 
 /** Options of {@link CausalLM.forwardCached}. */

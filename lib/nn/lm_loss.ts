@@ -24,7 +24,7 @@ import type { Tensor } from "../tensor.ts";
  * @param head h rows [n, C] → logits [n, V] (and [B, T, C] → [B, T, V])
  * @param V vocabulary size (columns of the logits)
  * @param targets i32 [B, T]
- * @param maxBytes the largest buffer the backend allocates
+ * @param maxBytes the largest buffer (default: h's backend's `maxStorageBytes`)
  * @returns scalar []
  */
 export function lmLoss(
@@ -33,7 +33,7 @@ export function lmLoss(
   V: number,
   targets: Tensor,
   options: CrossEntropyOptions = {},
-  maxBytes = Infinity,
+  maxBytes: number = h.backend.maxStorageBytes,
 ): Tensor {
   const rows = h.size / h.shape[h.ndim - 1]; // B·T
   const per = Math.floor(maxBytes / (4 * V)); // logit rows per chunk

@@ -443,9 +443,9 @@ export class Llama implements CausalLM {
       },
       this.layers.length,
       (i, x, past) => this.layers[i].forwardCached(x, rope!, past),
+      opts,
     );
-    const Tn = r.x.shape[1], x = opts.lastOnly ? narrow(r.x, 1, Tn - 1, 1) : r.x;
-    return { logits: this.head(this.norm.forward(x)), cache: r.cache };
+    return { logits: this.head(this.norm.forward(r.x)), cache: r.cache };
   }
 
   /**
@@ -454,15 +454,7 @@ export class Llama implements CausalLM {
    */
   loss(ids: Tensor, targets: Tensor, options?: CrossEntropyOptions): Tensor {
     // In row chunks when the logits would not fit one buffer (lib/nn/lm_loss.ts).
-    const head = (h: Tensor) => this.head(h);
-    return lmLoss(
-      this.hidden(ids),
-      head,
-      this.vocabSize,
-      targets,
-      options,
-      this.device.maxStorageBytes,
-    );
+    return lmLoss(this.hidden(ids), (h) => this.head(h), this.vocabSize, targets, options);
   }
 
   /** Frees every parameter and cached table. */
