@@ -17,26 +17,20 @@ mkdir -p "$OUT"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/loralab-runtime}"
 mkdir -p "$XDG_RUNTIME_DIR"
 if command -v deno >/dev/null; then DENO=(deno); else DENO=(npx -y deno@2.9.6); fi
-RUN=("${DENO[@]}" run --allow-read --allow-write --allow-env --allow-run --allow-ffi=/usr/lib
+SCALE=("${DENO[@]}" run --allow-read --allow-write --allow-env --allow-run --allow-ffi=/usr/lib
   --allow-sys=systemMemoryInfo bench/scale.ts --backend webgpu --json)
 CK="${SCALE_DIR:-/tmp/loralab-scale}" # the checkpoints, reused between parts
 SMALL=tinyllama BIG=7b SHAPE=(--batch 4 --ctx 512) BIGSHAPE=(--batch 1 --ctx 512)
 if [ "${1:-}" = "--quick" ]; then SMALL=tiny BIG=tiny SHAPE=(--batch 2 --ctx 64) BIGSHAPE=(--batch 1 --ctx 64); fi
 
-part() { # part NAME BUDGET ARGS...: scale.ts ARGS, stdout to $OUT/NAME.json, stderr to NAME.log
-  local name=$1 budget=$2 t0=$SECONDS
-  shift 2
-  timeout -k 5 "$budget" "${RUN[@]}" "$@" >"$OUT/$name.json" 2>"$OUT/$name.log"
-  local rc=$?
-  echo "== $name: rc $rc in $((SECONDS - t0)) s (budget $budget s)" | tee -a "$OUT/parts.txt"
-  ((rc != 0)) && tail -n 5 "$OUT/$name.log"
-  return 0
-}
+TOTAL="${GPU_BENCH_BUDGET:-570}"
+START=$SECONDS
+source "$(dirname "$0")/gpu_part.sh" # part NAME BUDGET CMD...
 
-part scale-1-$SMALL 150 --config $SMALL --dir "$CK/$SMALL" --steps 4 "${SHAPE[@]}" --decode 32
-part scale-2-$SMALL-no-ckpt 90 --config $SMALL --dir "$CK/$SMALL" --steps 4 "${SHAPE[@]}" \
+part scale-1-$SMALL 150 "${SCALE[@]}" --config $SMALL --dir "$CK/$SMALL" --steps 4 "${SHAPE[@]}" --decode 32
+part scale-2-$SMALL-no-ckpt 90 "${SCALE[@]}" --config $SMALL --dir "$CK/$SMALL" --steps 4 "${SHAPE[@]}" \
   --decode 0 --grad-checkpoint off
-part scale-3-$BIG 300 --config $BIG --dir "$CK/$BIG" --steps 2 "${BIGSHAPE[@]}" --decode 8
+part scale-3-$BIG 300 "${SCALE[@]}" --config $BIG --dir "$CK/$BIG" --steps 2 "${BIGSHAPE[@]}" --decode 8
 for f in "$OUT"/scale-*.json; do
   "${DENO[@]}" eval "const r = JSON.parse(Deno.readTextFileSync('$f')); console.log(
     '$f', r.config, 'load', r.load?.seconds?.toFixed(1), 's; train', r.train?.tokens_per_s?.toFixed(1),
