@@ -137,12 +137,12 @@ function qmatmul(c: QmatmulCall): Tensor {
   const bufs = [xb, bias ? (bias.storage as GpuStorage).buffer : xb, out, ...w.gpuBuffers()];
   const spec = qWeightSpec(w.layout);
   if (M > 0 && c.matvec) {
-    const k = qMatvecKernel(spec, transW);
     const groups = qMatvecGroups(N, K, transW);
     if (groups[0] > 65535) throw new RangeError(`${what}: too many outputs for one dispatch`);
     const hasBias = !!bias;
     for (let x0 = 0; x0 < M; x0 += MV_ROWS) {
       const rows = Math.min(MV_ROWS, M - x0);
+      const k = qMatvecKernel(spec, transW, rows, K % 8 === 0);
       engine.run(k, bufs, qMatvecParams({ rows, outputs: outs, inner, K, hasBias, x0 }), groups);
     }
   } else if (M > 0) {

@@ -220,7 +220,12 @@ const TABLE: Record<string, Entry> = {
   },
   qDequantKernel: { kernels: () => Q_SPECS.map(qDequantKernel), params: qDequantParams },
   qMatvecKernel: {
-    kernels: () => Q_SPECS.flatMap((q) => [qMatvecKernel(q, false), qMatvecKernel(q, true)]),
+    kernels: () =>
+      Q_SPECS.flatMap((q) => [
+        qMatvecKernel(q, false),
+        qMatvecKernel(q, false, 1, true),
+        qMatvecKernel(q, true),
+      ]),
     params: qMatvecParams,
   },
   quantize4Kernel: {

@@ -123,7 +123,12 @@ export function qMatvecGroups(N: number, K: number, transW: boolean): [number, n
  * params: {@link Q_MATVEC_PARAMS}. Bindings: x [*, inner], bias [outputs], y [*, outputs], then
  * the weight's. Dispatch: {@link qMatvecGroups}.
  */
-export function qMatvecKernel(s: QWeightSpec, transW: boolean): Kernel {
+export function qMatvecKernel(
+  s: QWeightSpec,
+  transW: boolean,
+  xRows: number = MV_ROWS,
+  aligned = false,
+): Kernel {
   const head = `${prelude(Q_MATVEC_PARAMS)}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Bias: array<f32>;
@@ -140,41 +145,62 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let x0 = p_x0();`;
   if (!transW) {
     // 8 rows of W per workgroup, 32 threads per row, each taking groups of 8 columns in turn;
-    // acc[m] is x row m's partial dot product.
+    // acc[m] is x row m's partial dot product. The x row count R and whether K is a multiple of 8
+    // are baked in, so the loop has no branch per row or per group.
+    const R = Math.max(1, Math.min(MV_ROWS, xRows));
+    const xs = (m: number) => `(x0 + ${m}u) * KI + k0`;
+    const step = aligned
+      ? `      let wa = wload4(n * WK + k0, n);
+      let wb = wload4(n * WK + k0 + 4u, n);
+${
+        Array.from(
+          { length: R },
+          (_, m) => `      a${m} += dot(x4(${xs(m)}), wa) + dot(x4(${xs(m)} + 4u), wb);`,
+        ).join("\n")
+      }`
+      : `      let w = load8(n * WK + k0, n, k0, WK);
+      let cnt = min(8u, KI - k0);
+${Array.from({ length: R }, (_, m) => `      a${m} += xdot(${xs(m)}, cnt, w);`).join("\n")}`;
     return {
-      key: `qmatvec:${s.key}:t0`,
+      key: `qmatvec:${s.key}:t0:r${R}${aligned ? "a" : ""}`,
       code: `${head}
   let lane = t % 32u;
   let n = wg.x * ${MV_WG_ROWS}u + t / 32u;
-  var acc = vec${MV_ROWS}<f32>(0.0);
+${Array.from({ length: R }, (_, m) => `  var a${m} = 0.0;`).join("\n")}
   if (n < NO) {
     for (var k0 = lane * 8u; k0 < KI; k0 += 256u) {
-      let w = load8(n * WK + k0, n, k0, WK);
-      let cnt = min(8u, KI - k0);
-${rows((m) => `      if (${m}u < M) { acc[${m}] += xdot((x0 + ${m}u) * KI + k0, cnt, w); }`)}
+${step}
     }
   }
-  red[t] = acc;
+${Array.from({ length: R }, (_, m) => `  red[${m}u * 256u + t] = a${m};`).join("\n")}
   workgroupBarrier();
   for (var h = 16u; h > 0u; h >>= 1u) {
-    if (lane < h) { red[t] += red[t + h]; }
+    if (lane < h) {
+${
+        Array.from(
+          { length: R },
+          (_, m) => `      red[${m}u * 256u + t] += red[${m}u * 256u + t + h];`,
+        ).join("\n")
+      }
+    }
     workgroupBarrier();
   }
   if (lane == 0u && n < NO) {
     var b = 0.0;
     if (hasBias) { b = Bias[n]; }
-    let v = red[t];
-${rows((m) => `    if (${m}u < M) { O[(x0 + ${m}u) * NO + n] = v[${m}] + b; }`)}
+${
+        Array.from(
+          { length: R },
+          (_, m) => `    O[(x0 + ${m}u) * NO + n] = red[${m}u * 256u + t] + b;`,
+        ).join("\n")
+      }
   }
 }
-var<workgroup> red: array<vec${MV_ROWS}<f32>, 256>; // partial sums of each thread
+var<workgroup> red: array<f32, ${R * 256}>; // partial sums of each thread, x row by x row
+fn x4(b: u32) -> vec4<f32> { return vec4(X[b], X[b + 1u], X[b + 2u], X[b + 3u]); }
 // Σ_j x[b + j] · w[j] over j < cnt (x past the row is never read).
 fn xdot(b: u32, cnt: u32, w: array<vec4<f32>, 2>) -> f32 {
-  if (cnt == 8u) {
-    let xa = vec4(X[b], X[b + 1u], X[b + 2u], X[b + 3u]);
-    let xb = vec4(X[b + 4u], X[b + 5u], X[b + 6u], X[b + 7u]);
-    return dot(xa, w[0]) + dot(xb, w[1]);
-  }
+  if (cnt == 8u) { return dot(x4(b), w[0]) + dot(x4(b + 4u), w[1]); }
   var s = 0.0;
   for (var j = 0u; j < cnt; j++) { s = fma(X[b + j], w[j / 4u][j % 4u], s); }
   return s;
