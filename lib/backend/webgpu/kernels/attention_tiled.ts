@@ -122,11 +122,7 @@ const BR: u32 = ${s.br}u;
 const BC: u32 = ${s.bc}u;
 const BS: u32 = ${s.bc + 1}u;   // row stride of the [BR, BC] score tiles
 const NT: u32 = ${gy * 8}u;     // threads: a GY × 8 grid, ty = t / 8, tx = t % 8
-const GY: u32 = ${gy}u;
-const RA: u32 = ${s.br / gy}u;  // rows of BR per thread
-const CA: u32 = ${s.bc / gy}u;  // rows of BC per thread (dkv outputs)
-const CB: u32 = ${s.bc / 8}u;   // columns of BC per thread (score tiles)
-const HB: u32 = ${hp / 32}u;    // vec4 columns of the head per thread (head-width outputs)
+const GY: u32 = ${gy}u;       // (register tiles are unrolled in TypeScript, see each() below)
 fn rowBase(b: u32, t: u32, T: u32, h: u32) -> u32 { return (b * T + t) * p_rowStride() + h * HD; }
 `;
 
@@ -140,7 +136,10 @@ fn ${fn}(r0: u32, b: u32, h: u32, T: u32, t: u32, sc: f32) {
     var x = vec4<f32>();
     if (r0 + r < T) {
       let o = ${base};
-      for (var u = 0u; u < 4u; u++) { if (d + u < HD) { x[u] = ${X}[o + d + u]; } }
+      if (d < HD) { x[0] = ${X}[o + d]; }
+      if (d + 1u < HD) { x[1] = ${X}[o + d + 1u]; }
+      if (d + 2u < HD) { x[2] = ${X}[o + d + 2u]; }
+      if (d + 3u < HD) { x[3] = ${X}[o + d + 3u]; }
     }
     ${tile}[r * SV + e % HV] = x * sc;
   }
@@ -171,76 +170,106 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let b = wg.y / nh;
   let h = wg.y % nh;`;
 
-// S = Qs Ksᵀ and dP = DYs Vsᵀ on this thread's RA × CB micro-tile (rows ty + GY·a of BR, columns
-// tx + 8c of BC), then dS = P ∘ (dP − D) with P = exp(S − lse) and the causal mask; writes dS to
-// DSs and, when `keepP`, P to Ps.
-const SCORES = (keepP: boolean) => /* wgsl */ `
+// Register tiles are named variables, not arrays: the loops over a thread's rows (a) and columns
+// (c) are unrolled here, in TypeScript, as the matmul kernels do, so every register index is a
+// constant in the WGSL. (A private array indexed by loop counters may live in a GPU's local
+// memory instead of registers.) `each(n, f)` joins f(0) … f(n-1).
+const each = (n: number, f: (i: number) => string, sep = "\n") =>
+  Array.from({ length: n }, (_, i) => f(i)).join(sep);
+// Declares `name_a_c` for a < rows, c < cols, of type `ty` (zero).
+const regs = (name: string, rows: number, cols: number, ty: string) =>
+  each(rows, (a) => each(cols, (c) => `  var ${name}_${a}_${c} = ${ty}();`));
+
+// S = Qs Ksᵀ and dP = DYs Vsᵀ on this thread's ra × cb micro-tile (rows ty + GY·a of the query
+// tile, columns tx + 8c of the key tile), then dS = P ∘ (dP − D) with P = exp(S − lse) and the
+// causal mask; writes dS to DSs and, when `keepP`, P to Ps.
+const SCORES = (ra: number, cb: number, gy: number, keepP: boolean) => /* wgsl */ `
   {
-    var s = array<f32, RA * CB>();
-    var dp = array<f32, RA * CB>();
+${regs("s", ra, cb, "f32")}
+${regs("dp", ra, cb, "f32")}
     for (var d = 0u; d < HV; d++) {
-      var qa = array<vec4<f32>, RA>();
-      var ga = array<vec4<f32>, RA>();
-      for (var a = 0u; a < RA; a++) {
-        qa[a] = Qs[(ty + GY * a) * SV + d];
-        ga[a] = DYs[(ty + GY * a) * SV + d];
-      }
-      for (var c = 0u; c < CB; c++) {
-        let kv = Ks[(tx + 8u * c) * SV + d];
-        let vv = Vs[(tx + 8u * c) * SV + d];
-        for (var a = 0u; a < RA; a++) {
-          s[a * CB + c] += dot(qa[a], kv);
-          dp[a * CB + c] += dot(ga[a], vv);
-        }
-      }
+${each(ra, (a) => `      let qa${a} = Qs[(ty + ${gy * a}u) * SV + d];`)}
+${each(ra, (a) => `      let ga${a} = DYs[(ty + ${gy * a}u) * SV + d];`)}
+${
+  each(cb, (c) =>
+    `      {
+        let kv = Ks[(tx + ${8 * c}u) * SV + d];
+        let vv = Vs[(tx + ${8 * c}u) * SV + d];
+${
+      each(ra, (a) =>
+        `        s_${a}_${c} += dot(qa${a}, kv);
+        dp_${a}_${c} += dot(ga${a}, vv);`)
     }
-    for (var a = 0u; a < RA; a++) {
-      let r = ty + GY * a;
+      }`)
+}
+    }
+${
+  each(ra, (a) =>
+    `    {
+      let r = ty + ${gy * a}u;
       let i = i0 + r;
-      for (var c = 0u; c < CB; c++) {
-        let cc = tx + 8u * c;
+${
+      each(cb, (c) =>
+        `      {
+        let cc = tx + ${8 * c}u;
         var p = 0.0;
-        if (j0 + cc <= i && i < T) { p = exp(s[a * CB + c] - Lr[r]); }
-        DSs[r * BS + cc] = p * (dp[a * CB + c] - Dr[r]);
+        if (j0 + cc <= i && i < T) { p = exp(s_${a}_${c} - Lr[r]); }
+        DSs[r * BS + cc] = p * (dp_${a}_${c} - Dr[r]);
         ${keepP ? "Ps[r * BS + cc] = p;" : ""}
-      }
+      }`)
     }
+    }`)
+}
   }`;
 
-// Adds the [rows, BK] scalar tile A (row stride BS) times the [BK, SV] vec4 tile X to acc
-// (rows ty + GY·a, vec4 columns tx + 8c); `at(a, k)` indexes A.
-const PRODUCT = (acc: string, rows: string, bk: string, at: string, X: string) => /* wgsl */ `
+// Adds the [rows, BK] scalar tile A (row stride BS) times the [BK, SV] vec4 tile X to the
+// registers acc_a_c (rows ty + GY·a, vec4 columns tx + 8c); `at(a)` is A's element (row a, k).
+const PRODUCT = (
+  acc: string,
+  rows: number,
+  hb: number,
+  bk: string,
+  at: (a: number) => string,
+  X: string,
+) => /* wgsl */ `
     for (var k = 0u; k < ${bk}; k++) {
-      var xa = array<f32, ${rows}>();
-      for (var a = 0u; a < ${rows}; a++) { xa[a] = ${at}; }
-      for (var c = 0u; c < HB; c++) {
-        let xv = ${X}[k * SV + tx + 8u * c];
-        for (var a = 0u; a < ${rows}; a++) {
-          ${acc}[a * HB + c] = fma(vec4<f32>(xa[a]), xv, ${acc}[a * HB + c]);
-        }
-      }
+${each(rows, (a) => `      let xa${a} = ${at(a)};`)}
+${
+  each(hb, (c) =>
+    `      {
+        let xv = ${X}[k * SV + tx + ${8 * c}u];
+${each(rows, (a) => `        ${acc}_${a}_${c} = fma(vec4<f32>(xa${a}), xv, ${acc}_${a}_${c});`)}
+      }`)
+}
     }`;
 
-// Writes acc (rows ty + GY·a of a block starting at r0, vec4 columns tx + 8c), times sc, to X at
-// element base(i) + d for each row i < T and d < HD.
+// Writes the registers acc_a_c (rows ty + GY·a of a block starting at r0, vec4 columns
+// tx + 8c), times sc, to X at element base(i) + d for each row i < T and d < HD.
 const WRITE = (
   acc: string,
-  rows: string,
+  rows: number,
+  hb: number,
+  gy: number,
   r0: string,
   X: string,
   base: string,
   sc: string,
-) => /* wgsl */ `
-  for (var a = 0u; a < ${rows}; a++) {
-    let i = ${r0} + ty + GY * a;
+) =>
+  each(rows, (a) => /* wgsl */ `
+  {
+    let i = ${r0} + ty + ${gy * a}u;
     if (i < T) {
-      for (var c = 0u; c < HB; c++) {
-        let d = (tx + 8u * c) * 4u;
-        let v = ${acc}[a * HB + c] * ${sc};
-        for (var u = 0u; u < 4u; u++) { if (d + u < HD) { ${X}[${base} + d + u] = v[u]; } }
-      }
+${
+    each(hb, (c) =>
+      `      {
+        let d = (tx + ${8 * c}u) * 4u;
+        let v = ${acc}_${a}_${c} * ${sc};
+        let o = ${base} + d;
+${each(4, (u) => `        if (d + ${u}u < HD) { ${X}[o + ${u}u] = v[${u}]; }`)}
+      }`)
+  }
     }
-  }`;
+  }`);
 
 /**
  * Forward. Bindings: Q, K, V (read-only, may be one buffer), Y [B, T, nh·hd], L [B, nh, T].
@@ -249,6 +278,7 @@ const WRITE = (
 export function attentionTiledForwardKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.fwd;
   const sv = cfg.hp / 4 + 1;
+  const gy = cfg.threads / 8, ra = s.br / gy, cb = s.bc / 8, hb = cfg.hp / 32;
   return {
     key: `attn_tiled_fwd:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
@@ -265,23 +295,28 @@ ${MAIN(cfg.threads)}
   let i0 = wg.x * BR;
   stageQ(i0, b, h, T, t, p_scale());
   if (t < BR) { Ms[t] = -1e30; Ls[t] = 0.0; }
-  var o = array<vec4<f32>, RA * HB>(); // rows ty + GY·a, vec4 columns tx + 8c
+${regs("o", ra, hb, "vec4<f32>")} // rows ty + GY·a, vec4 columns tx + 8c
   let kEnd = min(T, i0 + BR); // keys any row of this block sees
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
     stageK(j0, b, h, T, t, 1.0);
     stageV(j0, b, h, T, t, 1.0);
     workgroupBarrier();
-    var s = array<f32, RA * CB>();
-    for (var d = 0u; d < HV; d++) {
-      var qa = array<vec4<f32>, RA>();
-      for (var a = 0u; a < RA; a++) { qa[a] = Qs[(ty + GY * a) * SV + d]; }
-      for (var c = 0u; c < CB; c++) {
-        let kv = Ks[(tx + 8u * c) * SV + d];
-        for (var a = 0u; a < RA; a++) { s[a * CB + c] += dot(qa[a], kv); }
-      }
+    {
+${regs("s", ra, cb, "f32")}
+      for (var d = 0u; d < HV; d++) {
+${each(ra, (a) => `        let qa${a} = Qs[(ty + ${gy * a}u) * SV + d];`)}
+${
+      each(cb, (c) =>
+        `        {
+          let kv = Ks[(tx + ${8 * c}u) * SV + d];
+${each(ra, (a) => `          s_${a}_${c} += dot(qa${a}, kv);`)}
+        }`)
     }
-    for (var a = 0u; a < RA; a++) {
-      for (var c = 0u; c < CB; c++) { Ss[(ty + GY * a) * BS + tx + 8u * c] = s[a * CB + c]; }
+      }
+${
+      each(ra, (a) =>
+        each(cb, (c) => `      Ss[(ty + ${gy * a}u) * BS + tx + ${8 * c}u] = s_${a}_${c};`))
+    }
     }
     workgroupBarrier();
     if (t < BR) { // online softmax of row t over this tile's visible keys j0 … min(i, last)
@@ -304,18 +339,24 @@ ${MAIN(cfg.threads)}
       Cs[t] = corr;
     }
     workgroupBarrier();
-    for (var a = 0u; a < RA; a++) {
-      let corr = Cs[ty + GY * a];
-      for (var c = 0u; c < HB; c++) { o[a * HB + c] *= corr; }
+${
+      each(ra, (a) =>
+        `    {
+      let corr = Cs[ty + ${gy * a}u];
+${each(hb, (c) => `      o_${a}_${c} *= corr;`)}
+    }`)
     }
-${PRODUCT("o", "RA", "BC", "Ss[(ty + GY * a) * BS + k]", "Vs")}
+${PRODUCT("o", ra, hb, "BC", (a) => `Ss[(ty + ${gy * a}u) * BS + k]`, "Vs")}
     workgroupBarrier();
   }
-  for (var a = 0u; a < RA; a++) { // o / l
-    let l = Ls[ty + GY * a];
-    for (var c = 0u; c < HB; c++) { o[a * HB + c] /= l; }
-  }
-${WRITE("o", "RA", "i0", "Y", "(b * T + i) * C + h * HD", "1.0")}
+${
+      each(ra, (a) =>
+        `  {
+    let l = Ls[ty + ${gy * a}u]; // o / l
+${each(hb, (c) => `    o_${a}_${c} /= l;`)}
+  }`)
+    }
+${WRITE("o", ra, hb, gy, "i0", "Y", "(b * T + i) * C + h * HD", "1.0")}
   if (t < BR && i0 + t < T) { L[wg.y * T + i0 + t] = Ms[t] + log(Ls[t]); }
 }`,
   };
@@ -329,6 +370,7 @@ ${WRITE("o", "RA", "i0", "Y", "(b * T + i) * C + h * HD", "1.0")}
 export function attentionTiledBackwardQKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.dq;
   const sv = cfg.hp / 4 + 1;
+  const gy = cfg.threads / 8, ra = s.br / gy, cb = s.bc / 8, hb = cfg.hp / 32;
   return {
     key: `attn_tiled_bwd_q:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
@@ -358,18 +400,18 @@ ${MAIN(cfg.threads)}
     Lr[t] = lse;
     Dr[t] = Di;
   }
-  var dq = array<vec4<f32>, RA * HB>();
+${regs("dq", ra, hb, "vec4<f32>")}
   let kEnd = min(T, i0 + BR);
   for (var j0 = 0u; j0 < kEnd; j0 += BC) {
     stageK(j0, b, h, T, t, 1.0);
     stageV(j0, b, h, T, t, 1.0);
     workgroupBarrier();
-${SCORES(false)}
+${SCORES(ra, cb, gy, false)}
     workgroupBarrier();
-${PRODUCT("dq", "RA", "BC", "DSs[(ty + GY * a) * BS + k]", "Ks")}
+${PRODUCT("dq", ra, hb, "BC", (a) => `DSs[(ty + ${gy * a}u) * BS + k]`, "Ks")}
     workgroupBarrier();
   }
-${WRITE("dq", "RA", "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "p_scale()")}
+${WRITE("dq", ra, hb, gy, "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "p_scale()")}
 }`,
   };
 }
@@ -382,6 +424,7 @@ ${WRITE("dq", "RA", "i0", "DQKV", "(b * T + i) * 3u * C + h * HD", "p_scale()")}
 export function attentionTiledBackwardKVKernel(hd: number, cfg: AttentionTileConfig): Kernel {
   const s = cfg.dkv;
   const sv = cfg.hp / 4 + 1;
+  const gy = cfg.threads / 8, ra = s.br / gy, ca = s.bc / gy, cb = s.bc / 8, hb = cfg.hp / 32;
   return {
     key: `attn_tiled_bwd_kv:${hd}:${cfg.hp}:${s.br}x${s.bc}:t${cfg.threads}`,
     code: `${HEAD(hd, cfg, s)}
@@ -399,8 +442,8 @@ ${MAIN(cfg.threads)}
   let j0 = wg.x * BC;
   stageK(j0, b, h, T, t, 1.0);
   stageV(j0, b, h, T, t, 1.0);
-  var dk = array<vec4<f32>, CA * HB>(); // key rows ty + GY·a, vec4 columns tx + 8c
-  var dv = array<vec4<f32>, CA * HB>();
+${regs("dk", ca, hb, "vec4<f32>")} // key rows ty + GY·a, vec4 columns tx + 8c
+${regs("dv", ca, hb, "vec4<f32>")}
   // Queries before this block's first key see none of its keys.
   for (var i0 = (j0 / BR) * BR; i0 < T; i0 += BR) {
     stageQ(i0, b, h, T, t, p_scale());
@@ -413,14 +456,14 @@ ${MAIN(cfg.threads)}
       Dr[t] = Di;
     }
     workgroupBarrier();
-${SCORES(true)}
+${SCORES(ra, cb, gy, true)}
     workgroupBarrier();
-${PRODUCT("dv", "CA", "BR", "Ps[k * BS + ty + GY * a]", "DYs")}
-${PRODUCT("dk", "CA", "BR", "DSs[k * BS + ty + GY * a]", "Qs")}
+${PRODUCT("dv", ca, hb, "BR", (a) => `Ps[k * BS + ty + ${gy * a}u]`, "DYs")}
+${PRODUCT("dk", ca, hb, "BR", (a) => `DSs[k * BS + ty + ${gy * a}u]`, "Qs")}
     workgroupBarrier();
   }
-${WRITE("dk", "CA", "j0", "DQKV", "(b * T + i) * 3u * C + C + h * HD", "1.0")}
-${WRITE("dv", "CA", "j0", "DQKV", "(b * T + i) * 3u * C + 2u * C + h * HD", "1.0")}
+${WRITE("dk", ca, hb, gy, "j0", "DQKV", "(b * T + i) * 3u * C + C + h * HD", "1.0")}
+${WRITE("dv", ca, hb, gy, "j0", "DQKV", "(b * T + i) * 3u * C + 2u * C + h * HD", "1.0")}
 }`,
   };
 }
