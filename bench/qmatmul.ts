@@ -15,7 +15,9 @@
  * fp4+dq, int4+dq), `--min-ms 200`, `--backends cpu,webgpu`, `--copy` (measure the WebGPU
  * device-to-device copy bandwidth first, in the same process, as the ceiling of the M = 1 rows:
  * `copy_fraction` = weight GB/s / copy GB/s, where the copy counts read + written bytes),
- * `--copy-mib 64,256,1024`.
+ * `--copy-mib 64,256,1024`, `--code-table auto|private|workgroup|both` (WebGPU: where the 4-bit
+ * kernels keep their code table, `WebGpuBackend.quantCodeTable`; `both` times each 4-bit format
+ * with each, side by side, rows marked `code_table`).
  *
  * The WebGPU column uses whatever adapter exists, software (lavapipe) included; the adapter is
  * named in the header so the numbers are never mistaken for a GPU's.
@@ -41,6 +43,7 @@ const { values } = parseArgs({
     backends: { type: "string", default: "cpu,webgpu" },
     copy: { type: "boolean", default: false },
     "copy-mib": { type: "string", default: "" },
+    "code-table": { type: "string", default: "auto" },
   },
 });
 const ints = (s: string) => (s ? s.split(",").map(Number) : []);
@@ -56,12 +59,14 @@ if (
     !Number.isInteger(s) || s < 1
   ) || !(minMs > 0) || extra.some((s) => s.length !== 3) ||
   formats.some((f) => !KNOWN.includes(f.replace(/\+dq$/, ""))) ||
-  backendNames.some((b) => b !== "cpu" && b !== "webgpu")
+  backendNames.some((b) => b !== "cpu" && b !== "webgpu") ||
+  !["auto", "private", "workgroup", "both"].includes(values["code-table"])
 ) {
   console.error(
     `bench: --sizes/--rows/--gpt2-m/--copy-mib take positive integers separated by commas, ` +
       `--shapes MxNxK,…, --min-ms a number, --backends cpu and/or webgpu, ` +
-      `--formats some of ${KNOWN.join(",")} (4-bit ones with +dq)`,
+      `--formats some of ${KNOWN.join(",")} (4-bit ones with +dq), ` +
+      `--code-table auto, private, workgroup or both`,
   );
   Deno.exit(2);
 }
@@ -118,6 +123,8 @@ interface Row {
   gbps: number;
   x_f32?: number;
   copy_fraction?: number;
+  /** WebGPU, 4-bit formats: where the code table was (`--code-table`). */
+  code_table?: "private" | "workgroup";
 }
 const rows: Row[] = [];
 
@@ -138,12 +145,27 @@ const quantized = (N: number, K: number, f: string) => {
   return qs.get(key)!;
 };
 
+// The formats of one backend, each with the code-table setting it runs under (null: the
+// backend's own); `--code-table both` runs the 4-bit ones twice on WebGPU.
+function formatRuns(dev: Backend): [string, "private" | "workgroup" | null][] {
+  const ct = values["code-table"];
+  const tables: ("private" | "workgroup" | null)[] = ct === "both"
+    ? ["private", "workgroup"]
+    : [ct === "auto" ? null : ct as "private" | "workgroup"];
+  return formats.flatMap((f) =>
+    dev === gpu && /^(nf4|fp4|int4)/.test(f)
+      ? tables.map((t) => [f, t] as [string, "private" | "workgroup" | null])
+      : [[f, null] as [string, null]]
+  );
+}
+
 for (const dev of backends) {
   for (const s of shapes) {
     const { M, N, K } = s;
     const x = Tensor.fromArray(randn(M * K, 2), [M, K], { device: dev });
     let f32ms: number | undefined;
-    for (const f of formats) {
+    for (const [f, table] of formatRuns(dev)) {
+      if (dev === gpu) gpu.quantCodeTable = table;
       let t, weightBytes: number;
       if (f === "f32") {
         const w = Tensor.fromArray(weight(N, K), [N, K], { device: dev });
@@ -177,6 +199,7 @@ for (const dev of backends) {
         gbps,
         ...(f32ms !== undefined ? { x_f32: f32ms / t.ms } : {}),
         ...(copy && dev === gpu && M === 1 ? { copy_fraction: gbps / copy.best_gbps } : {}),
+        ...(dev === gpu && /^(nf4|fp4|int4)/.test(f) ? { code_table: gpu.codeTable() } : {}),
       });
     }
     x.dispose();
@@ -200,13 +223,13 @@ if (values.json) {
   for (const dev of backends) {
     console.log(`\n${dev.kind}: ${dev.description}`);
     const head = ["M", "N", "K", "format", "bits/w", "ms", "GFLOP/s", "GB/s", "×f32", "×copy"];
-    console.log("shape".padEnd(18) + head.map((h) => h.padStart(9)).join(""));
+    console.log("shape".padEnd(18) + head.map((h) => h.padStart(10)).join(""));
     for (const r of rows.filter((r) => r.backend === dev.kind)) {
       const cells = [
         String(r.M),
         String(r.N),
         String(r.K),
-        r.format,
+        r.code_table === "workgroup" ? `${r.format}/wt` : r.format,
         ((r.weightBytes * 8) / (r.N * r.K)).toFixed(3),
         r.ms.toFixed(3),
         r.gflops.toFixed(2),
@@ -214,7 +237,7 @@ if (values.json) {
         r.x_f32?.toFixed(2) ?? "-",
         r.copy_fraction?.toFixed(2) ?? "-",
       ];
-      console.log(r.shape.padEnd(18) + cells.map((c) => c.padStart(9)).join(""));
+      console.log(r.shape.padEnd(18) + cells.map((c) => c.padStart(10)).join(""));
     }
   }
 }

@@ -34,16 +34,22 @@ import type { HeldWeight, HeldWeightView, QmatmulBackend, QmatmulCall } from "./
 
 /**
  * What the kernels bake in about a weight of this layout: the pipeline-key part
- * `<format>:b<blockSize>:dq<dqBlockSize>`, the format's binding count and its WGSL decoder.
+ * `<format>:b<blockSize>:dq<dqBlockSize>` (then `:wt` when the code table is in workgroup
+ * memory), the format's binding count and its WGSL decoder. `codeTable`: see `WgslOptions`.
  */
-export function qWeightSpec(l: KernelLayout): QWeightSpec {
+export function qWeightSpec(
+  l: KernelLayout,
+  codeTable: "private" | "workgroup" = "private",
+): QWeightSpec {
   const { format, blockSize, dqBlockSize } = l;
   const f = FORMATS[format];
   const baked: KernelLayout = { format, blockSize, dqBlockSize }; // never the shape
+  const shared = codeTable === "workgroup" && f.table !== null;
   return {
-    key: `${format}:b${blockSize}:dq${dqBlockSize}`,
+    key: `${format}:b${blockSize}:dq${dqBlockSize}${shared ? ":wt" : ""}`,
     bindings: f.bindings(baked),
-    decodeWgsl: (b0) => f.wgsl(baked, b0),
+    setup: shared,
+    decodeWgsl: (b0) => f.wgsl(baked, b0, { codeTable: shared ? "workgroup" : "private" }),
   };
 }
 
@@ -113,10 +119,11 @@ export function holdResident(
 function dequantize(w: HeldWeightView): Tensor {
   const dev = w.backend;
   const { N, K } = w.layout;
-  const engine = gpuOf(dev, "dequantizeOnDevice: unknown backend").engine;
+  const gpu = gpuOf(dev, "dequantizeOnDevice: unknown backend");
+  const engine = gpu.engine;
   const out = engine.alloc(N * K * 4);
   engine.run(
-    qDequantKernel(qWeightSpec(w.layout)),
+    qDequantKernel(qWeightSpec(w.layout, gpu.codeTable())),
     [out, ...w.gpuBuffers()],
     qDequantParams({ numel: N * K, K }),
     groups1d(N * K),
@@ -135,7 +142,7 @@ function qmatmul(c: QmatmulCall): Tensor {
   const xb = (x.storage as GpuStorage).buffer;
   const out = engine.alloc(Math.max(1, M * outs) * 4);
   const bufs = [xb, bias ? (bias.storage as GpuStorage).buffer : xb, out, ...w.gpuBuffers()];
-  const spec = qWeightSpec(w.layout);
+  const spec = qWeightSpec(w.layout, gpu.codeTable());
   if (M > 0 && c.matvec) {
     const groups = qMatvecGroups(N, K, transW);
     if (groups[0] > 65535) throw new RangeError(`${what}: too many outputs for one dispatch`);

@@ -128,7 +128,7 @@ const MM_SPECS = [mm(false, false, 64), mm(true, false, 63), mm(false, true, 64)
   .map(matmulSpec);
 const Q_SPECS = (Object.keys(FORMATS) as QuantFormat[]).flatMap((format) =>
   [0, 64].map((blockSize) => qWeightSpec({ format, blockSize, dqBlockSize: 0 }))
-);
+).concat(qWeightSpec({ format: "nf4", blockSize: 64, dqBlockSize: 256 }, "workgroup"));
 const TILES = HEADS.map((hd) => [hd, attentionTileConfig(hd, 16384, 64)] as const)
   .filter(([, c]) => c !== null).map(([hd, c]) => [hd, c!] as const);
 

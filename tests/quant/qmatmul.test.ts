@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type Backend, quant, Rng, Tensor } from "../../lib/mod.ts";
 import { MATMUL_VARIANTS, type WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { assertClose, bothBackends, gpu, randData } from "../harness.ts";
-import { qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
+import { is4bit, qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
 
 const { qmatmul, toDevice } = quant;
 
@@ -182,6 +182,53 @@ Deno.test(
         for (const t of [y, xt]) t.dispose();
         w.dispose();
       }
+    }
+  },
+);
+
+Deno.test(
+  "qmatmul: the 4-bit code table in workgroup memory (the GPU default) gives the private table's bits",
+  { sanitizeResources: false, sanitizeOps: false },
+  async () => {
+    const g = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(21);
+    const prev = g.quantCodeTable;
+    try {
+      // The three tables, and double quantization once (its amax path has no table).
+      const names = ["nf4", "nf4+dq", "fp4", "int4"];
+      for (const v of VARIANTS.filter((v) => is4bit(v.format) && names.includes(v.name))) {
+        // M = 1, 3, 5 (matvec, also split 4 + 1) and 70 (tiled); K = 72 (aligned words), 77.
+        const cases: [number, number, number, boolean][] = [
+          [1, 37, 72, false],
+          [3, 29, 77, true],
+          [5, 19, 77, false],
+          [70, 131, 72, false],
+        ];
+        for (const [M, N, K, transW] of cases) {
+          const q = randomWeight(rng, v, N, K);
+          const inner = transW ? N : K;
+          const x = Float32Array.from(randData(rng, M * inner));
+          const ref = qmatmulRef(q, x, M, null, transW);
+          const out: Record<string, Float32Array[]> = {};
+          for (const table of ["private", "workgroup"] as const) {
+            g.quantCodeTable = table;
+            assert.equal(g.codeTable(), table);
+            const w = toDevice(g, q);
+            const xt = Tensor.fromArray(x, [M, inner], { device: g });
+            const y = qmatmul(xt, w, { transW });
+            const d = quant.dequantizeOnDevice(w);
+            out[table] = [(await y.toArray()) as Float32Array, (await d.toArray()) as Float32Array];
+            for (const t of [y, d, xt]) t.dispose();
+            w.dispose();
+          }
+          const what = `${v.name} M${M} N${N} K${K} transW ${transW}`;
+          assertClose(out.workgroup[0], ref.out, ref.tol, what);
+          assert.deepEqual(out.workgroup[0], out.private[0], `${what}: product`);
+          assert.deepEqual(out.workgroup[1], out.private[1], `${what}: de-quantized`);
+        }
+      }
+    } finally {
+      g.quantCodeTable = prev;
     }
   },
 );

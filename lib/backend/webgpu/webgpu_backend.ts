@@ -614,6 +614,20 @@ export class WebGpuBackend implements Backend {
    */
   attentionThreads: 64 | 128 | null = null;
   /**
+   * Where the quantized kernels keep a 4-bit format's code table (see `WgslOptions` in
+   * `lib/quant/formats/format.ts`); null: by adapter, {@link codeTable}.
+   */
+  quantCodeTable: "private" | "workgroup" | null = null;
+  /**
+   * The code table's place: {@link quantCodeTable} when set, else a private array on a software
+   * adapter (on lavapipe the workgroup copy's extra barrier made M = 1 at 16384 × 2048 1.7–1.9×
+   * slower) and workgroup memory on a GPU (as bitsandbytes' kernels: no per-thread copy that a
+   * code-indexed look-up could send to local memory).
+   */
+  codeTable(): "private" | "workgroup" {
+    return this.quantCodeTable ?? (this.engine.isSoftware ? "private" : "workgroup");
+  }
+  /**
    * The tiled attention's tiles for head width `hd`, or null when the row kernels run: with
    * `kernels` (`AttentionParams.kernels`) that family, else {@link attentionKernels}' choice.
    */

@@ -58,6 +58,7 @@ import {
   type QuantizeOptions,
   unsupportedContainer,
   wgslF32,
+  type WgslOptions,
 } from "./format.ts";
 
 /** Default weights per block (QLoRA's 64). */
@@ -274,6 +275,22 @@ fn amax(b: u32) -> f32 {
 fn amax(b: u32) -> f32 { return QS[b]; }`;
 }
 
+// The 4-bit code table `CODE` and `wsetup` (see WgslOptions): a private array, or one copy in
+// workgroup memory that thread 0 fills.
+function codeTableWgsl(code: ArrayLike<number>, where: "private" | "workgroup"): string {
+  const values = Array.from(code, wgslF32);
+  if (where === "private") {
+    return `var<private> CODE: array<f32, 16> = array<f32, 16>(${values.join(", ")});
+fn wsetup(t: u32) {}`;
+  }
+  return `var<workgroup> CODE: array<f32, 16>;
+fn wsetup(t: u32) {
+  if (t == 0u) {
+${values.map((v, i) => `    CODE[${i}] = ${v};`).join("\n")}
+  }
+}`;
+}
+
 /** The packed arrays of a container: its words, and its absmax stored or double-quantized. */
 function packArrays(q: Blockwise4Weight): PackedArrays {
   if (!q.dq) return { ...NO_SIDE_ARRAYS, data: q.packed, absmax: q.absmax };
@@ -293,7 +310,6 @@ function blockwise4Spec(
   table: readonly number[],
 ): QuantFormatSpec<Blockwise4Weight> {
   const code = sharedTable(format); // f32, the precision both decoders multiply in
-  const codeWgsl = Array.from(code, wgslF32).join(", ");
   return {
     name: format,
     title,
@@ -342,10 +358,10 @@ function blockwise4Spec(
       };
     },
     bindings: (l: KernelLayout) => (l.dqBlockSize > 0 ? 4 : 2),
-    wgsl: (l: KernelLayout, b0: number) =>
+    wgsl: (l: KernelLayout, b0: number, o: WgslOptions = {}) =>
       `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
 ${absmaxWgsl(l, b0)}
-var<private> CODE: array<f32, 16> = array<f32, 16>(${codeWgsl});
+${codeTableWgsl(code, o.codeTable ?? "private")}
 fn wval(i: u32, n: u32) -> f32 {
   return CODE[(QW[i >> 3u] >> ((i & 7u) * 4u)) & 15u] * amax(i / ${l.blockSize}u);
 }

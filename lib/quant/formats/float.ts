@@ -163,6 +163,7 @@ export const f32Format: QuantFormatSpec<F32Weight> = {
   bindings: () => 1,
   wgsl: (_: KernelLayout, b0: number) =>
     `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
+fn wsetup(t: u32) {}
 fn wval(i: u32, n: u32) -> f32 { return bitcast<f32>(QW[i]); }
 fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   var o: array<f32, 8>;
@@ -222,6 +223,7 @@ function half(
       `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
 fn h2f(h: u32) -> f32 {${H2F[format]}
 }
+fn wsetup(t: u32) {}
 fn wval(i: u32, n: u32) -> f32 { return h2f((QW[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }
 fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   var o: array<f32, 8>;

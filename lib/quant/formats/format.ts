@@ -83,6 +83,17 @@ export const NO_SIDE_ARRAYS: Omit<PackedArrays, "data"> = Object.freeze({
   dqMap: null,
 });
 
+/** Options of a format's WGSL decoder ({@link QuantFormatSpec.wgsl}). */
+export interface WgslOptions {
+  /**
+   * Where a code table lives: `"private"` (default), a private array in each thread, or
+   * `"workgroup"`, one copy per workgroup filled by `wsetup` (bitsandbytes' 4-bit kernels keep
+   * their table in shared memory; a private array indexed by a code may go to a GPU's local
+   * memory).
+   */
+  codeTable?: "private" | "workgroup";
+}
+
 /**
  * One storage format: its container and the two twins that read its packed layout.
  *
@@ -93,7 +104,11 @@ export const NO_SIDE_ARRAYS: Omit<PackedArrays, "data"> = Object.freeze({
  *
  * - `wval(i: u32, n: u32) -> f32`: element i = n·K + k of W (n its row);
  * - `wload8(i0: u32, n: u32) -> array<f32, 8>`: elements i0 … i0+7 of row n, i0 a multiple of 8;
- * - `wload4(i0: u32, n: u32) -> vec4<f32>`: elements i0 … i0+3 of row n, i0 a multiple of 4.
+ * - `wload4(i0: u32, n: u32) -> vec4<f32>`: elements i0 … i0+3 of row n, i0 a multiple of 4;
+ * - `wsetup(t: u32)`: with `codeTable: "workgroup"`, called once by every thread t of a
+ *   workgroup, then `workgroupBarrier()`, before the first decode: a format with a code table
+ *   fills it in workgroup memory there (the others do nothing). With `"private"` (the default)
+ *   the table is a private array and the kernels do not call it.
  *
  * @typeParam W the format's container
  */
@@ -122,8 +137,8 @@ export interface QuantFormatSpec<W extends QuantizedWeight = QuantizedWeight> {
   decoder(p: PackedWeight): Decoder;
   /** Number of storage buffers the weight binds. */
   bindings(layout: KernelLayout): number;
-  /** The GPU twin: WGSL bindings `b0`… and `wval` / `wload8` / `wload4` (see above). */
-  wgsl(layout: KernelLayout, b0: number): string;
+  /** The GPU twin: WGSL bindings `b0`… and `wval` / `wload8` / `wload4` / `wsetup` (see above). */
+  wgsl(layout: KernelLayout, b0: number, opts?: WgslOptions): string;
 }
 
 /** The 2-D shape [N, K] of a container about to be packed; throws unless it is one. */

@@ -163,6 +163,7 @@ function int8Spec(
       `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
 @group(0) @binding(${b0 + 1}) var<storage, read> QS: array<f32>;
 fn sbyte(w: u32, j: u32) -> f32 { return f32(bitcast<i32>(w << (24u - 8u * j)) >> 24u); }
+fn wsetup(t: u32) {}
 fn wval(i: u32, n: u32) -> f32 { return sbyte(QW[i >> 2u], i & 3u) * ${a} / 127.0; }
 fn wload8(i0: u32, n: u32) -> array<f32, 8> {
   var o: array<f32, 8>;

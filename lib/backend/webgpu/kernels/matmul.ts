@@ -24,7 +24,7 @@
 
 import type { MatmulParams } from "../../backend.ts";
 import type { Kernel } from "../engine.ts";
-import type { QWeightSpec } from "./qmatmul.ts";
+import { type QWeightSpec, setupWgsl } from "./qmatmul.ts";
 import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /** One design of the family: tile sizes and pipelining. */
@@ -447,7 +447,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
   let col0 = wg.x * ${v.bn}u;
   let tx = lid.x;
   let ty = lid.y;
-  let tid = ty * ${TX}u + tx;
+  let tid = ty * ${TX}u + tx;${q?.setup ? `\n${setupWgsl(q, "tid")}` : ""}
   let nT = (K + ${v.bk - 1}u) / ${v.bk}u;
 ${genCoords(A, v.bk, nt)}
 ${genCoords(B, v.bk, nt)}

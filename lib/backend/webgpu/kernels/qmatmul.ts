@@ -23,7 +23,7 @@
  */
 
 import type { Kernel } from "../engine.ts";
-import { MAIN_1D, paramLayout, type ParamsOf, prelude } from "./common.ts";
+import { paramLayout, type ParamsOf, prelude } from "./common.ts";
 
 /**
  * What a kernel bakes in about the weight, handed over by the weight's format (built in
@@ -35,10 +35,23 @@ export interface QWeightSpec {
   /** Number of storage buffers the weight binds (data, then absmax or dq codes + scales + map). */
   readonly bindings: number;
   /**
+   * Whether the kernel must call `wsetup(t)` on every thread, then `workgroupBarrier()`, before
+   * decoding (the code table is in workgroup memory).
+   */
+  readonly setup: boolean;
+  /**
    * The format's WGSL: bindings `b0`… and the decoders `wval(i, n)`, `wload8(i0, n)` and
    * `wload4(i0, n)` (`QuantFormatSpec.wgsl` in `lib/quant/formats/format.ts`).
    */
   decodeWgsl(b0: number): string;
+}
+
+/**
+ * The WGSL that fills the weight's workgroup tables, by thread `t` (every thread of the workgroup
+ * runs it, in uniform control flow), when the spec keeps any; else nothing.
+ */
+export function setupWgsl(s: QWeightSpec, t: string): string {
+  return s.setup ? `  wsetup(${t});\n  workgroupBarrier();` : "";
 }
 
 /** x rows handled by one matrix-vector dispatch. */
@@ -65,7 +78,13 @@ export function qDequantKernel(s: QWeightSpec): Kernel {
     code: `${prelude(Q_DEQUANT_PARAMS)}
 @group(0) @binding(1) var<storage, read_write> O: array<f32>;
 ${s.decodeWgsl(2)}
-${MAIN_1D} {
+@compute @workgroup_size(256)
+fn main(
+  @builtin(global_invocation_id) gid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) t: u32,
+) {
+${setupWgsl(s, "t")}
   let i = gidx(gid, nwg);
   if (i >= p_numel()) { return; }
   O[i] = wval(i, i / p_K());
@@ -142,7 +161,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
   let KI = p_inner();
   let WK = p_K();
   let hasBias = p_hasBias();
-  let x0 = p_x0();`;
+  let x0 = p_x0();
+${setupWgsl(s, "t")}`;
   if (!transW) {
     // 8 rows of W per workgroup, 32 threads per row, each taking groups of 8 columns in turn;
     // acc[m] is x row m's partial dot product. The x row count R and whether K is a multiple of 8
