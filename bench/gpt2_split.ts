@@ -2,10 +2,11 @@
  * A manual check (not a test; minutes on lavapipe): the real GPT-2-small shape (random weights,
  * GPT.init with vocab 50257, n_embd 768, 12 layers, ctx 1024) on the WebGPU backend, whose token
  * embedding (154 MB) is over lavapipe's 128 MiB buffer limit and so stored in row chunks. Runs
- * LoRA (or QLoRA) training steps and a few generated tokens, and prints times and memory.
+ * LoRA, QLoRA or full fine-tuning steps (full trains the split embedding chunk by chunk, tied to
+ * the output projection) and a few generated tokens, and prints times and memory.
  *
- *   deno run -A bench/gpt2_split.ts [--method lora|qlora] [--batch 1] [--ctx 256] [--steps 2]
- *     [--tokens 5]
+ *   deno run -A bench/gpt2_split.ts [--method lora|qlora|full] [--batch 1] [--ctx 256]
+ *     [--steps 2] [--tokens 5]
  *
  * @module
  */
@@ -36,7 +37,8 @@ for (let i = 0; i < Deno.args.length; i += 2) {
   a[k] = Deno.args[i + 1];
 }
 const B = Number(a.batch), T = Number(a.ctx), steps = Number(a.steps), nTok = Number(a.tokens);
-const method = a.method as "lora" | "qlora";
+const method = a.method as "lora" | "qlora" | "full";
+if (!["lora", "qlora", "full"].includes(method)) throw new Error(`unknown --method ${method}`);
 const cfg: GPTConfig = {
   vocab_size: 50257,
   n_positions: 1024,
@@ -62,7 +64,11 @@ console.log(
 );
 t0 = performance.now();
 const pm = await preparePeft(m, { method, r: 8, seed: 2 });
-console.log(`prepare ${method} ${((performance.now() - t0) / 1e3).toFixed(1)} s; ${gpuMem()}`);
+const counts = pm.counts();
+console.log(
+  `prepare ${method} ${((performance.now() - t0) / 1e3).toFixed(1)} s; ` +
+    `${(counts.trainable / 1e6).toFixed(1)} M trainable; ${gpuMem()}`,
+);
 const opt = new AdamW(pm.trainable, { lr: 1e-3, weightDecay: 0 });
 const rng = new Rng(3);
 for (let s = 0; s < steps; s++) {

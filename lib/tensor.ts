@@ -114,7 +114,8 @@ export class Tensor {
    * whose rows, in order, are the rows of the result (taken over, not copied). Used for tensors
    * larger than a backend's largest storage (a GPU adapter's `maxStorageBufferBindingSize`):
    * {@link embedding} (as the table) and {@link matmul} (as the 2-D right operand) run chunk by
-   * chunk, reads and {@link assign} work; every other op refuses it with a clear error.
+   * chunk, with gradients for the chunks (a tape watches a split tensor as its chunks); reads and
+   * {@link assign} work; every other op refuses it with a clear error.
    */
   static fromChunks(chunks: readonly Tensor[]): Tensor {
     if (chunks.length === 0) throw new RangeError("fromChunks: no chunks");
@@ -158,7 +159,7 @@ export class Tensor {
         `tensor ${fmtShape(this.shape)} (${(this.bytes / 2 ** 20).toFixed(1)} MiB) is stored in ` +
           `${this.ref.chunks!.length} row chunks, being larger than the largest buffer of ` +
           `${this.backend.description}; only embedding (as the table), matmul (as the 2-D right ` +
-          "operand, without its gradient), reads and assign take it",
+          "operand), reads and assign take it (a tape watches its chunks)",
       );
     }
     return this.ref.storage;

@@ -39,17 +39,23 @@ export class Tape implements ActiveTape<Tensor> {
   private leaves = new Set<Tensor>();
   private held = new Set<Tensor>();
 
-  /** Marks leaf tensors (parameters) as requiring gradients. Returns the first one. */
+  /**
+   * Marks leaf tensors (parameters) as requiring gradients. Returns the first one. A tensor
+   * stored in row chunks (`Tensor.chunks`) is watched as its chunks: each is a leaf of its own,
+   * and {@link backward} returns one gradient per chunk, keyed by the chunk tensor.
+   */
   watch(...ts: Tensor[]): Tensor {
     for (const t of ts) {
       if (t.dtype !== "f32") throw new TypeError(`Tape.watch: only f32 tensors can require grad`);
-      this.tracked.add(t);
-      this.leaves.add(t);
+      for (const leaf of t.chunks ?? [t]) {
+        this.tracked.add(leaf);
+        this.leaves.add(leaf);
+      }
     }
     return ts[0];
   }
 
-  /** The watched leaf tensors. */
+  /** The watched leaf tensors (the chunks of a watched tensor stored in row chunks). */
   watched(): readonly Tensor[] {
     return [...this.leaves];
   }

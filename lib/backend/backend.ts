@@ -341,8 +341,20 @@ export interface Backend {
     eps: number,
     params?: boolean,
   ): { dx: Storage; dgamma: Storage | null; dbeta: Storage | null };
-  /** Embedding backward: dtable [V, C] = Σ over positions n with ids[n] = v of dy[n, :]. */
-  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage;
+  /**
+   * Embedding backward: dtable [V, C] = Σ over positions n with ids[n] = v of dy[n, :]. With
+   * `rows`, the gradient of the row chunk `rows.start … rows.start + V - 1` of a table of
+   * `rows.total` rows: row v sums the positions whose id is `rows.start + v`, ids of other
+   * chunks add nothing (an id outside [0, total) is an error on the CPU, skipped on WebGPU).
+   */
+  embeddingBackward(
+    ids: Storage,
+    dy: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage;
   /**
    * Cross-entropy backward: dlogits[r] = (softmax(logits[r]) - onehot(t_r)) · g[r]. With
    * `ignore`, a row whose target is -100 gets zeros.

@@ -4,6 +4,13 @@
  * that mutates). State exists only for the parameters handed to the optimizer: frozen weights
  * have no moments.
  *
+ * A parameter stored in row chunks (`Tensor.chunks`: larger than the backend's largest buffer)
+ * keeps its state in the same chunks; its gradients come one per chunk, keyed by the chunk
+ * tensors (as `Tape.watch` makes them), and each chunk is updated like a parameter of its own,
+ * under the parameter's name (so weight decay rules by name apply to every chunk). The state is
+ * read and restored whole ({@link OptimizerState} holds the whole tensor's buffers), so a
+ * checkpoint does not depend on how the tensors were split.
+ *
  * @module
  */
 
@@ -35,6 +42,31 @@ export interface OptimizerState {
   buffers: Record<string, Record<string, Float32Array>>;
 }
 
+/** The tensors holding `t`'s values: its row chunks, or `t` itself. */
+function parts(t: Tensor): readonly Tensor[] {
+  return t.chunks ?? [t];
+}
+
+/**
+ * A state tensor for parameter `p`, split in the same row chunks as `p`: from host data of p's
+ * size, or zeros. Kept past any scope.
+ */
+function stateLike(p: Tensor, data?: Float32Array): Tensor {
+  const make = (q: Tensor, o: number) =>
+    (data
+      ? T.fromArray(data.subarray(o, o + q.size), q.shape, { device: q.backend })
+      : T.zeros(q.shape, { device: q.backend })).keep();
+  const cs = p.chunks;
+  if (!cs) return make(p, 0);
+  let o = 0;
+  const chunks = cs.map((c) => {
+    const t = make(c, o);
+    o += c.size;
+    return t;
+  });
+  return T.fromChunks(chunks).keep();
+}
+
 /** AdamW over named parameters. */
 export class AdamW {
   /** Hyper-parameters in use. */
@@ -54,15 +86,16 @@ export class AdamW {
       decay: opts.decay ?? ((_n, p) => p.ndim >= 2),
     };
     for (const [name, p] of params) {
-      this.m.set(name, T.zeros(p.shape, { device: p.backend }).keep());
-      this.v.set(name, T.zeros(p.shape, { device: p.backend }).keep());
+      this.m.set(name, stateLike(p));
+      this.v.set(name, stateLike(p));
     }
   }
 
   /**
    * Applies one update. `grads` maps parameter tensors to their gradients (as returned by
-   * `Tape.backward`); a parameter without a gradient is left alone. `clip` (from
-   * `clipGradNormOnDevice`) scales every gradient by its factor inside the update kernel.
+   * `Tape.backward`; a parameter stored in row chunks by its chunk tensors); a parameter (or
+   * chunk) without a gradient is left alone. `clip` (from `clipGradNormOnDevice`) scales every
+   * gradient by its factor inside the update kernel.
    */
   update(grads: Map<Tensor, Tensor>, lr = this.opts.lr, clip?: Tensor): void {
     this.step++;
@@ -80,15 +113,19 @@ export class AdamW {
     };
     const items: AdamItem[] = [];
     for (const [name, p] of this.params) {
-      const g = grads.get(p);
-      if (!g) continue;
-      items.push({
-        p: p.storage,
-        g: g.storage,
-        m: this.m.get(name)!.storage,
-        v: this.v.get(name)!.storage,
-        n: p.size,
-        weightDecay: this.opts.decay(name, p) ? this.opts.weightDecay : 0,
+      const ps = parts(p), ms = parts(this.m.get(name)!), vs = parts(this.v.get(name)!);
+      const weightDecay = this.opts.decay(name, p) ? this.opts.weightDecay : 0;
+      ps.forEach((q, i) => {
+        const g = grads.get(q);
+        if (!g) return;
+        items.push({
+          p: q.storage,
+          g: g.storage,
+          m: ms[i].storage,
+          v: vs[i].storage,
+          n: q.size,
+          weightDecay,
+        });
       });
     }
     const dev = [...this.params.values()][0]?.backend;
@@ -132,8 +169,8 @@ export class AdamW {
       }
       this.m.get(name)!.dispose();
       this.v.get(name)!.dispose();
-      this.m.set(name, T.fromArray(b.m, p.shape, { device: p.backend }).keep());
-      this.v.set(name, T.fromArray(b.v, p.shape, { device: p.backend }).keep());
+      this.m.set(name, stateLike(p, b.m));
+      this.v.set(name, stateLike(p, b.v));
     }
     this.step = s.step;
   }
@@ -169,27 +206,28 @@ export class SGD {
       momentum: opts.momentum ?? 0.9,
       weightDecay: opts.weightDecay ?? 0,
     };
-    for (const [name, p] of params) {
-      this.buf.set(name, T.zeros(p.shape, { device: p.backend }).keep());
-    }
+    for (const [name, p] of params) this.buf.set(name, stateLike(p));
   }
 
   /** Applies one update (see {@link AdamW.update}). */
   update(grads: Map<Tensor, Tensor>, lr = this.opts.lr, clip?: Tensor): void {
     this.step++;
     for (const [name, p] of this.params) {
-      const g = grads.get(p);
-      if (!g) continue;
-      p.backend.sgd(
-        p.storage,
-        g.storage,
-        this.buf.get(name)!.storage,
-        p.size,
-        lr,
-        this.opts.momentum,
-        this.opts.weightDecay,
-        clip?.storage,
-      );
+      const bs = parts(this.buf.get(name)!);
+      parts(p).forEach((q, i) => {
+        const g = grads.get(q);
+        if (!g) return;
+        q.backend.sgd(
+          q.storage,
+          g.storage,
+          bs[i].storage,
+          q.size,
+          lr,
+          this.opts.momentum,
+          this.opts.weightDecay,
+          clip?.storage,
+        );
+      });
     }
   }
 
@@ -211,7 +249,7 @@ export class SGD {
         throw new Error(`SGD.setState: missing or mis-sized state for ${name}`);
       }
       this.buf.get(name)!.dispose();
-      this.buf.set(name, T.fromArray(b, p.shape, { device: p.backend }).keep());
+      this.buf.set(name, stateLike(p, b));
     }
     this.step = s.step;
   }

@@ -6,7 +6,8 @@
  * Methods:
  * - `lora`, `qlora`: rank-r adapters on the targeted linears; qlora stores every block linear of
  *   the frozen base in NF4 with double quantization (any `quant` format may be chosen for lora).
- * - `full`: every parameter trains (no quantization possible).
+ * - `full`: every parameter trains (no quantization possible), a tensor stored in row chunks
+ *   (over the backend's largest buffer, e.g. GPT-2's token embedding on lavapipe) chunk by chunk.
  * - `adapter`: bottleneck adapters after attention and MLP of every block.
  * - `bitfit`: only biases (of linears and LayerNorms) train.
  * - `freeze-lower`: blocks below `layers` are frozen; the rest and the final norm train, and an
@@ -22,7 +23,6 @@
  * @module
  */
 
-import { fmtShape } from "../tensor.ts";
 import type { CausalLM } from "../nn/causal_lm.ts";
 import type { Linear, LinearLike } from "../nn/linear.ts";
 import { QuantLinear } from "../nn/quant_linear.ts";
@@ -75,15 +75,6 @@ export async function preparePeft(
     }
   }
   await PEFT_METHODS[c.method].prepare(pm, model, c, calibration);
-  for (const [name, t] of pm.trainable) {
-    if (t.chunks) {
-      throw new Error(
-        `preparePeft: ${c.method} trains ${name} ${fmtShape(t.shape)}, which is larger than the ` +
-          `largest buffer of ${t.backend.description} (stored in ${t.chunks.length} row chunks) ` +
-          "and cannot be trained there; use lora or qlora, which freeze it",
-      );
-    }
-  }
   return pm;
 }
 

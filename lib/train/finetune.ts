@@ -150,6 +150,13 @@ export async function finetune(
   });
   const counts = pm.counts();
   log(countsSummary(args, counts));
+  for (const [name, t] of pm.trainable) {
+    if (!t.chunks) continue;
+    log(
+      `${name} [${t.shape.join(", ")}] (${(t.bytes / 1e6).toFixed(1)} MB) is over the largest ` +
+        `buffer of ${dev.description}: stored and trained in ${t.chunks.length} row chunks`,
+    );
+  }
   // Recompute each block in the backward pass (rewinding dropout) instead of keeping activations.
   if (ck.on) model.gradCheckpointing = { rngs: [pm.dropoutRng] };
   const opt = new AdamW(pm.trainable, {

@@ -52,11 +52,11 @@ function gb(bytes: number): string {
 /**
  * Throws an {@link InputError} naming the flag when `args` cannot work with `model` on `dev`:
  * `--ctx` over the model's context length, `--layers` over its block count, a `--targets` name
- * that matches no linear layer, `--method full` with a parameter over the adapter's largest buffer
- * (such tensors, e.g. GPT-2's 154 MB token embedding on a 128 MiB adapter, are stored in row
- * chunks, which LoRA and QLoRA use frozen but nothing trains), a vocabulary whose one row of
- * logits is over that buffer (more rows go through the loss in chunks), or activations (lower
- * bound) over the machine's memory. `targets` are the resolved target names.
+ * that matches no linear layer, a vocabulary whose one row of logits is over the adapter's largest
+ * buffer (more rows go through the loss in chunks), or activations (lower bound) over the
+ * machine's memory. `targets` are the resolved target names. (A parameter over that buffer, e.g.
+ * GPT-2's 154 MB token embedding on a 128 MiB adapter, is stored in row chunks, and every method
+ * but `sparse` trains it chunk by chunk.)
  */
 export function preflight(
   args: TrainArgs,
@@ -84,17 +84,6 @@ export function preflight(
         throw new InputError(
           `--targets ${targets.join(",")}: "${t}" matches no linear layer of this ${model.arch} ` +
             `model (its layers are ${names.join(", ")})`,
-        );
-      }
-    }
-  }
-  if (args.method === "full") {
-    for (const [name, t] of model.namedParameters()) {
-      if (t.chunks) {
-        throw new InputError(
-          `--method full: ${name} [${t.shape.join(", ")}] is larger than this adapter's largest ` +
-            `buffer (${gb(dev.maxStorageBytes)}), so it is stored in row chunks and cannot be ` +
-            "trained; use --method lora or qlora (which freeze it), or another device",
         );
       }
     }

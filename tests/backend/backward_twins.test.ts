@@ -119,6 +119,44 @@ Deno.test(
   },
 );
 
+Deno.test(
+  "embeddingBackward of a row chunk: CPU twin against float64, WebGPU bit for bit",
+  opts,
+  async () => {
+    const g = await gpu();
+    const rng = new Rng(64);
+    // Chunks of a table of `total` rows at odd starts; sizes that are not multiples of the
+    // 256-thread workgroup; ids over the whole table (most outside the chunk).
+    for (
+      const [n, total, start, V, C] of [[300, 23, 7, 7, 5], [70, 601, 259, 300, 3], [5, 9, 8, 1, 2]]
+    ) {
+      const ids = Array.from({ length: n }, () => rng.int(total));
+      const dy = randData(rng, n * C);
+      const rows = { start, total };
+      const [cpuOut, gpuOut] = await Promise.all(
+        [cpu, g].map((d) =>
+          d.read(d.embeddingBackward(upI(d, ids), up(d, dy), n, V, C, rows), "f32", V * C)
+        ),
+      );
+      const ref = new Array<number>(V * C).fill(0), abs = new Array<number>(V * C).fill(0);
+      ids.forEach((id, i) => {
+        if (id < start || id >= start + V) return;
+        for (let c = 0; c < C; c++) {
+          ref[(id - start) * C + c] += dy[i * C + c];
+          abs[(id - start) * C + c] += Math.abs(dy[i * C + c]);
+        }
+      });
+      // A sum of k f32 terms: |error| ≤ k·u·Σ|terms|, k ≤ n.
+      assertClose(cpuOut, ref, abs.map((s) => n * 2 ** -24 * s), `n${n} ${start}+${V}/${total}`);
+      assert.deepEqual(gpuOut, cpuOut, `n${n} ${start}+${V}/${total}: the same order`);
+    }
+    assert.throws(
+      () => cpu.embeddingBackward(upI(cpu, [9]), up(cpu, [1]), 1, 1, 1, { start: 8, total: 9 }),
+      /id 9 at 0 is outside \[0, 9\)/,
+    );
+  },
+);
+
 Deno.test("twins: geluGrad, step, silu and siluGrad", opts, async () => {
   const rng = new Rng(63);
   const x = randData(rng, 777, 4);

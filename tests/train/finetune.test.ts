@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
-import { ByteTokenizer, cpu, GPT } from "../../lib/mod.ts";
+import { ByteTokenizer, cpu, GPT, setSplitBytes } from "../../lib/mod.ts";
 import { loadModel, saveBnbModel, saveModel } from "../../lib/io/mod.ts";
 import { parseTrainArgs, type TrainArgs } from "../../lib/train/args.ts";
 import { finetune } from "../../lib/train/finetune.ts";
-import { gpu, runScript } from "../harness.ts";
+import { assertClose, gpu, runScript } from "../harness.ts";
 import { encodeDocuments } from "../../lib/data/batch.ts";
 import { splitByUnit } from "../../lib/data/split.ts";
 import { loadTextSource } from "../../lib/data/text_source.ts";
@@ -90,6 +90,53 @@ Deno.test("train: a stopped and resumed run gives the same losses bit for bit (C
   assert.deepEqual(rows.map((r) => r.step), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
   const run = JSON.parse(await Deno.readTextFile(`${fx.root}/b/run.json`));
   assert.equal(run.resumes.length, 1);
+  await Deno.remove(fx.root, { recursive: true });
+});
+
+Deno.test("train: --method full with wte in row chunks: the unsplit run's losses, exact resume, whole tensors saved", async () => {
+  const fx = await fixture();
+  const full = ["--method", "full", "--lr", "0.003"];
+  const a = await finetune(args(fx, `${fx.root}/a`, full), quiet);
+  // wte [257, 32] is 32.9 kB, every other parameter ≤ 16.4 kB: over 20 kB, wte alone is stored in
+  // 2 row chunks (129 and 128 rows) when the base is loaded.
+  const prev = setSplitBytes(20_000);
+  try {
+    const lines: string[] = [];
+    const s = await finetune(args(fx, `${fx.root}/s`, full), {
+      ...quiet,
+      log: (l) => lines.push(l),
+    });
+    assert.ok(
+      lines.some((l) => /transformer\.wte\.weight \[257, 32\] .* trained in 2 row chunks/.test(l)),
+      lines.join("\n"),
+    );
+    // Only the rounding of the head's input gradient (summed chunk by chunk) differs: seen equal
+    // losses over 8 steps; 1e-5 allowed (see tests/nn/split.test.ts).
+    assertClose(s.losses, a.losses, 1e-5, "split vs unsplit losses");
+    const part = await finetune(args(fx, `${fx.root}/p`, full), { ...quiet, stopAfter: 5 });
+    const rest = await finetune(
+      { ...args(fx, `${fx.root}/ignored`, full), resume: `${fx.root}/p` } as TrainArgs,
+      quiet,
+    );
+    // The optimizer state is saved and restored whole, per chunk on the device: bit for bit.
+    assert.deepEqual([...part.losses, ...rest.losses], s.losses);
+    const saved = await Deno.readFile(`${fx.root}/s/trainable.safetensors`);
+    assert.deepEqual(await Deno.readFile(`${fx.root}/p/trainable.safetensors`), saved);
+    // The same file layout as the unsplit run: whole tensors under their own names.
+    const header = (b: Uint8Array) => {
+      const n = Number(new DataView(b.buffer, b.byteOffset).getBigUint64(0, true));
+      const h = JSON.parse(new TextDecoder().decode(b.subarray(8, 8 + n)));
+      delete h.__metadata__;
+      return Object.fromEntries(
+        Object.entries(h).map(([k, v]) => [k, (v as { shape: number[] }).shape]),
+      );
+    };
+    const ha = header(await Deno.readFile(`${fx.root}/a/trainable.safetensors`));
+    assert.deepEqual(header(saved), ha);
+    assert.deepEqual(ha["transformer.wte.weight"], [257, 32]);
+  } finally {
+    setSplitBytes(prev);
+  }
   await Deno.remove(fx.root, { recursive: true });
 });
 

@@ -116,21 +116,29 @@ export function layerNormBackwardCpu(
   return { dx, dgamma, dbeta };
 }
 
-/** dtable[v, :] = Σ_{n : ids[n] = v} dy[n, :]; dy: [n, C] → [V, C]. */
+/**
+ * dtable[v, :] = Σ_{n : ids[n] = start + v} dy[n, :]; dy: [n, C] → [V, C], in position order.
+ * With `start` and `total`, the table is rows start … start + V - 1 of a table of `total` rows
+ * (a row chunk): ids of other rows add nothing, one outside [0, total) is an error.
+ */
 export function embeddingBackwardCpu(
   ids: Int32Array,
   dy: Float32Array,
   n: number,
   V: number,
   C: number,
+  start = 0,
+  total = V,
 ): Float32Array {
   const out = new Float32Array(V * C);
   for (let i = 0; i < n; i++) {
     const id = ids[i];
-    if (!(id >= 0 && id < V)) {
-      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${V})`);
+    if (!(id >= 0 && id < total)) {
+      throw new RangeError(`embedding: id ${id} at ${i} is outside [0, ${total})`);
     }
-    for (let c = 0; c < C; c++) out[id * C + c] += dy[i * C + c];
+    const r = id - start;
+    if (r < 0 || r >= V) continue; // another chunk's row
+    for (let c = 0; c < C; c++) out[r * C + c] += dy[i * C + c];
   }
   return out;
 }

@@ -279,8 +279,16 @@ export class CpuBackend implements Backend {
     return { dx: this.wrap(r.dx), dgamma: this.wrap(r.dgamma), dbeta: this.wrap(r.dbeta) };
   }
   /** See {@link Backend.embeddingBackward}. */
-  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage {
-    return this.wrap(embeddingBackwardCpu(this.i32(ids), this.f32(dy), n, V, C));
+  embeddingBackward(
+    ids: Storage,
+    dy: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage {
+    const { start, total } = rows ?? { start: 0, total: V };
+    return this.wrap(embeddingBackwardCpu(this.i32(ids), this.f32(dy), n, V, C, start, total));
   }
   /** See {@link Backend.crossEntropyBackward}. */
   crossEntropyBackward(

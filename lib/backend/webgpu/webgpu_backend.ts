@@ -546,13 +546,20 @@ export class WebGpuBackend implements Backend {
     return { dx, dgamma, dbeta };
   }
   /** See {@link Backend.embeddingBackward}: a counting sort by id, then sums per entry. */
-  embeddingBackward(ids: Storage, dy: Storage, n: number, V: number, C: number): Storage {
+  embeddingBackward(
+    ids: Storage,
+    dy: Storage,
+    n: number,
+    V: number,
+    C: number,
+    rows?: EmbeddingRows,
+  ): Storage {
     const o = this.out(V * C);
     const k = embeddingBackwardKernels();
     const cnt = this.out(V, "i32"),
       off = this.out(V + 1, "i32"),
       pos = this.out(Math.max(1, n), "i32");
-    const p = embeddingParams({ n, V, C });
+    const p = embeddingParams({ n, V, C, start: rows?.start ?? 0 });
     this.engine.run(k.zero, [cnt.buffer], p, groups1d(V));
     this.engine.run(k.count, [this.buf(ids), cnt.buffer], p, groups1d(n));
     this.engine.run(k.scan, [cnt.buffer, off.buffer], p, [1, 1, 1]);

@@ -7,7 +7,7 @@
 import { Tape } from "../../autograd/tape.ts";
 import { abs } from "../../ops/abs.ts";
 import { add } from "../../ops/elementwise.ts";
-import { scope, Tensor } from "../../tensor.ts";
+import { fmtShape, scope, Tensor } from "../../tensor.ts";
 import type { PeftMethod } from "./method.ts";
 
 /** Sparse: the top `sparsity` fraction of block weights by accumulated |gradient| on calibration batches train. */
@@ -22,6 +22,16 @@ export const sparse: PeftMethod = {
     const weights = [...model.namedParameters()].filter(([n, t]) =>
       model.blockIndex(n) >= 0 && t.ndim === 2
     );
+    for (const [n, t] of weights) {
+      if (t.chunks) {
+        throw new Error(
+          `preparePeft: sparse would mask ${n} ${fmtShape(t.shape)}, which is stored in ` +
+            `${t.chunks.length} row chunks (larger than the largest buffer of ` +
+            `${t.backend.description}); sparse masks of split tensors are not supported: use ` +
+            "full, lora or qlora",
+        );
+      }
+    }
     const score = new Map<Tensor, Tensor>();
     for (const batch of calibration) {
       const tape = new Tape();

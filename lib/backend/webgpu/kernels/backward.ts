@@ -118,8 +118,9 @@ ${MAIN_1D} {
  * bucket lists its positions in increasing order) and `emb_gather` (one thread per (v, c) sums
  * its bucket's rows of dy in that order: the same order, hence the same bits, as the CPU twin).
  * Work n·C + V·C + n²/2 comparisons instead of the V·C·n of scanning every position per entry.
- * Ids outside [0, V) are skipped. params (all): `EMBEDDING_PARAMS` (launcher `embeddingParams`,
- * `gather.ts`).
+ * Entry v holds id `start + v` (a row chunk of a bigger table; start 0: the whole table); ids
+ * outside [start, start + V) are skipped. params (all): `EMBEDDING_PARAMS` (launcher
+ * `embeddingParams`, `gather.ts`). Twin: `embeddingBackwardCpu`.
  */
 export function embeddingBackwardKernels(): Record<
   "zero" | "count" | "scan" | "scatter" | "gather",
@@ -145,7 +146,7 @@ ${MAIN_1D} {
 ${MAIN_1D} {
   let k = gidx(gid, nwg);
   if (k >= p_n()) { return; }
-  let v = I[k];
+  let v = I[k] - i32(p_start());
   if (v >= 0 && u32(v) < p_V()) { atomicAdd(&CNT[u32(v)], 1u); }
 }`,
     },
@@ -186,10 +187,11 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
 ${MAIN_1D} {
   let k = gidx(gid, nwg);
   if (k >= p_n()) { return; }
-  let v = I[k];
+  let id = I[k];
+  let v = id - i32(p_start());
   if (v < 0 || u32(v) >= p_V()) { return; }
   var rank = 0u;
-  for (var j = 0u; j < k; j++) { if (I[j] == v) { rank++; } }
+  for (var j = 0u; j < k; j++) { if (I[j] == id) { rank++; } }
   POS[OFF[u32(v)] + rank] = k;
 }`,
     },

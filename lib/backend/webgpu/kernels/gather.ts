@@ -9,8 +9,11 @@ import type { Kernel } from "../engine.ts";
 import { MAIN_1D, N_PARAMS, paramLayout, type ParamsOf, prelude } from "./common.ts";
 import { MAX_RANK } from "./elementwise.ts";
 
-/** Parameters of the embedding backward kernels: n ids, V entries of C floats. */
-export const EMBEDDING_PARAMS = paramLayout({ n: "u32", V: "u32", C: "u32" });
+/**
+ * Parameters of the embedding backward kernels: n ids, V entries of C floats, the entries being
+ * rows start … start + V - 1 of the table (start 0: the whole table; else a row chunk).
+ */
+export const EMBEDDING_PARAMS = paramLayout({ n: "u32", V: "u32", C: "u32", start: "u32" });
 /** Launcher of the embedding backward kernels. */
 export function embeddingParams(p: ParamsOf<typeof EMBEDDING_PARAMS>): number[] {
   return EMBEDDING_PARAMS.pack(p);
