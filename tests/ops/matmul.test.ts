@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { addMatmulInPlace, cpu, matmul, Rng, Tensor } from "../../lib/mod.ts";
 import { assertClose, bothBackends, gpu, randData, randInt, t, U32 } from "../harness.ts";
 import { matmulRef } from "../ref.ts";
+import type { WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 
 // Tolerance: a float32 dot product of K terms (plus bias) in any summation order is within
 // γ_{K+1}·Σ|a_k b_k| of the exact value, γ_n ≈ n·u (u = 2^-24). We allow 2·(K+2)·u·Σ|a_k b_k|,
@@ -133,3 +134,37 @@ bothBackends("addMatmulInPlace: y + α·h·wᵀ against float64; shapes are chec
     /do not fit/,
   );
 });
+
+Deno.test(
+  "matmul on WebGPU: up to 4 rows run as one matrix-vector dispatch, equal to float64",
+  { sanitizeResources: false, sanitizeOps: false },
+  async () => {
+    const g = (await gpu()) as WebGpuBackend;
+    const rng = new Rng(14);
+    try {
+      // K a multiple of 8 (whole words) or not, past the 256 columns a workgroup row covers; N
+      // past the 8 rows (x · Wᵀ) and the 256 columns (x · W) of a workgroup.
+      for (const [M, N, K] of [[1, 19, 1031], [2, 300, 72], [3, 1, 8], [4, 257, 2072]]) {
+        for (const transB of [true, false]) {
+          const withBias = M % 2 === 0;
+          const a = randData(rng, M * K), b = randData(rng, K * N), bias = randData(rng, N);
+          const ref = matmulRef(a, b, withBias ? bias : null, 1, M, N, K, false, transB, 0, 0);
+          for (const mv of [true, false]) {
+            g.matvecProducts = mv;
+            const d0 = new Map(g.engine.dispatchesByKernel);
+            const y = matmul(t(g, a, [M, K]), t(g, b, transB ? [N, K] : [K, N]), {
+              transB,
+              bias: withBias ? t(g, bias, [N]) : undefined,
+            });
+            const ran = [...g.engine.dispatchesByKernel].filter(([k, n]) => n > (d0.get(k) ?? 0));
+            const what = `M${M} N${N} K${K} transB ${transB} matvec ${mv}`;
+            assert.equal(ran.some(([k]) => k.startsWith("qmatvec:f32w")), mv, `${what}: ${ran}`);
+            assertClose(await y.toArray(), ref.out, tol(ref.absDot, K), what);
+          }
+        }
+      }
+    } finally {
+      g.matvecProducts = true;
+    }
+  },
+);

@@ -60,6 +60,13 @@ import {
   attentionTiledBackwardQKernel,
   attentionTiledForwardKernel,
 } from "./kernels/attention_tiled.ts";
+import {
+  F32_WEIGHT,
+  MV_ROWS,
+  qMatvecGroups,
+  qMatvecKernel,
+  qMatvecParams,
+} from "./kernels/qmatmul.ts";
 import { nParams } from "./kernels/common.ts";
 import {
   accumulateKernel,
@@ -280,6 +287,18 @@ export class WebGpuBackend implements Backend {
         );
       }
     } else o = this.out(n);
+    if (this.matvecFits(p, alpha)) {
+      // Few rows (generation): x · Wᵀ reads W [N, K] row by row; x · W reads B [K, N] as the
+      // kernel's transposed W. No 64- or 128-row tile is spent on one row.
+      const [Nw, Kw] = p.transB ? [p.N, p.K] : [p.K, p.N];
+      this.engine.run(
+        qMatvecKernel(F32_WEIGHT, !p.transB, p.M, Kw % 8 === 0),
+        [inputs[0], bias ? inputs[2] : inputs[0], o.buffer, inputs[1]],
+        qMatvecParams({ rows: p.M, outputs: p.N, inner: p.K, K: Kw, hasBias: !!bias, x0: 0 }),
+        qMatvecGroups(Nw, Kw, !p.transB),
+      );
+      return o;
+    }
     const v = this.matmulVariantFor(p);
     this.engine.run(
       matmulKernel(v, matmulSpec(p)),
@@ -289,6 +308,25 @@ export class WebGpuBackend implements Backend {
     );
     return o;
   }
+
+  /**
+   * Whether an f32 product runs as a matrix-vector product (`qMatvecKernel` over the plain f32
+   * weight): one matrix of at most {@link MV_ROWS} untransposed rows, no scale or accumulation,
+   * and a dispatch within the limit. {@link matvecProducts} turns it off.
+   */
+  private matvecFits(p: MatmulParams, alpha: number): boolean {
+    if (!this.matvecProducts || p.batch !== 1 || p.M > MV_ROWS || p.M < 1 || p.transA) {
+      return false;
+    }
+    if (alpha !== 1 || p.accumulate) return false;
+    const [Nw, Kw] = p.transB ? [p.N, p.K] : [p.K, p.N];
+    return qMatvecGroups(Nw, Kw, !p.transB)[0] <= 65535;
+  }
+  /**
+   * Whether f32 products of at most {@link MV_ROWS} rows run as matrix-vector products (default
+   * true; false sends them through the tiled matmul variants, for comparisons).
+   */
+  matvecProducts = true;
 
   /** Whether a variant's workgroup fits this device's limits. */
   matmulVariantFits(v: MatmulVariant): boolean {

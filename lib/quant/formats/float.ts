@@ -23,6 +23,7 @@ import {
 } from "../f16.ts";
 import { pack16 } from "../pack.ts";
 import type { QuantizedWeight } from "../weight.ts";
+import { F32_WEIGHT } from "../../backend/webgpu/kernels/qmatmul.ts";
 import {
   type Decoder,
   type KernelLayout,
@@ -161,18 +162,7 @@ export const f32Format: QuantFormatSpec<F32Weight> = {
     return (i0, n, out) => out.set(f.subarray(i0, i0 + n));
   },
   bindings: () => 1,
-  wgsl: (_: KernelLayout, b0: number) =>
-    `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
-fn wsetup(t: u32) {}
-fn wval(i: u32, n: u32) -> f32 { return bitcast<f32>(QW[i]); }
-fn wload8(i0: u32, n: u32) -> array<f32, 8> {
-  var o: array<f32, 8>;
-  for (var j = 0u; j < 8u; j++) { o[j] = bitcast<f32>(QW[i0 + j]); }
-  return o;
-}
-fn wload4(i0: u32, n: u32) -> vec4<f32> {
-  return bitcast<vec4<f32>>(vec4(QW[i0], QW[i0 + 1u], QW[i0 + 2u], QW[i0 + 3u]));
-}`,
+  wgsl: (_: KernelLayout, b0: number) => F32_WEIGHT.decodeWgsl(b0),
 };
 
 // ---------------------------------------------------------------------------------------------

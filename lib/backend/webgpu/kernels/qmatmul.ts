@@ -47,6 +47,29 @@ export interface QWeightSpec {
 }
 
 /**
+ * A plain f32 W [N, K] (one binding) read through the decoder interface: the f32 matmul's few-row
+ * products run {@link qMatvecKernel} with it. The f32 storage format (`lib/quant/formats/float.ts`)
+ * uses the same WGSL.
+ */
+export const F32_WEIGHT: QWeightSpec = {
+  key: "f32w",
+  bindings: 1,
+  setup: false,
+  decodeWgsl: (b0) =>
+    `@group(0) @binding(${b0}) var<storage, read> QW: array<u32>;
+fn wsetup(t: u32) {}
+fn wval(i: u32, n: u32) -> f32 { return bitcast<f32>(QW[i]); }
+fn wload8(i0: u32, n: u32) -> array<f32, 8> {
+  let a = bitcast<vec4<f32>>(vec4(QW[i0], QW[i0 + 1u], QW[i0 + 2u], QW[i0 + 3u]));
+  let b = bitcast<vec4<f32>>(vec4(QW[i0 + 4u], QW[i0 + 5u], QW[i0 + 6u], QW[i0 + 7u]));
+  return array<f32, 8>(a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w);
+}
+fn wload4(i0: u32, n: u32) -> vec4<f32> {
+  return bitcast<vec4<f32>>(vec4(QW[i0], QW[i0 + 1u], QW[i0 + 2u], QW[i0 + 3u]));
+}`,
+};
+
+/**
  * The WGSL that fills the weight's workgroup tables, by thread `t` (every thread of the workgroup
  * runs it, in uniform control flow), when the spec keeps any; else nothing.
  */
