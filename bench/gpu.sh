@@ -61,7 +61,7 @@ ldconfig -p 2>/dev/null | grep -q libopenblas && OPENBLAS=1
 
 if ((QUICK)); then
   QM=(--sizes "" --gpt2-m 16 --shapes 64x64x64,1x512x256 --formats f32,nf4 --min-ms 20
-    --copy --copy-mib 4)
+    --copy --copy-mib 4 --code-table both)
   MM=(--sizes 64,128 --min-ms 20 --js-max 128)
   TS=(--min-ms 1 --gpt2-batch 1x16 --gpt2-layers 1 --gpt2-vocab 1024)
   AT=(--min-ms 20 --shapes 1x2x64x32 --tune)
@@ -70,7 +70,7 @@ if ((QUICK)); then
     --gpt2-vocab 1024)
 else
   QM=(--sizes "" --gpt2-m 8192 --shapes 4096x4096x4096,1x16384x8192 --formats f32,nf4,nf4+dq
-    --min-ms 200 --copy)
+    --min-ms 200 --copy --code-table both)
   if ((OPENBLAS)); then MM=(--sizes 1024,4096 --min-ms 300 --js-max 512); else
     MM=(--sizes 1024 --min-ms 300 --js-max 512)
   fi
@@ -84,7 +84,7 @@ fi
 # Correctness on this adapter first: every WGSL kernel against its CPU twin (attention, matmul
 # variants, f16, backward kernels, quantized formats), so the numbers below come from kernels
 # that were checked on this GPU.
-part twins.txt 60 "${DENO[@]}" test --no-check --allow-read --allow-write --allow-env --allow-run \
+part twins.txt 90 "${DENO[@]}" test --no-check --allow-read --allow-write --allow-env --allow-run \
   --allow-ffi=/usr/lib tests/ops/attention.test.ts tests/ops/twins.test.ts tests/backend/ \
   tests/quant/ tests/ops/attention_select.test.ts tests/train/step_waits.test.ts
 part qmatmul 120 "${RUN[@]}" bench/qmatmul.ts --json --backends webgpu "${QM[@]}"

@@ -129,11 +129,14 @@ for (
   );
 }
 
-// Goal 3: NF4 vs our f32 at training shapes; batch-1 NF4 vs the copy ceiling.
+// Goal 3: NF4 vs our f32 at training shapes; batch-1 NF4 vs the copy ceiling. Rows of
+// `--code-table both` say where the 4-bit code table was.
+// deno-lint-ignore no-explicit-any
+const tableTag = (r: any) => (r.code_table ? ` (table ${r.code_table})` : "");
 for (const r of qgpu.filter((r) => r.format.startsWith("nf4") && r.M > 1)) {
   line(
     "3",
-    `${r.format} ${r.shape} ${r.M}x${r.N}x${r.K}`,
+    `${r.format}${tableTag(r)} ${r.shape} ${r.M}x${r.N}x${r.K}`,
     flops(r.gflops),
     "our f32",
     r.x_f32,
@@ -147,10 +150,10 @@ if (qm?.copy) {
     } GB/s (read + write), ${qm.copy.rows.length} measurements`,
   );
 }
-for (const r of qgpu.filter((r) => r.format.startsWith("nf4") && r.M === 1)) {
+for (const r of qgpu.filter((r) => /^(nf4|f32)/.test(r.format) && r.M === 1)) {
   line(
     "3",
-    `${r.format} M=1 ${r.N}x${r.K} (${f(r.weightBytes / 2 ** 20, 1)} MiB)`,
+    `${r.format}${tableTag(r)} M=1 ${r.N}x${r.K} (${f(r.weightBytes / 2 ** 20, 1)} MiB)`,
     gbs(r.gbps),
     gbs(qm?.copy?.best_gbps),
     r.copy_fraction,
@@ -191,7 +194,7 @@ for (const r of rowsOf(tr).filter((r) => isGpu(r) && r.method)) {
   console.log(
     `      attention ${r.attention_path ?? "—"}; ${r.gpu_waits_per_step ?? "—"} GPU waits, ${
       r.submits_per_step ?? "—"
-    } submits per step; host ${
+    } submits, ${r.buffers_created_per_step ?? "—"} new buffers per step; host ${
       r.host_ms_per_step == null ? "— (no profile)" : `${f(r.host_ms_per_step, 1)} ms`
     } of ${f(r.profile_wall_ms_per_step ?? r.ms, 1)} ms per step`,
   );

@@ -10,7 +10,8 @@
  * parameter count and the attention path its shape ran (`attention_path`: tiled, rows or
  * composed; on a hardware GPU chosen by timing after the warm-up step, as a run does, with the
  * timings in `attention_tuning`); on WebGPU it also gives the dispatches of one step (with the
- * most frequent kernels), `gpu_waits_per_step` and `submits_per_step` (the engine's counters),
+ * most frequent kernels), `gpu_waits_per_step`, `submits_per_step` and `buffers_created_per_step`
+ * (the engine's counters),
  * `host_ms_per_step` (wall minus GPU ms of the `--profile` steps; null without a profile) and the
  * peak GPU bytes handed out by the engine while the row ran (model, optimizer state and step).
  *
@@ -153,6 +154,8 @@ interface Row {
   gpu_waits_per_step?: number;
   /** Command buffers submitted in one step. */
   submits_per_step?: number;
+  /** GPU buffers created in one step (pool misses; 0 in steady state). */
+  buffers_created_per_step?: number;
   /**
    * `--profile`: wall ms minus GPU ms (timestamp queries) of the profiled steps, the host's share
    * of a step (on a software adapter the "GPU" is the same CPU, so this means little there);
@@ -250,7 +253,7 @@ for (const dev of backends) {
       const ids = Array.from({ length: B * T }, () => rng.int(cfg.vocab_size));
       const x = Int32Array.from(ids);
       const y = Int32Array.from(ids, (t) => (t + 1) % cfg.vocab_size);
-      let dispatches = 0, waits = 0, submits = 0;
+      let dispatches = 0, waits = 0, submits = 0, created = 0;
       let byKernel = new Map<string, number>();
       let tuned = 0;
       const attShape = { B, nHead: cfg.n_head, T, hd: cfg.n_embd / cfg.n_head };
@@ -269,12 +272,14 @@ for (const dev of backends) {
       const batch = { x, y, batchSize: B, seqLen: T, starts: new Int32Array(B) };
       const step = async () => {
         const d0 = engine?.dispatches ?? 0, w0 = engine?.waits ?? 0, s0 = engine?.submits ?? 0;
+        const c0 = engine?.buffersCreated ?? 0;
         const k0 = new Map(engine?.dispatchesByKernel ?? []);
         await trainStep(model, pm.trainable.values(), opt, [batch], { lr: 1e-4, maxNorm: 1 });
         if (engine) {
           dispatches = engine.dispatches - d0;
           waits = engine.waits - w0;
           submits = engine.submits - s0;
+          created = engine.buffersCreated - c0;
           byKernel = new Map(
             [...engine.dispatchesByKernel].map(([k, v]) => [k, v - (k0.get(k) ?? 0)]),
           );
@@ -334,6 +339,7 @@ for (const dev of backends) {
             dispatches_per_step: dispatches,
             gpu_waits_per_step: waits,
             submits_per_step: submits,
+            buffers_created_per_step: created,
             host_ms_per_step: profileMs !== undefined && profileWallMs !== undefined
               ? profileWallMs - profileMs
               : null,
@@ -370,7 +376,7 @@ if (values.json) {
     const gpu = r.dispatches_per_step !== undefined
       ? ` ${String(r.dispatches_per_step).padStart(6)} disp ${
         ((r.peak_bytes ?? 0) / 2 ** 20).toFixed(0).padStart(7)
-      } MiB, ${r.gpu_waits_per_step} wait ${r.submits_per_step} submits${
+      } MiB, ${r.gpu_waits_per_step} wait ${r.submits_per_step} submits ${r.buffers_created_per_step} new buffers${
         r.host_ms_per_step != null ? `, host ${r.host_ms_per_step.toFixed(1)} ms` : ""
       }`
       : "";

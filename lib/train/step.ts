@@ -92,22 +92,28 @@ export async function trainStep(
   const n = batches.length;
   if (!oneWait && !Number.isFinite(lossSum)) throw new DivergedError(lossSum / n);
   lossSum = await scope(async () => {
+    // The gradients were kept past their micro-batch's scope: they are released here, after the
+    // update, or each step would leave a set behind (on WebGPU, buffers the pool never sees again).
     const grads = acc.take();
-    o.mask?.(grads);
-    if (!oneWait) {
-      await clipGradNorm(grads, o.maxNorm);
-      opt.update(grads, o.lr);
-      return lossSum;
+    try {
+      o.mask?.(grads);
+      if (!oneWait) {
+        await clipGradNorm(grads, o.maxNorm);
+        opt.update(grads, o.lr);
+        return lossSum;
+      }
+      const clip = clipGradNormOnDevice(grads, o.maxNorm);
+      opt.update(grads, o.lr, clip);
+      // The step's one wait: every loss and the [norm, factor] pair in one readback.
+      const host = await Tensor.readAll([...lossesOnDevice, clip]);
+      const norm = host[host.length - 1][0];
+      const s = host.slice(0, -1).reduce((a, b) => a + b[0], 0);
+      if (!Number.isFinite(s) || !Number.isFinite(norm)) throw new DivergedError(s / n);
+      return s;
+    } finally {
+      for (const g of grads.values()) g.dispose();
+      for (const t of lossesOnDevice) t.dispose();
     }
-    const clip = clipGradNormOnDevice(grads, o.maxNorm);
-    opt.update(grads, o.lr, clip);
-    // The step's one wait: every loss and the [norm, factor] pair in one readback.
-    const host = await Tensor.readAll([...lossesOnDevice, clip]);
-    const norm = host[host.length - 1][0];
-    for (const t of lossesOnDevice) t.dispose();
-    const s = host.slice(0, -1).reduce((a, b) => a + b[0], 0);
-    if (!Number.isFinite(s) || !Number.isFinite(norm)) throw new DivergedError(s / n);
-    return s;
   });
   return { loss: lossSum / n, trained, masked };
 }

@@ -63,3 +63,46 @@ Deno.test(
     model.dispose();
   },
 );
+
+Deno.test(
+  "WebGPU training steps in steady state allocate no new buffers and hold no more memory",
+  opts,
+  async () => {
+    const dev = (await gpu()) as WebGpuBackend;
+    const eng = dev.engine;
+    const cfg = { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 2 };
+    const rng = new Rng(3);
+    const [B, T] = [2, 16];
+    const batch = (): Batch => {
+      const ids = Int32Array.from({ length: B * T + 1 }, () => rng.int(cfg.vocab_size));
+      return {
+        x: ids.slice(0, B * T),
+        y: ids.slice(1),
+        batchSize: B,
+        seqLen: T,
+        starts: new Int32Array(B),
+      };
+    };
+    // Full fine-tuning gives every parameter a gradient (the leak this guards against was one
+    // set of gradients per step: kept past the micro-batch, never disposed).
+    for (const method of ["full", "lora"] as const) {
+      const model = GPT.init(cfg, { device: dev, seed: 1 });
+      const pm = await preparePeft(model, { method, dropout: 0 });
+      const opt = new AdamW(pm.trainable, { lr: 1e-3, weightDecay: 0 });
+      const step = (n: number) =>
+        trainStep(model, pm.trainable.values(), opt, Array.from({ length: n }, batch), {
+          lr: 1e-3,
+          maxNorm: 1,
+        });
+      for (const micro of [1, 2]) {
+        await step(micro); // the pool fills
+        const [c0, live0] = [eng.buffersCreated, eng.liveBytes];
+        for (let i = 0; i < 3; i++) await step(micro);
+        assert.equal(eng.buffersCreated - c0, 0, `${method}, ${micro} micro-batches: new buffers`);
+        assert.equal(eng.liveBytes, live0, `${method}, ${micro} micro-batches: live bytes`);
+      }
+      opt.dispose();
+      model.dispose();
+    }
+  },
+);

@@ -89,6 +89,12 @@ export class GpuEngine {
   /** Command buffers submitted (`queue.submit`) since the engine was made. */
   submits = 0;
   /**
+   * GPU buffers created since the engine was made (pool misses of {@link alloc}). A training step
+   * in steady state should create none: a new buffer costs a driver allocation and, in wgpu, a
+   * zero-fill on first use.
+   */
+  buffersCreated = 0;
+  /**
    * Times the host waited for the GPU since the engine was made: each `mapAsync` of a readback
    * or profile and each `onSubmittedWorkDone` of {@link sync} (reads issued together, as
    * {@link readMany} does, count once).
@@ -132,6 +138,7 @@ export class GpuEngine {
     this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
     const free = this.pool.get(size);
     if (free && free.length) return free.pop()!;
+    this.buffersCreated++;
     return this.device.createBuffer({
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
