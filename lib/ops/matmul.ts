@@ -7,6 +7,7 @@
 import { record } from "../autograd/record.ts";
 import type { MatmulParams } from "../backend/backend.ts";
 import { fmtShape, numel, scope, Tensor } from "../tensor.ts";
+import { add } from "./elementwise.ts";
 import { sum } from "./reduce.ts";
 import { matmulChunked } from "./split.ts";
 import { needDtype, sameBackend } from "./util.ts";
@@ -47,13 +48,15 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const transA = opts.transA ?? false, transB = opts.transB ?? false;
   const bias = opts.bias;
   if (b.chunks) {
-    if (transA || bias || a.chunks) {
+    if (transA || a.chunks) {
       throw new RangeError(
         `matmul: ${fmtShape(b.shape)} is stored in row chunks; it takes only an untransposed ` +
-          "whole left operand and no bias",
+          "whole left operand",
       );
     }
-    return matmulChunked(a, b, transB);
+    if (!bias) return matmulChunked(a, b, transB);
+    // The bias is added after the chunked product (its gradient is the broadcast add's).
+    return scope(() => add(matmulChunked(a, b, transB), bias));
   }
   sameBackend("matmul", a, b, ...(bias ? [bias] : []));
   const sa = `${fmtShape(a.shape)}${transA ? "ᵀ" : ""}`;

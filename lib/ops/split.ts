@@ -81,7 +81,7 @@ function columns(dev: Backend, s: Storage, rows: number, cols: number, c0: numbe
 
 /**
  * `matmul(a, w, { transB })` for a 2-D f32 `w` stored in row chunks and an untransposed f32 `a`
- * [..., M, K] (no bias). With `transB` (w: [N, K], the output projection) each chunk gives its
+ * [..., M, K] (no bias: `matmul` adds one after). With `transB` (w: [N, K], the output projection) each chunk gives its
  * columns of the output; without (w: [K, N]) each chunk multiplies its slice of a's columns and
  * the products are summed. Backward: `a` gets the product of the gradient with `w` (chunked the
  * other way); chunk i, rows r_i … r_i + n_i - 1 of `w`, gets `g[:, its columns]ᵀ · a` (transB)

@@ -184,3 +184,51 @@ bothBackends("split grads: setSplitBytes chunks and a chunk no id falls in", asy
   assert.deepEqual(g, whole);
   assert.ok(g.subarray(6 * 4, 18 * 4).every((v) => v === 0));
 });
+
+bothBackends(
+  "split matmul with a bias: the product, its bias gradient and dW as unsplit",
+  async (dev) => {
+    const rng = new Rng(76);
+    const V = 23, C = 6, rows = 5;
+    const data = randData(rng, V * C), xd = randData(rng, rows * C), bd = randData(rng, V);
+    const G = randData(rng, rows * V);
+    const x = Tensor.fromArray(xd, [rows, C], { device: dev });
+    const out: Record<string, { y: Float32Array; db: Float32Array; dw: Float32Array }> = {};
+    for (const split of [false, true]) {
+      const w = table(dev, data, C, split);
+      const bias = Tensor.fromArray(bd, [V], { device: dev });
+      const tape = new Tape();
+      tape.watch(w, bias);
+      let y!: Tensor;
+      const loss = tape.run(() => {
+        y = matmul(x, w, { transB: true, bias }); // [rows, V]
+        return sum(mul(y, Tensor.fromArray(G, [rows, V], { device: dev })).reshape([-1]), 0);
+      });
+      const grads = tape.backward(loss);
+      const dw = new Float32Array(V * C);
+      let o = 0;
+      for (const c of w.chunks ?? [w]) {
+        const a = await grads.get(c)!.toArray();
+        dw.set(a, o);
+        o += a.length;
+      }
+      out[String(split)] = {
+        y: (await y.toArray()) as Float32Array,
+        db: (await grads.get(bias)!.toArray()) as Float32Array,
+        dw,
+      };
+    }
+    const ref = matmulRef(xd, data, bd, 1, rows, V, C, false, true, 0, 0);
+    assertClose(out.true.y, ref.out, dotTol(C + 1, ref.absDot), "y vs float64");
+    assertClose(out.true.y, out.false.y, dotTol(2 * C + 2, ref.absDot), "y split vs whole");
+    // The bias gradient is the column sum of G either way; dW as in the tests above.
+    assertClose(
+      out.true.db,
+      out.false.db,
+      out.false.db.map((v) => 4 * rows * U32 * (Math.abs(v) + 1)),
+      "db",
+    );
+    const dref = matmulRef(G, xd, null, 1, V, C, rows, true, false, 0, 0);
+    assertClose(out.true.dw, dref.out, dotTol(rows, dref.absDot), "dW vs float64");
+  },
+);
