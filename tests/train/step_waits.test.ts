@@ -11,6 +11,21 @@ import { gpu } from "../harness.ts";
 
 const opts = { sanitizeResources: false, sanitizeOps: false };
 
+/** A maker of random [2, 16] token batches. */
+function batches(rng: Rng, vocab: number): () => Batch {
+  const [B, T] = [2, 16];
+  return () => {
+    const ids = Int32Array.from({ length: B * T + 1 }, () => rng.int(vocab));
+    return {
+      x: ids.slice(0, B * T),
+      y: ids.slice(1),
+      batchSize: B,
+      seqLen: T,
+      starts: new Int32Array(B),
+    };
+  };
+}
+
 Deno.test(
   "a WebGPU training step waits once and submits a bounded number of times",
   opts,
@@ -21,18 +36,7 @@ Deno.test(
     const model = GPT.init(cfg, { device: dev, seed: 1 });
     const pm = await preparePeft(model, { method: "lora", dropout: 0 });
     const opt = new AdamW(pm.trainable, { lr: 1e-3, weightDecay: 0 });
-    const rng = new Rng(2);
-    const [B, T] = [2, 16];
-    const batch = (): Batch => {
-      const ids = Int32Array.from({ length: B * T + 1 }, () => rng.int(cfg.vocab_size));
-      return {
-        x: ids.slice(0, B * T),
-        y: ids.slice(1),
-        batchSize: B,
-        seqLen: T,
-        starts: new Int32Array(B),
-      };
-    };
+    const batch = batches(new Rng(2), cfg.vocab_size);
     const step = (n: number) =>
       trainStep(model, pm.trainable.values(), opt, Array.from({ length: n }, batch), {
         lr: 1e-3,
@@ -71,18 +75,7 @@ Deno.test(
     const dev = (await gpu()) as WebGpuBackend;
     const eng = dev.engine;
     const cfg = { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 2 };
-    const rng = new Rng(3);
-    const [B, T] = [2, 16];
-    const batch = (): Batch => {
-      const ids = Int32Array.from({ length: B * T + 1 }, () => rng.int(cfg.vocab_size));
-      return {
-        x: ids.slice(0, B * T),
-        y: ids.slice(1),
-        batchSize: B,
-        seqLen: T,
-        starts: new Int32Array(B),
-      };
-    };
+    const batch = batches(new Rng(3), cfg.vocab_size);
     // Full fine-tuning gives every parameter a gradient (the leak this guards against was one
     // set of gradients per step: kept past the micro-batch, never disposed).
     for (const method of ["full", "lora"] as const) {
