@@ -70,7 +70,7 @@ export class GpuEngine {
   readonly hasTimestamps: boolean;
 
   private pool = new Map<number, GPUBuffer[]>();
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private pipelines = new Map<string, { pipe: GPUComputePipeline; layout: GPUBindGroupLayout }>();
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private pending = 0;
@@ -209,16 +209,17 @@ export class GpuEngine {
     }
   }
 
-  /** The compiled pipeline of a kernel, from the cache when possible. */
-  private pipeline(k: Kernel): GPUComputePipeline {
+  /** The compiled pipeline of a kernel and its bind group layout, from the cache when possible. */
+  private pipeline(k: Kernel): { pipe: GPUComputePipeline; layout: GPUBindGroupLayout } {
     let p = this.pipelines.get(k.key);
     if (!p) {
       const module = this.device.createShaderModule({ code: k.code, label: k.key });
-      p = this.device.createComputePipeline({
+      const pipe = this.device.createComputePipeline({
         layout: "auto",
         compute: { module, entryPoint: "main" },
         label: k.key,
       });
+      p = { pipe, layout: pipe.getBindGroupLayout(0) };
       this.pipelines.set(k.key, p);
     }
     return p;
@@ -234,12 +235,12 @@ export class GpuEngine {
     const slot = this.pending++;
     this.ringData.fill(0, (slot * SLOT_BYTES) / 4, ((slot + 1) * SLOT_BYTES) / 4);
     for (let i = 0; i < params.length; i++) this.ringData[(slot * SLOT_BYTES) / 4 + i] = params[i];
-    const pipe = this.pipeline(k);
+    const { pipe, layout } = this.pipeline(k);
     const entries: GPUBindGroupEntry[] = [
       { binding: 0, resource: { buffer: this.ring, offset: slot * SLOT_BYTES, size: 128 } },
     ];
     buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b } }));
-    const bind = this.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries });
+    const bind = this.device.createBindGroup({ layout, entries });
     const pass = this.computePass(k.key);
     pass.setPipeline(pipe);
     pass.setBindGroup(0, bind);
