@@ -47,8 +47,8 @@ export async function evaluateBatches(
   let total = 0, count = 0, batches_ = 0;
   const pending: { loss: Tensor; weight: number }[] = [];
   const drain = async () => {
-    const values = await Promise.all(pending.map((p) => p.loss.item()));
-    values.forEach((v, i) => total += v * pending[i].weight);
+    const values = await Tensor.readAll(pending.map((p) => p.loss)); // one wait for the group
+    values.forEach((v, i) => total += v[0] * pending[i].weight);
     for (const p of pending) p.loss.dispose();
     pending.length = 0;
   };

@@ -2,10 +2,11 @@
 // readback of its losses and gradient norm — and submits a bounded number of command buffers
 // (issue 15, item 2), counted by the engine (GpuEngine.waits / submits).
 import assert from "node:assert/strict";
-import { AdamW, GPT, preparePeft, Rng } from "../../lib/mod.ts";
+import { AdamW, GPT, preparePeft, Rng, Tensor } from "../../lib/mod.ts";
 import type { WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { MAX_BATCH } from "../../lib/backend/webgpu/engine.ts";
-import type { Batch } from "../../lib/data/batch.ts";
+import { type Batch, evalBatches } from "../../lib/data/batch.ts";
+import { evaluate } from "../../lib/train/eval.ts";
 import { trainStep } from "../../lib/train/step.ts";
 import { gpu } from "../harness.ts";
 
@@ -97,5 +98,31 @@ Deno.test(
       opt.dispose();
       model.dispose();
     }
+  },
+);
+
+Deno.test(
+  "WebGPU evaluation reads a group of batch losses with one wait, same mean",
+  opts,
+  async () => {
+    const dev = (await gpu()) as WebGpuBackend;
+    const cfg = { vocab_size: 64, n_positions: 16, n_embd: 32, n_layer: 2, n_head: 2 };
+    const model = GPT.init(cfg, { device: dev, seed: 4 });
+    const rng = new Rng(5);
+    const tokens = Int32Array.from({ length: 5 * 2 * 16 + 1 }, () => rng.int(cfg.vocab_size));
+    const w0 = dev.engine.waits;
+    const mean = await evaluate(model, tokens, 2, 16); // 5 batches of [2, 16]
+    assert.equal(dev.engine.waits - w0, 1, "one wait for the five losses");
+    // The same losses read one by one, weighted by their targets, summed in batch order.
+    let total = 0, count = 0;
+    for (const b of evalBatches(tokens, 2, 16)) {
+      const x = Tensor.fromArray(b.x, [2, 16], { device: dev, dtype: "i32" });
+      const y = Tensor.fromArray(b.y, [2, 16], { device: dev, dtype: "i32" });
+      const n = b.y.length;
+      total += (await model.loss(x, y, { count: n }).item()) * n;
+      count += n;
+    }
+    assert.equal(mean, total / count);
+    model.dispose();
   },
 );
