@@ -130,9 +130,9 @@ fn load8(i0: u32, n: u32, k0: u32, K: u32) -> array<vec4<f32>, 2> {
   return array<vec4<f32>, 2>(vec4(o[0], o[1], o[2], o[3]), vec4(o[4], o[5], o[6], o[7]));
 }`;
 
-// The WGSL of `f(m)` for m = 0 … MV_ROWS-1 (x rows are unrolled so accumulators stay registers).
-function rows(f: (m: number) => string): string {
-  return Array.from({ length: MV_ROWS }, (_, m) => f(m)).join("\n");
+// The WGSL of `f(m)` for m = 0 … n-1 (x rows are unrolled so accumulators stay registers).
+function rows(f: (m: number) => string, n = MV_ROWS): string {
+  return Array.from({ length: n }, (_, m) => f(m)).join("\n");
 }
 
 /**
@@ -163,7 +163,9 @@ export function qMatvecGroups(N: number, K: number, transW: boolean): [number, n
 /**
  * Matrix-vector `y = x · op(W) (+ bias)` for up to {@link MV_ROWS} rows of x at a time.
  * params: {@link Q_MATVEC_PARAMS}. Bindings: x [*, inner], bias [outputs], y [*, outputs], then
- * the weight's. Dispatch: {@link qMatvecGroups}.
+ * the weight's. Dispatch: {@link qMatvecGroups}. Untransposed, the kernel is built for exactly
+ * `xRows` x rows (the dispatch's `rows` must equal it) and, with `aligned`, for K a multiple of 8
+ * (whole words, no tail); the transposed kernel takes any `rows` ≤ {@link MV_ROWS}.
  */
 export function qMatvecKernel(
   s: QWeightSpec,
@@ -188,55 +190,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) t
 ${setupWgsl(s, "t")}`;
   if (!transW) {
     // 8 rows of W per workgroup, 32 threads per row, each taking groups of 8 columns in turn;
-    // acc[m] is x row m's partial dot product. The x row count R and whether K is a multiple of 8
+    // a<m> is x row m's partial dot product. The x row count R and whether K is a multiple of 8
     // are baked in, so the loop has no branch per row or per group.
     const R = Math.max(1, Math.min(MV_ROWS, xRows));
     const xs = (m: number) => `(x0 + ${m}u) * KI + k0`;
     const step = aligned
       ? `      let wa = wload4(n * WK + k0, n);
       let wb = wload4(n * WK + k0 + 4u, n);
-${
-        Array.from(
-          { length: R },
-          (_, m) => `      a${m} += dot(x4(${xs(m)}), wa) + dot(x4(${xs(m)} + 4u), wb);`,
-        ).join("\n")
-      }`
+${rows((m) => `      a${m} += dot(x4(${xs(m)}), wa) + dot(x4(${xs(m)} + 4u), wb);`, R)}`
       : `      let w = load8(n * WK + k0, n, k0, WK);
       let cnt = min(8u, KI - k0);
-${Array.from({ length: R }, (_, m) => `      a${m} += xdot(${xs(m)}, cnt, w);`).join("\n")}`;
+${rows((m) => `      a${m} += xdot(${xs(m)}, cnt, w);`, R)}`;
     return {
       key: `qmatvec:${s.key}:t0:r${R}${aligned ? "a" : ""}`,
       code: `${head}
   let lane = t % 32u;
   let n = wg.x * ${MV_WG_ROWS}u + t / 32u;
-${Array.from({ length: R }, (_, m) => `  var a${m} = 0.0;`).join("\n")}
+${rows((m) => `  var a${m} = 0.0;`, R)}
   if (n < NO) {
     for (var k0 = lane * 8u; k0 < KI; k0 += 256u) {
 ${step}
     }
   }
-${Array.from({ length: R }, (_, m) => `  red[${m}u * 256u + t] = a${m};`).join("\n")}
+${rows((m) => `  red[${m}u * 256u + t] = a${m};`, R)}
   workgroupBarrier();
   for (var h = 16u; h > 0u; h >>= 1u) {
     if (lane < h) {
-${
-        Array.from(
-          { length: R },
-          (_, m) => `      red[${m}u * 256u + t] += red[${m}u * 256u + t + h];`,
-        ).join("\n")
-      }
+${rows((m) => `      red[${m}u * 256u + t] += red[${m}u * 256u + t + h];`, R)}
     }
     workgroupBarrier();
   }
   if (lane == 0u && n < NO) {
     var b = 0.0;
     if (hasBias) { b = Bias[n]; }
-${
-        Array.from(
-          { length: R },
-          (_, m) => `    O[(x0 + ${m}u) * NO + n] = red[${m}u * 256u + t] + b;`,
-        ).join("\n")
-      }
+${rows((m) => `    O[(x0 + ${m}u) * NO + n] = red[${m}u * 256u + t] + b;`, R)}
   }
 }
 var<workgroup> red: array<f32, ${R * 256}>; // partial sums of each thread, x row by x row
