@@ -665,8 +665,8 @@ export class WebGpuBackend implements Backend {
   quantCodeTable: "private" | "workgroup" | null = null;
   /**
    * The code table's place: {@link quantCodeTable} when set, else a private array on a software
-   * adapter (on lavapipe the workgroup copy's extra barrier made M = 1 at 16384 × 2048 1.7–1.9×
-   * slower) and workgroup memory on a GPU (as bitsandbytes' kernels: no per-thread copy that a
+   * adapter (on lavapipe the workgroup copy's extra barrier made M = 1 at 16384 × 2048 1.7×
+   * (nf4) to 5.5× (nf4+dq) slower) and workgroup memory on a GPU (as bitsandbytes' kernels: no per-thread copy that a
    * code-indexed look-up could send to local memory).
    */
   codeTable(): "private" | "workgroup" {
