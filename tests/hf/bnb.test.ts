@@ -5,17 +5,7 @@
 // that loralab loads them into 4-bit QuantLinears whose logits equal the float64 reference
 // forward over the de-quantized weights; then that saveBnbModel writes that same layout.
 import assert from "node:assert/strict";
-import {
-  type Backend,
-  ByteTokenizer,
-  cpu,
-  type GPT,
-  Linear,
-  quant,
-  QuantLinear,
-  Rng,
-  Tensor,
-} from "../../lib/mod.ts";
+import { ByteTokenizer, cpu, type GPT, Linear, quant, QuantLinear, Rng } from "../../lib/mod.ts";
 import {
   loadHfWeights,
   loadModel,
@@ -33,6 +23,7 @@ import {
   llamaConfig,
   llamaRef,
   llamaWeights,
+  logits,
   maxErr,
   type Weights,
   writeCheckpoint,
@@ -182,15 +173,6 @@ async function writeBnb(
   }
   await writeSafetensors(`${dir}/model.safetensors`, out, { format: "pt" });
   return ref;
-}
-
-async function logits(dev: Backend, model: { forward(ids: Tensor): Tensor }, ids: number[]) {
-  const x = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], { device: dev });
-  const y = model.forward(x);
-  const out = (await y.toArray()) as Float32Array;
-  x.dispose();
-  y.dispose();
-  return out;
 }
 
 bothBackends(

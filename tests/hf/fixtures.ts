@@ -6,7 +6,7 @@
  * written plainly from the papers / transformers' modeling code, independent of lib/.
  */
 
-import { Rng } from "../../lib/mod.ts";
+import { type Backend, Rng, Tensor } from "../../lib/mod.ts";
 import { type Dtype, tensorFromArray, writeSafetensors } from "../../lib/io/mod.ts";
 import { fromBf16Bits, fromF16Bits, toBf16Bits, toF16Bits } from "../../lib/quant/f16.ts";
 
@@ -495,4 +495,18 @@ export function maxErr(got: ArrayLike<number>, want: number[][]): { err: number;
   }
   if (got.length !== flat.length) throw new Error(`length ${got.length} != ${flat.length}`);
   return { err, scale };
+}
+
+/** The logits of `model` for one row of ids on `dev`, read back (inputs and outputs disposed). */
+export async function logits(
+  dev: Backend,
+  model: { forward(ids: Tensor): Tensor },
+  ids: number[],
+): Promise<Float32Array> {
+  const x = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], { device: dev });
+  const y = model.forward(x);
+  const out = (await y.toArray()) as Float32Array;
+  x.dispose();
+  y.dispose();
+  return out;
 }

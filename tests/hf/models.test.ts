@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type Backend, cpu, GPT, Llama, QuantLinear, Tensor } from "../../lib/mod.ts";
+import { cpu, GPT, Llama, QuantLinear, Tensor } from "../../lib/mod.ts";
 import { loadHfWeights, loadModel } from "../../lib/io/mod.ts";
 import { bothBackends } from "../harness.ts";
 import {
@@ -9,21 +9,13 @@ import {
   llamaConfig,
   llamaRef,
   llamaWeights,
+  logits,
   maxErr,
   writeCheckpoint,
   writeGpt2TokenizerFiles,
 } from "./fixtures.ts";
 
 const IDS = [3, 17, 200, 42, 1, 99, 271, 5, 64, 64, 128];
-
-async function logits(dev: Backend, model: { forward(ids: Tensor): Tensor }, ids: number[]) {
-  const x = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], { device: dev });
-  const y = model.forward(x);
-  const out = (await y.toArray()) as Float32Array;
-  x.dispose();
-  y.dispose();
-  return out;
-}
 
 // Tolerance: f32 products over K ≤ 48 terms through 2 blocks, 2 RMSNorms/LayerNorms and
 // softmaxes, with O(1)–O(10) activations; the measured worst error is printed by each test and

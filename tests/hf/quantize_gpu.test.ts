@@ -10,19 +10,17 @@
 
 import assert from "node:assert/strict";
 import type { WebGpuBackend } from "../../lib/backend/webgpu/webgpu_backend.ts";
-import { type Backend, cpu, QuantLinear, Tensor } from "../../lib/mod.ts";
+import { cpu, QuantLinear } from "../../lib/mod.ts";
 import { loadHfWeights } from "../../lib/io/mod.ts";
 import { gpu } from "../harness.ts";
-import { gpt2Config, gpt2Weights, llamaConfig, llamaWeights, writeCheckpoint } from "./fixtures.ts";
-
-async function logits(dev: Backend, model: { forward(ids: Tensor): Tensor }, ids: number[]) {
-  const x = Tensor.fromArray(Int32Array.from(ids), [1, ids.length], { device: dev });
-  const y = model.forward(x);
-  const out = (await y.toArray()) as Float32Array;
-  x.dispose();
-  y.dispose();
-  return out;
-}
+import {
+  gpt2Config,
+  gpt2Weights,
+  llamaConfig,
+  llamaWeights,
+  logits,
+  writeCheckpoint,
+} from "./fixtures.ts";
 
 const u32 = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
