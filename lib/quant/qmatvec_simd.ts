@@ -23,13 +23,37 @@
  * @module
  */
 
-import { section, sleb, str, uleb, vec, WASM_HEADER } from "./wasm_asm.ts";
-
-const LOOP = 0x03, IF = 0x04, ELSE = 0x05, END = 0x0b, BR_IF = 0x0d, VOID = 0x40;
-const GET = 0x20, SET = 0x21, TEE = 0x22, I32_CONST = 0x41, F64_CONST = 0x44;
-const I32_LOAD8_U = 0x2d, F32_LOAD = 0x2a, F64_STORE = 0x39;
-const I32_LT_U = 0x49, I32_ADD = 0x6a, I32_MUL = 0x6c, I32_DIV_U = 0x6e, I32_SHL = 0x74;
-const F32_ADD = 0x92, F32_MUL = 0x94, F64_ADD = 0xa0, F64_MUL = 0xa2, F64_PROMOTE = 0xbb;
+import {
+  BR_IF,
+  ELSE,
+  END,
+  F32_ADD,
+  F32_LOAD,
+  F32_MUL,
+  F64_ADD,
+  F64_CONST,
+  F64_MUL,
+  F64_PROMOTE,
+  F64_STORE,
+  get,
+  i32,
+  I32_ADD,
+  I32_DIV_U,
+  I32_LOAD8_U,
+  I32_LT_U,
+  I32_MUL,
+  I32_SHL,
+  IF,
+  LOOP,
+  section,
+  set,
+  str,
+  TEE,
+  uleb,
+  vec,
+  VOID,
+  WASM_HEADER,
+} from "./wasm_asm.ts";
 const SIMD = 0xfd;
 const V128_LOAD = [SIMD, ...uleb(0x00)],
   V128_CONST = [SIMD, ...uleb(0x0c)],
@@ -49,9 +73,6 @@ const N = 13, T = 14, BEND = 15, REND = 16, B = 17, XP = 18, P4 = 19, XO = 20, S
 const T0 = 22, MASK = 26, ACC = 27, V = 31, IDX = 32, Q0 = 33, Q1 = 34, A = 35, C = 36, BB = 37;
 const D = 38, SUM = 39;
 
-const get = (l: number) => [GET, l];
-const set = (l: number) => [SET, l];
-const i32 = (v: number) => [I32_CONST, ...sleb(v)];
 const range = (a: number, n: number) => Array.from({ length: n }, (_, i) => a + i);
 const IL8_LO = range(0, 8).flatMap((i) => [i, 16 + i]);
 const IL8_HI = range(8, 8).flatMap((i) => [i, 16 + i]);

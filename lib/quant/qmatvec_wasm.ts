@@ -14,26 +14,53 @@
  * @module
  */
 
-import { section, sleb, str, uleb, vec, WASM_HEADER } from "./wasm_asm.ts";
-
-// Opcodes.
-const BLOCK = 0x02, LOOP = 0x03, IF = 0x04, ELSE = 0x05, END = 0x0b, BR = 0x0c, BR_IF = 0x0d;
-const VOID = 0x40, SELECT = 0x1b;
-const GET = 0x20, SET = 0x21, TEE = 0x22;
-const I32_CONST = 0x41, F64_CONST = 0x44;
-const I32_LOAD = 0x28, F32_LOAD = 0x2a, F64_LOAD = 0x2b, I32_LOAD8_U = 0x2d, F64_STORE = 0x39;
-const I32_EQZ = 0x45, I32_LT_U = 0x49, I32_GT_U = 0x4b, I32_GE_U = 0x4f;
-const I32_ADD = 0x6a, I32_MUL = 0x6c, I32_DIV_U = 0x6e, I32_AND = 0x71, I32_OR = 0x72;
-const I32_SHL = 0x74, I32_SHR_U = 0x76;
-const F64_ADD = 0xa0, F64_MUL = 0xa2, F64_PROMOTE = 0xbb, F32_DEMOTE = 0xb6, F32_STORE = 0x38;
+import {
+  BLOCK,
+  BR,
+  BR_IF,
+  ELSE,
+  END,
+  F32_DEMOTE,
+  F32_LOAD,
+  F32_STORE,
+  F64_ADD,
+  F64_CONST,
+  F64_LOAD,
+  F64_MUL,
+  F64_PROMOTE,
+  F64_STORE,
+  get,
+  i32,
+  I32_ADD,
+  I32_AND,
+  I32_DIV_U,
+  I32_EQZ,
+  I32_GE_U,
+  I32_GT_U,
+  I32_LOAD,
+  I32_LOAD8_U,
+  I32_LT_U,
+  I32_MUL,
+  I32_OR,
+  I32_SHL,
+  I32_SHR_U,
+  IF,
+  LOOP,
+  section,
+  SELECT,
+  set,
+  str,
+  TEE,
+  uleb,
+  vec,
+  VOID,
+  WASM_HEADER,
+} from "./wasm_asm.ts";
 
 // Locals: params 0..7, then i32 8..14, f64 15..16.
 const LUT = 0, CODES = 1, AMAX = 2, OUT = 3, N0 = 4, N1 = 5, P = 6, HB = 7;
 const N = 8, T = 9, E = 10, B = 11, STOP = 12, O = 13, V = 14, S = 15, PART = 16;
 
-const get = (l: number) => [GET, l];
-const set = (l: number) => [SET, l];
-const i32 = (v: number) => [I32_CONST, ...sleb(v)];
 const f64zero = [F64_CONST, 0, 0, 0, 0, 0, 0, 0, 0];
 /** f32.load (align 4) at the address on the stack + offset, promoted to f64. */
 const lutLoad = (offset: number) => [F32_LOAD, 2, ...uleb(offset), F64_PROMOTE];
