@@ -40,6 +40,7 @@ export {
   type PackedWeight,
   type QuantFormatSpec,
   type QuantizeOptions,
+  type WgslOptions,
 } from "./formats/format.ts";
 export { BASE_QUANTS, type BaseQuant, FORMATS, formatSpec } from "./formats/registry.ts";
 export { F16Weight, F32Weight, quantizeBF16, quantizeF16 } from "./formats/float.ts";
