@@ -31,17 +31,15 @@ import { codeThresholds } from "./code_thresholds.ts";
 import { type Format4, nearestCode, sharedTable } from "./codes.ts";
 import { DeviceWeight } from "./device_weight.ts";
 import { doubleQuantize } from "./double_quant.ts";
-import { checkBlockSize, DEFAULT_BLOCK_SIZE } from "./formats/blockwise4.ts";
+import {
+  checkBlockSize,
+  DEFAULT_BLOCK_SIZE,
+  packDoubleQuant,
+  QUANTIZE_FN,
+} from "./formats/blockwise4.ts";
 import type { PackedLayout, QuantizeOptions } from "./formats/format.ts";
 import { packedBytes } from "./packed.ts";
-import { packInt8 } from "./pack.ts";
 import { holdResident } from "./qmatmul_webgpu.ts";
-
-const FN: Record<Format4, string> = {
-  nf4: "quantizeNF4",
-  fp4: "quantizeFP4",
-  int4: "quantizeInt4",
-};
 
 /** What the quantizer kernel bakes in for a format and block size. */
 export function quantize4Spec(format: Format4, blockSize: number): Quantize4Spec {
@@ -71,7 +69,7 @@ export async function quantize4OnWebgpu(
   opts: QuantizeOptions = {},
 ): Promise<DeviceWeight> {
   if (!(dev instanceof WebGpuBackend)) throw new Error(`quantize4OnWebgpu: ${dev.kind} backend`);
-  const fn = FN[format];
+  const fn = QUANTIZE_FN[format];
   const bs = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
   checkBlockSize(fn, bs);
   const numel = checkShape(fn, shape, weights.length);
@@ -105,13 +103,9 @@ export async function quantize4OnWebgpu(
   const absmax = new Float32Array(await engine.read(S, numBlocks * 4)); // [numBlocks]
   engine.release(S);
   const dq = doubleQuantize(absmax, opts.dqBlockSize);
-  const dqScales = new Float32Array(1 + dq.scales.length); // [offset, nested absmax…]
-  dqScales[0] = dq.offset[0];
-  dqScales.set(dq.scales, 1);
-  const dqCodes = packInt8(dq.codes);
-  const side = { absmax: null, dqCodes, dqScales, dqMap: dq.map };
+  const side = packDoubleQuant(dq);
   const layout: PackedLayout = { format, N, K, blockSize: bs, dqBlockSize: dq.blockSize };
-  const held = holdResident(dev, [Q], [dqCodes, dqScales], dq.map);
+  const held = holdResident(dev, [Q], [side.dqCodes!, side.dqScales!], dq.map);
   const bytes = words * 4 + packedBytes({ data: new Uint32Array(0), ...side });
   return new DeviceWeight(dev, layout, bytes, held);
 }

@@ -64,6 +64,13 @@ import {
 /** Default weights per block (QLoRA's 64). */
 export const DEFAULT_BLOCK_SIZE = 64;
 
+/** The quantizer's name per 4-bit format, as its errors name it. */
+export const QUANTIZE_FN: Readonly<Record<Format4, string>> = Object.freeze({
+  nf4: "quantizeNF4",
+  fp4: "quantizeFP4",
+  int4: "quantizeInt4",
+});
+
 /** Options of the 4-bit quantizers (the options of `quantize`). */
 export type Blockwise4Options = QuantizeOptions;
 
@@ -179,7 +186,7 @@ export function quantizeBlockwise4(
   format: Format4,
   opts: Blockwise4Options = {},
 ): Blockwise4Weight {
-  const fn = { nf4: "quantizeNF4", fp4: "quantizeFP4", int4: "quantizeInt4" }[format];
+  const fn = QUANTIZE_FN[format];
   const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
   checkBlockSize(fn, blockSize);
   const numel = checkShape(fn, shape, weights.length);
@@ -294,11 +301,20 @@ ${values.map((v, i) => `    CODE[${i}] = ${v};`).join("\n")}
 /** The packed arrays of a container: its words, and its absmax stored or double-quantized. */
 function packArrays(q: Blockwise4Weight): PackedArrays {
   if (!q.dq) return { ...NO_SIDE_ARRAYS, data: q.packed, absmax: q.absmax };
-  const dqScales = new Float32Array(1 + q.dq.scales.length); // [offset, nested absmax…]
-  dqScales[0] = q.dq.offset[0];
-  dqScales.set(q.dq.scales, 1);
-  const dqCodes = packInt8(q.dq.codes);
-  return { data: q.packed, absmax: null, dqCodes, dqScales, dqMap: q.dq.map };
+  return { data: q.packed, ...packDoubleQuant(q.dq) };
+}
+
+/**
+ * The side arrays of a double-quantized absmax as devices hold them: the 8-bit codes packed four
+ * to a word, the scales [offset, nested absmax…] and the map (no plain absmax).
+ */
+export function packDoubleQuant(
+  dq: DoubleQuantAbsmax,
+): Pick<PackedArrays, "absmax" | "dqCodes" | "dqScales" | "dqMap"> {
+  const dqScales = new Float32Array(1 + dq.scales.length); // [offset, nested absmax…]
+  dqScales[0] = dq.offset[0];
+  dqScales.set(dq.scales, 1);
+  return { absmax: null, dqCodes: packInt8(dq.codes), dqScales, dqMap: dq.map };
 }
 
 // ---------------------------------------------------------------------------------------------
