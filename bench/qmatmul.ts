@@ -145,6 +145,9 @@ const quantized = (N: number, K: number, f: string) => {
   return qs.get(key)!;
 };
 
+/** Whether a `--formats` entry (a format, 4-bit ones maybe with +dq) is a 4-bit format. */
+const is4bit = (f: string) => quant.isFormat4(f.replace(/\+dq$/, ""));
+
 // The formats of one backend, each with the code-table setting it runs under (null: the
 // backend's own); `--code-table both` runs the 4-bit ones twice on WebGPU.
 function formatRuns(dev: Backend): [string, "private" | "workgroup" | null][] {
@@ -153,7 +156,7 @@ function formatRuns(dev: Backend): [string, "private" | "workgroup" | null][] {
     ? ["private", "workgroup"]
     : [ct === "auto" ? null : ct as "private" | "workgroup"];
   return formats.flatMap((f) =>
-    dev === gpu && /^(nf4|fp4|int4)/.test(f)
+    dev === gpu && is4bit(f)
       ? tables.map((t) => [f, t] as [string, "private" | "workgroup" | null])
       : [[f, null] as [string, null]]
   );
@@ -199,7 +202,7 @@ for (const dev of backends) {
         gbps,
         ...(f32ms !== undefined ? { x_f32: f32ms / t.ms } : {}),
         ...(copy && dev === gpu && M === 1 ? { copy_fraction: gbps / copy.best_gbps } : {}),
-        ...(dev === gpu && /^(nf4|fp4|int4)/.test(f) ? { code_table: gpu.codeTable() } : {}),
+        ...(dev === gpu && is4bit(f) ? { code_table: gpu.codeTable() } : {}),
       });
     }
     x.dispose();

@@ -11,6 +11,12 @@
 /** Which 4-bit code table. */
 export type Format4 = "nf4" | "fp4" | "int4";
 
+const FORMAT4: ReadonlySet<string> = new Set<Format4>(["nf4", "fp4", "int4"]);
+/** Whether a format name is one of the 4-bit blockwise formats ({@link Format4}). */
+export function isFormat4(format: string): format is Format4 {
+  return FORMAT4.has(format);
+}
+
 /**
  * NF4 values, index 0..15, as bitsandbytes `get_4bit_type("nf4")` (QLoRA's NormalFloat4:
  * quantiles of N(0, 1) normalized to [-1, 1], with an exact 0 at index 7).

@@ -51,6 +51,7 @@ export {
   type Format4,
   FP4_VALUES,
   INT4_VALUES,
+  isFormat4,
   nearestCode,
   NF4_VALUES,
 } from "./codes.ts";

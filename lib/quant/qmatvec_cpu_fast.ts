@@ -35,18 +35,15 @@
  * @module
  */
 
-import { type Format4, sharedTable } from "./codes.ts";
+import { type Format4, isFormat4, sharedTable } from "./codes.ts";
 import type { PackedArrays, PackedLayout } from "./formats/format.ts";
 import { matvecWasm } from "./qmatvec_wasm.ts";
 import { simdMatvec } from "./qmatvec_simd_run.ts";
 import { absmaxArray } from "./absmax.ts";
 
-/** The formats {@link qmatvecCpuFast} handles. */
-const FAST_FORMATS: ReadonlySet<string> = new Set(["nf4", "fp4", "int4"]);
-
 /** Whether {@link qmatvecCpuFast} handles this layout (4-bit blockwise formats). */
 export function hasFastMatvec(layout: PackedLayout): boolean {
-  return FAST_FORMATS.has(layout.format) && layout.blockSize > 0;
+  return isFormat4(layout.format) && layout.blockSize > 0;
 }
 
 /** Pair tables of one row of x: Float32Array [K/2 · 256], entry p·256 + byte. */

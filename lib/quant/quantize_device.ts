@@ -9,7 +9,7 @@
  */
 
 import type { Backend } from "../backend/backend.ts";
-import type { Format4 } from "./codes.ts";
+import { type Format4, isFormat4 } from "./codes.ts";
 import { type DeviceWeight, toDevice } from "./device_weight.ts";
 import type { QuantizeOptions } from "./formats/format.ts";
 import { quantize } from "./quantize.ts";
@@ -29,8 +29,6 @@ export type DeviceQuantizer4 = (
 export const DEVICE_QUANTIZERS: Readonly<Partial<Record<Backend["kind"], DeviceQuantizer4>>> =
   Object.freeze({ webgpu: quantize4OnWebgpu });
 
-const FORMAT4: ReadonlySet<string> = new Set(["nf4", "fp4", "int4"]);
-
 /**
  * W [N, K] (out × in, Float32Array [N·K] row-major) stored in `format` on `dev`: quantized on
  * the device where its backend can (4-bit formats on WebGPU; codes equal to the CPU's except at
@@ -44,8 +42,8 @@ export async function quantizeToDevice(
   opts: QuantizeOptions = {},
 ): Promise<DeviceWeight> {
   const onDevice = Object.hasOwn(DEVICE_QUANTIZERS, dev.kind) ? DEVICE_QUANTIZERS[dev.kind] : null;
-  if (onDevice && FORMAT4.has(format)) {
-    return await onDevice(dev, weights, shape, format as Format4, opts);
+  if (onDevice && isFormat4(format)) {
+    return await onDevice(dev, weights, shape, format, opts);
   }
   return toDevice(dev, quantize(weights, shape, format, opts));
 }

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type Backend, quant, Rng, Tensor } from "../../lib/mod.ts";
 import { MATMUL_VARIANTS, type WebGpuBackend } from "../../lib/backend/webgpu/mod.ts";
 import { assertClose, bothBackends, gpu, randData } from "../harness.ts";
-import { is4bit, qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
+import { qmatmulRef, randomWeight, VARIANTS } from "./qmatmul_util.ts";
 
 const { qmatmul, toDevice } = quant;
 
@@ -196,7 +196,7 @@ Deno.test(
     try {
       // The three tables, and double quantization once (its amax path has no table).
       const names = ["nf4", "nf4+dq", "fp4", "int4"];
-      for (const v of VARIANTS.filter((v) => is4bit(v.format) && names.includes(v.name))) {
+      for (const v of VARIANTS.filter((v) => quant.isFormat4(v.format) && names.includes(v.name))) {
         // M = 1, 3, 5 (matvec, also split 4 + 1) and 70 (tiled); K = 72 (aligned words), 77.
         const cases: [number, number, number, boolean][] = [
           [1, 37, 72, false],

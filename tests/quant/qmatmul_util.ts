@@ -29,11 +29,6 @@ export const VARIANTS: Variant[] = [
   ]),
 ];
 
-/** Whether a format has 4-bit blocks. */
-export function is4bit(f: quant.QuantFormat): boolean {
-  return f === "nf4" || f === "fp4" || f === "int4";
-}
-
 /**
  * A random weight [N, K] quantized in `v`'s format. 4-bit block sizes vary (including 40, not a
  * power of two, and sizes that leave a ragged last block); double-quantization blocks are small
