@@ -17,6 +17,9 @@ import { arenaAddr, arenaBuffer, scratch } from "./wasm_arena.ts";
 
 const up64 = (b: number) => Math.ceil(b / 64) * 64;
 
+/** An array the kernel reads and how many of its bytes. */
+type Part = [Uint32Array | Float32Array, number];
+
 /**
  * y [M, N] = x [M, K] · Wᵀ (+ bias) by the SIMD kernel (or its twin where it cannot run, or
  * when `wasm` is false). `code`: the format's 16 values.
@@ -34,37 +37,31 @@ export function simdMatvec(
   const { N, K, blockSize, dqBlockSize } = layout;
   const P = K >>> 1, hb = blockSize >>> 1, rowBytes = N * P, numBlocks = rowBytes / hb;
   const k = wasm ? simdKernel() : null;
-  // The weight's own addresses when it lies in the arena (placed by the CPU backend's upload).
+  // The kernel's five array arguments (codes, absmax, dq codes, dq scales, dq map): each an array
+  // and the bytes the kernel reads, or null (address 0) where the layout has none.
   const dq = !!a.dqCodes;
-  let addrs = dq
-    ? [arenaAddr(a.data), 0, arenaAddr(a.dqCodes!), arenaAddr(a.dqScales!), arenaAddr(a.dqMap!)]
-    : [arenaAddr(a.data), arenaAddr(a.absmax!), 0, 0, 0];
+  const whole = (t: Uint32Array | Float32Array): Part => [t, t.byteLength];
+  const parts: (Part | null)[] = dq
+    ? [[a.data, rowBytes], null, whole(a.dqCodes!), whole(a.dqScales!), whole(a.dqMap!)]
+    : [[a.data, rowBytes], [a.absmax!, 4 * numBlocks], null, null, null];
+  // The weight's own addresses when it lies in the arena (placed by the CPU backend's upload).
+  let addrs = parts.map((p) => (p ? arenaAddr(p[0]) : 0));
   const resident = addrs.every((v) => v >= 0);
   // Scratch: planes [64 B] | x de-interleaved [K f32] | out [N f64] | a copy of the arrays.
   const xOff = 64, outOff = xOff + up64(4 * K), copyOff = outOff + up64(8 * N);
-  const side = dq
-    ? [up64(a.dqCodes!.byteLength), up64(a.dqScales!.byteLength), up64(a.dqMap!.byteLength)]
-    : [up64(4 * numBlocks)];
-  const copyBytes = resident ? 0 : up64(rowBytes) + side.reduce((s, v) => s + v, 0);
+  const copyBytes = resident ? 0 : parts.reduce((s, p) => s + (p ? up64(p[1]) : 0), 0);
   const base = k ? scratch(copyOff + copyBytes) : -1;
   if (!k || base < 0) return twin(layout, a, code, x, M, bias, y);
   const buf = arenaBuffer();
   if (!resident) {
     let o = base + copyOff;
-    const put = (src: Uint32Array | Float32Array, bytes: number) => {
-      new Uint8Array(buf, o, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
+    addrs = parts.map((p) => {
+      if (!p) return 0;
+      const [src, bytes] = p, at = o;
+      new Uint8Array(buf, at, bytes).set(new Uint8Array(src.buffer, src.byteOffset, bytes));
       o += up64(bytes);
-      return o - up64(bytes);
-    };
-    addrs = dq
-      ? [
-        put(a.data, rowBytes),
-        0,
-        put(a.dqCodes!, a.dqCodes!.byteLength),
-        put(a.dqScales!, a.dqScales!.byteLength),
-        put(a.dqMap!, a.dqMap!.byteLength),
-      ]
-      : [put(a.data, rowBytes), put(a.absmax!, 4 * numBlocks), 0, 0, 0];
+      return at;
+    });
   }
   codePlanes(code, new Uint8Array(buf, base, 64));
   const xd = new Float32Array(buf, base + xOff, K), out = new Float64Array(buf, base + outOff, N);
