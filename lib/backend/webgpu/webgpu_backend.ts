@@ -287,10 +287,11 @@ export class WebGpuBackend implements Backend {
         );
       }
     } else o = this.out(n);
-    if (this.matvecFits(p, alpha)) {
+    const mv = this.matvecShape(p, alpha);
+    if (mv) {
       // Few rows (generation): x · Wᵀ reads W [N, K] row by row; x · W reads B [K, N] as the
       // kernel's transposed W. No 64- or 128-row tile is spent on one row.
-      const [Nw, Kw] = p.transB ? [p.N, p.K] : [p.K, p.N];
+      const [Nw, Kw] = mv;
       this.engine.run(
         qMatvecKernel(F32_WEIGHT, !p.transB, p.M, Kw % 8 === 0),
         [inputs[0], bias ? inputs[2] : inputs[0], o.buffer, inputs[1]],
@@ -310,17 +311,18 @@ export class WebGpuBackend implements Backend {
   }
 
   /**
-   * Whether an f32 product runs as a matrix-vector product (`qMatvecKernel` over the plain f32
-   * weight): one matrix of at most {@link MV_ROWS} untransposed rows, no scale or accumulation,
-   * and a dispatch within the limit. {@link matvecProducts} turns it off.
+   * The kernel's W shape [N, K] when an f32 product runs as a matrix-vector product
+   * (`qMatvecKernel` over the plain f32 weight), else null: one matrix of at most
+   * {@link MV_ROWS} untransposed rows, no scale or accumulation, and a dispatch within the limit.
+   * {@link matvecProducts} turns it off.
    */
-  private matvecFits(p: MatmulParams, alpha: number): boolean {
+  private matvecShape(p: MatmulParams, alpha: number): [number, number] | null {
     if (!this.matvecProducts || p.batch !== 1 || p.M > MV_ROWS || p.M < 1 || p.transA) {
-      return false;
+      return null;
     }
-    if (alpha !== 1 || p.accumulate) return false;
-    const [Nw, Kw] = p.transB ? [p.N, p.K] : [p.K, p.N];
-    return qMatvecGroups(Nw, Kw, !p.transB)[0] <= 65535;
+    if (alpha !== 1 || p.accumulate) return null;
+    const w: [number, number] = p.transB ? [p.N, p.K] : [p.K, p.N];
+    return qMatvecGroups(w[0], w[1], !p.transB)[0] <= 65535 ? w : null;
   }
   /**
    * Whether f32 products of at most {@link MV_ROWS} rows run as matrix-vector products (default
