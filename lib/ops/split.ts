@@ -132,17 +132,13 @@ export function matmulChunked(a: Tensor, w: Tensor, transB: boolean): Tensor {
     needs[0] ? matmulChunked(g, w, !transB) : null,
     ...chunks.map((c, i) => {
       if (!needs[i + 1]) return null;
+      // transB: dW_i [rc, K] = g[:, r_i …]ᵀ [rc, rows] · a [rows, K];
+      // else:   dW_i [rc, N] = a[:, r_i …]ᵀ [rc, rows] · g [rows, N].
+      const [src, width, other, cols] = transB ? [g, N, a, K] : [a, K, g, N];
       const rc = c.shape[0];
-      let s: Storage;
-      if (transB) { // dW_i [rc, K] = g[:, r_i …]ᵀ [rc, rows] · a [rows, K]
-        const gc = one ? g.storage : columns(dev, g.storage, rows, N, starts[i], rc);
-        s = dev.matmul(gc, a.storage, null, mmParams(rc, K, rows, true, false));
-        if (gc !== g.storage) dev.free(gc);
-      } else { // dW_i [rc, N] = a[:, r_i …]ᵀ [rc, rows] · g [rows, N]
-        const ac = one ? a.storage : columns(dev, a.storage, rows, K, starts[i], rc);
-        s = dev.matmul(ac, g.storage, null, mmParams(rc, N, rows, true, false));
-        if (ac !== a.storage) dev.free(ac);
-      }
+      const sc = one ? src.storage : columns(dev, src.storage, rows, width, starts[i], rc);
+      const s = dev.matmul(sc, other.storage, null, mmParams(rc, cols, rows, true, false));
+      if (sc !== src.storage) dev.free(sc);
       return new Tensor(dev, s, c.shape, "f32");
     }),
   ]);
